@@ -1,0 +1,115 @@
+"""The ``graphsafe`` command: check, run, demo, explain.
+
+Exit status: 0 match / clean, 1 mismatch / findings, 2 inconclusive, usage error or no GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from . import __version__
+
+
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="check a target: eager vs CUDA-graph replay",
+                       description="Run MODULE:NAME eagerly and replayed from a CUDA graph on several inputs, "
+                                   "compare, and explain any difference.")
+    p.add_argument("spec", metavar="MODULE:NAME",
+                   help="a graphsafe.Target, a @target_factory, or a callable (then give --inputs)")
+    p.add_argument("--inputs", metavar="MODULE:FUNC", help="FUNC(seed) returns the call arguments")
+    p.add_argument("--n-inputs", type=int, default=3, help="verification inputs (default 3)")
+    p.add_argument("--capture-seed", type=int, default=0, help="seed of the capture input (default 0)")
+    p.add_argument("--rtol", type=float)
+    p.add_argument("--atol", type=float)
+    p.add_argument("--no-trace", action="store_true", help="do not trace the capture (no escaped-work search)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-isolate", action="store_true", help="check in this process (default: a child process)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated check is stopped")
+    p.add_argument("--verbose", action="store_true", help="also show what the target printed")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a script and report every capture that had escaped work",
+                       description="Run SCRIPT unmodified; report each CUDA-graph capture in it that had "
+                                   "escaped work or failed.")
+    p.add_argument("--json", action="store_true", help="print the result as JSON after the script's output")
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphsafe", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"graphsafe {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_check(sub)
+    _add_run(sub)
+    sub.add_parser("demo", help="the bundled seed case, diagnosed end to end")
+    e = sub.add_parser("explain", help="the long explanation of a finding code")
+    e.add_argument("code")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        return {"check": _check, "run": _run, "demo": _demo, "explain": _explain}[args.command](args, console)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        err.print(f"[bold red]error:[/] {exc.args[0] if exc.args else exc}")
+        return 2
+
+
+def _check(args, console: Console) -> int:
+    from .doctor.render import render_report
+    from .doctor.target import resolve, validate_spec
+
+    opts = {"n_inputs": args.n_inputs, "capture_seed": args.capture_seed, "rtol": args.rtol, "atol": args.atol,
+            "trace": not args.no_trace}
+    if args.no_isolate:
+        from .doctor.check import check
+
+        report = check(resolve(args.spec, args.inputs), **opts)
+        printed = ""
+    else:
+        from .doctor.isolate import check_in_subprocess
+
+        validate_spec(args.spec, args.inputs)  # a clear error for a bad spec, before starting a child
+        report, printed = check_in_subprocess(args.spec, inputs=args.inputs, timeout=args.timeout, options=opts)
+    if args.verbose and printed.strip():
+        console.print("[dim]--- what the target printed ---[/]")
+        console.out(printed.rstrip())
+    if args.json:
+        console.out(report.to_json())
+    else:
+        render_report(report, console)
+    return report.exit_status
+
+
+def _run(args, console: Console) -> int:
+    from .doctor.runscript import render_run, run_script
+
+    result = run_script(args.script, args.args)
+    if args.json:
+        console.out(result.to_json())
+    else:
+        render_run(result, console)
+    return result.exit_status
+
+
+def _demo(args, console: Console) -> int:
+    from .demo import demo
+
+    return demo(console)
+
+
+def _explain(args, console: Console) -> int:
+    from .explain import explain
+
+    return explain(args.code, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

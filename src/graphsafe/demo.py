@@ -1,0 +1,97 @@
+"""``graphsafe demo``: the bundled seed case, diagnosed end to end.
+
+With a CUDA GPU: check the seed's model as reported (expect escaped work and a stale replay), then
+its fixed twin (expect `match`, no findings). Without one: say what needs a GPU, point at the
+seed's launch line from the source, and show the diagnosis recorded on a GPU.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from .diagnostics import Location
+
+RECORDED = Path(__file__).parent / "cases" / "seed" / "recorded_report.json"
+
+
+def seed_launch(fixed: bool = False) -> tuple[Location, list[str]] | None:
+    """The seed kernel's launch site, found in the CUDA source with tree-sitter."""
+    from .cases.seed import FIXED_KERNEL_SOURCE, KERNEL_SOURCE
+    from .lint.cuda import launches
+
+    path = FIXED_KERNEL_SOURCE if fixed else KERNEL_SOURCE
+    found = [ln for ln in launches(path.read_bytes()) if ln.kernel == "scale_andquant_kernel"]
+    if not found:
+        return None
+    ln = found[0]
+    stream = "names no stream, so it runs on the legacy default stream" if ln.stream is None \
+        else f"runs on `{ln.stream}`"
+    return Location(str(path), ln.line, ln.column, ln.function, f"this launch {stream}", ln.span), ln.config
+
+
+def demo(console: Console) -> int:
+    import torch
+
+    console.print("[bold]graphsafe demo[/]: the seed case, a user's fused INT4 quantization kernel "
+                  "(`scale_andquant_kernel`) whose results differ under CUDA-graph replay\n")
+    if not torch.cuda.is_available():
+        return _demo_cpu(console, torch)
+    return _demo_gpu(console)
+
+
+def _demo_cpu(console: Console, torch) -> int:
+    from .doctor.render import _excerpt, render_report
+    from .doctor.report import Report
+
+    console.print(f"[bold yellow]No CUDA GPU here[/] (torch {torch.__version__}, CUDA build "
+                  f"{torch.version.cuda or 'none'}). These steps need one and were skipped: building the "
+                  "seed's CUDA extension, capturing and replaying it, tracing the capture, and comparing "
+                  "replay with eager. Run `graphsafe demo` on a machine with a CUDA GPU to do them.\n")
+    console.print("[bold]What graphsafe can show without a GPU: the seed's launch, read from its source[/]")
+    bad = seed_launch()
+    good = seed_launch(fixed=True)
+    if bad:
+        _excerpt(console, bad[0])
+        console.print("   [blue]=[/] [bold]why:[/] PyTorch captures on a non-blocking stream; a launch on the legacy "
+                      "default stream is neither captured nor rejected: it runs once during capture, and every "
+                      "replay returns the capture-time result")
+        console.print("   [blue]=[/] [bold green]help:[/] launch on the current stream and check the launch:")
+    if good:
+        _excerpt(console, good[0])
+    console.print()
+    if RECORDED.is_file():
+        # the recorded paths are relative to the package ({graphsafe}), so they resolve on this machine
+        rec = json.loads(RECORDED.read_text().replace("{graphsafe}", str(Path(__file__).parent)))
+        report = Report.from_dict(rec["report"])
+        console.print(f"[bold]The diagnosis `graphsafe check graphsafe.cases.seed:buggy` gave on a GPU[/] "
+                      f"[dim](recorded {escape(rec['recorded'])})[/]\n")
+        render_report(report, console)
+    return 0
+
+
+def _demo_gpu(console: Console) -> int:
+    from .cases import seed
+    from .doctor.check import check
+    from .doctor.render import render_report
+
+    console.print("[dim]building the seed's CUDA extensions on first use (about a minute; cached after)…[/]")
+    seed.ext.load("buggy"), seed.ext.load("fixed")
+    console.print("[bold]1. The seed as reported[/]: graphsafe check graphsafe.cases.seed:buggy\n")
+    bad = check(seed.buggy())
+    render_report(bad, console)
+    console.print("\n[bold]2. The fixed twin[/]: graphsafe check graphsafe.cases.seed:fixed\n")
+    good = check(seed.fixed())
+    render_report(good, console)
+    diagnosed = any(f.code == "GSD002" and f.data.get("short_name") == "scale_andquant_kernel"
+                    for f in bad.findings) and bad.verdict == "mismatch"
+    clean = good.verdict == "match" and not good.findings
+    console.print()
+    if diagnosed and clean:
+        console.print("[bold green]demo ok[/]: the seed's escaped launch was found and the fixed twin is clean")
+        return 0
+    console.print("[bold red]demo failed[/]: " + ("the seed was not diagnosed as expected; " if not diagnosed else "")
+                  + ("the fixed twin was not clean" if not clean else ""))
+    return 1

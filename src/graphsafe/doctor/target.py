@@ -1,0 +1,112 @@
+"""What the doctor checks: a callable and a ``make_inputs(seed)`` that returns its arguments."""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..diagnostics import Location
+
+
+class TargetError(ValueError):
+    """A target spec that cannot be resolved into something checkable."""
+
+
+@dataclass
+class Target:
+    fn: Callable[..., Any]
+    make_inputs: Callable[[int], Any]
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise TargetError(f"the target is not callable: {self.fn!r}")
+        if not callable(self.make_inputs):
+            raise TargetError(f"make_inputs is not callable: {self.make_inputs!r}")
+        if not self.name:
+            self.name = getattr(self.fn, "__qualname__", None) or type(self.fn).__name__
+
+
+def target_factory(fn: Callable[[], Target]) -> Callable[[], Target]:
+    """Marks a zero-argument function that builds a Target, so ``graphsafe check MOD:NAME`` calls it."""
+    fn.__graphsafe_target_factory__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def split_call_args(inputs: Any) -> tuple[tuple, dict]:
+    """``make_inputs`` may return a tuple/list (positional), a dict (keywords), or one argument."""
+    if isinstance(inputs, dict):
+        return (), inputs
+    if isinstance(inputs, (tuple, list)) and not hasattr(inputs, "_fields"):
+        return tuple(inputs), {}
+    return (inputs,), {}
+
+
+def call(fn: Callable[..., Any], inputs: Any) -> Any:
+    args, kwargs = split_call_args(inputs)
+    return fn(*args, **kwargs)
+
+
+def resolve_object(spec: str) -> Any:
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not mod_name or not attr:
+        raise TargetError(f"expected MODULE:NAME (e.g. graphsafe.cases.seed:buggy), got {spec!r}")
+    try:
+        obj: Any = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        raise TargetError(f"cannot import module {mod_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(f"module {mod_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def validate_spec(spec: str, inputs_spec: str | None = None) -> None:
+    """Raise TargetError for a spec that cannot work, without building anything (no GPU needed)."""
+    obj = resolve_object(spec)
+    if inputs_spec is not None:
+        resolve_object(inputs_spec)
+    if isinstance(obj, Target) or getattr(obj, "__graphsafe_target_factory__", False):
+        return
+    if not callable(obj):
+        raise TargetError(f"{spec} is not callable (it is a {type(obj).__name__})")
+    if inputs_spec is None:
+        raise TargetError(f"{spec} is a plain callable: say how to build its inputs with "
+                          f"--inputs MODULE:FUNC (FUNC(seed) returns the arguments)")
+
+
+def resolve(spec: str, inputs_spec: str | None = None) -> Target:
+    """Resolve ``MODULE:NAME`` (a Target, a target factory, or a callable with ``inputs_spec``)."""
+    obj = resolve_object(spec)
+    if isinstance(obj, Target):
+        target = obj
+    elif getattr(obj, "__graphsafe_target_factory__", False):
+        target = obj()
+        if not isinstance(target, Target):
+            raise TargetError(f"{spec} is a target factory but returned {type(target).__name__}, not a Target")
+    elif callable(obj):
+        if inputs_spec is None:
+            raise TargetError(f"{spec} is a plain callable: say how to build its inputs with "
+                              f"--inputs MODULE:FUNC (FUNC(seed) returns the arguments)")
+        target = Target(obj, resolve_object(inputs_spec), name=spec)
+    else:
+        raise TargetError(f"{spec} is not callable (it is a {type(obj).__name__})")
+    if inputs_spec is not None and target.make_inputs is not resolve_object(inputs_spec):
+        target = Target(target.fn, resolve_object(inputs_spec), name=target.name)
+    target.name = target.name or spec
+    return target
+
+
+def definition_site(fn: Any) -> Location | None:
+    """Where the target's code lives: ``forward`` for modules, the function itself otherwise."""
+    code_owner = getattr(fn, "forward", fn)
+    try:
+        code_owner = inspect.unwrap(code_owner)
+        file = inspect.getsourcefile(code_owner)
+        _, line = inspect.getsourcelines(code_owner)
+    except (TypeError, OSError):
+        return None
+    return Location(file=file, line=line, function=getattr(code_owner, "__qualname__", None))

@@ -1,0 +1,51 @@
+"""``graphsafe explain CODE``: the long form of a finding code, with its bad and good example."""
+from __future__ import annotations
+
+import inspect
+
+from rich.console import Console
+from rich.markup import escape
+
+
+def example_source(spec: str, label: str) -> str:
+    """The source to show for an example: the case module's own pick, else the target function."""
+    import importlib
+
+    from .doctor.target import resolve_object
+
+    mod = importlib.import_module(spec.partition(":")[0])
+    if hasattr(mod, "example_source"):
+        return mod.example_source(label)
+    obj = resolve_object(spec)
+    fn = getattr(obj, "fn", obj)
+    try:
+        return inspect.getsource(getattr(fn, "forward", fn))
+    except (OSError, TypeError):
+        return ""
+
+
+def reflow(text: str) -> str:
+    """Join each paragraph's lines (so the terminal wraps them); keep indented code lines as they are."""
+    out: list[str] = []
+    for para in text.split("\n\n"):
+        lines = para.splitlines()
+        if any(ln.startswith("    ") for ln in lines):
+            out.append(para)
+        else:
+            out.append(" ".join(ln.strip() for ln in lines))
+    return "\n\n".join(out)
+
+
+def explain(code: str, console: Console) -> int:
+    from .doctor.codes import get
+    c = get(code)
+    console.print(f"[bold]{c.code}[/] ({c.name}, {c.severity}): {escape(c.summary)}\n")
+    console.print(escape(reflow(c.explanation)) + "\n")
+    for label, spec in (("bad", c.bad), ("good", c.good)):
+        if not spec:
+            continue
+        console.print(f"[bold]{label} example[/]: graphsafe check {spec}")
+        src = example_source(spec, label)
+        if src:
+            console.print("[dim]" + escape(src.rstrip()) + "[/]\n")
+    return 0
