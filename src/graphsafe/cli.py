@@ -64,19 +64,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(args, console: Console) -> int:
     from .doctor.render import render_report
-    from .doctor.target import resolve, validate_spec
 
     opts = {"n_inputs": args.n_inputs, "capture_seed": args.capture_seed, "rtol": args.rtol, "atol": args.atol,
             "trace": not args.no_trace}
     if args.no_isolate:
         from .doctor.check import check
+        from .doctor.target import resolve
 
         report = check(resolve(args.spec, args.inputs), **opts)
         printed = ""
     else:
         from .doctor.isolate import check_in_subprocess
 
-        validate_spec(args.spec, args.inputs)  # a clear error for a bad spec, before starting a child
+        # the child validates the spec (importing the target here too would cost a second torch import)
         report, printed = check_in_subprocess(args.spec, inputs=args.inputs, timeout=args.timeout, options=opts)
     if args.verbose and printed.strip():
         console.print("[dim]--- what the target printed ---[/]")

@@ -14,6 +14,7 @@ from pathlib import Path
 from .classify import classify
 from .evidence import Evidence, Failure
 from .report import Report
+from .target import TargetError
 
 _TAIL_LINES = 15
 
@@ -35,7 +36,10 @@ def check_in_subprocess(spec: str, *, inputs: str | None = None, timeout: float 
             printed = _text(exc.stdout) + _text(exc.stderr)
             return _crashed(spec, f"the check did not finish within {timeout:g} s and was stopped", printed), printed
         if out.is_file():
-            return Report.from_json(out.read_text()), printed
+            payload = json.loads(out.read_text())
+            if "usage_error" in payload:
+                raise TargetError(payload["usage_error"])
+            return Report.from_dict(payload), printed
         return _crashed(spec, _describe_status(status), printed), printed
 
 

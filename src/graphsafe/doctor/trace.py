@@ -286,19 +286,22 @@ class _Tree:
         return entry, (frames_out[0] if frames_out else None), frames_out[:8]
 
     def last_entered(self, w0: int, w1: int) -> tuple[str | None, Location | None]:
-        best = None
-        stack = list(self.roots)
+        """The last operator started inside the window (with the operators around it), and its caller.
+        Profiler bookkeeping (``profiler::``/``graphsafe::`` ranges) is not an operation."""
+        best, best_path = None, []
+        stack = [(n, []) for n in self.roots]
         while stack:
-            n = stack.pop()
+            n, parents = stack.pop()
             if n.end_time_ns < w0 or n.start_time_ns > w1:
                 continue
             kind = getattr(n.typed[0], "name", str(n.typed[0]))
-            if kind in ("TorchOp", "PyCCall") and not n.name.startswith("graphsafe::") \
+            if kind == "TorchOp" and not n.name.startswith(("profiler::", "graphsafe::")) \
                     and (best is None or n.start_time_ns > best.start_time_ns):
-                best = n
-            stack.extend(n.children)
+                best, best_path = n, parents
+            stack.extend((c, [*parents, n]) for c in n.children)
         if best is None:
             return None, None
         _, callsite, _ = self.context(best.start_time_ns, best.start_tid)
-        kind = getattr(best.typed[0], "name", "")
-        return (best.name if kind == "TorchOp" else frames.c_function_name(best.name)), callsite
+        outer = [p.name for p in reversed(best_path) if getattr(p.typed[0], "name", "") == "TorchOp"
+                 and not p.name.startswith(("profiler::", "graphsafe::"))]
+        return best.name + (f" (inside {', '.join(outer)})" if outer else ""), callsite

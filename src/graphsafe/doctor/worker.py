@@ -17,6 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     from .check import check
     from .target import resolve
 
+    from .target import TargetError, validate_spec
+
+    try:
+        validate_spec(a.spec, a.inputs)
+    except TargetError as exc:  # a usage error: the parent prints it and exits 2
+        Path(a.out).write_text(json.dumps({"usage_error": str(exc)}))
+        return 0
     try:
         target = resolve(a.spec, a.inputs)
     except Exception as exc:  # building the target failed: report it like any other failure
