@@ -66,8 +66,11 @@ def test_demo_without_gpu_explains_and_points_at_the_launch():
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "No CUDA GPU here" in out
-    assert "seed_quant.cu:109:5" in out and "scale_andquant_kernel<<<grid, block>>>" in out
-    assert "seed_quant_fixed.cu:103:5" in out and "getCurrentCUDAStream" in out
+    assert "error[GSC001]" in out and "seed_quant.cu:109:5" in out  # lint: the stream-less launch
+    assert "scale_andquant_kernel<<<grid, block>>>" in out and "getCurrentCUDAStream" in out
+    assert "warning[GSC006]" in out and "warning[GSP007]" in out
+    assert "seed_quant_fixed.cu: 0 findings (its launch at line 103 runs on `at::cuda::getCurrentCUDAStream()`)" \
+        in " ".join(out.split())
     assert "error[GSD002]" in out  # the diagnosis recorded on a GPU
 
 

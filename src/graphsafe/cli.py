@@ -39,12 +39,27 @@ def _add_run(sub) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
 
+def _add_lint(sub) -> None:
+    p = sub.add_parser("lint", help="find capture-unsafe code in CUDA C++/C++/Python sources (no GPU needed)",
+                       description="Static rules for code that runs under CUDA graphs. Exit status 1 when "
+                                   "errors or warnings remain, 0 otherwise, 2 for bad arguments.")
+    p.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="findings as JSON")
+    fmt.add_argument("--sarif", action="store_true", help="findings as SARIF 2.1.0")
+    p.add_argument("--select", help="comma-separated codes or prefixes to check (default: all)")
+    p.add_argument("--ignore", help="comma-separated codes or prefixes to skip")
+    p.add_argument("--config", help="a pyproject.toml to read [tool.graphsafe] from (default: the nearest)")
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphsafe", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"graphsafe {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_check(sub)
     _add_run(sub)
+    _add_lint(sub)
     sub.add_parser("demo", help="the bundled seed case, diagnosed end to end")
     e = sub.add_parser("explain", help="the long explanation of a finding code")
     e.add_argument("code")
@@ -56,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:
-        return {"check": _check, "run": _run, "demo": _demo, "explain": _explain}[args.command](args, console)
+        return {"check": _check, "run": _run, "demo": _demo, "explain": _explain, "lint": _lint}[args.command](
+            args, console)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         err.print(f"[bold red]error:[/] {exc.args[0] if exc.args else exc}")
         return 2
@@ -97,6 +113,27 @@ def _run(args, console: Console) -> int:
     else:
         render_run(result, console)
     return result.exit_status
+
+
+def _lint(args, console: Console) -> int:
+    from pathlib import Path
+
+    from .lint.engine import lint_paths, load_config
+    from .lint.output import render_text, to_json, to_sarif
+
+    config = load_config(explicit=Path(args.config) if args.config else None)
+    if args.select:
+        config.select = [c.strip().upper() for c in args.select.split(",") if c.strip()]
+    if args.ignore:
+        config.ignore += [c.strip().upper() for c in args.ignore.split(",") if c.strip()]
+    result = lint_paths(args.paths, config)
+    if args.json:
+        console.out(to_json(result))
+    elif args.sarif:
+        console.out(to_sarif(result))
+    else:
+        render_text(result, console)
+    return 0 if args.exit_zero else result.exit_status
 
 
 def _demo(args, console: Console) -> int:

@@ -43,30 +43,30 @@ def demo(console: Console) -> int:
 
 
 def _demo_cpu(console: Console, torch) -> int:
-    from .doctor.render import _excerpt, render_report
+    from .cases import seed
+    from .diagnostics import display_path
+    from .doctor.render import render_report
     from .doctor.report import Report
+    from .lint.engine import lint_paths
+    from .lint.output import render_text
 
     console.print(f"[bold yellow]No CUDA GPU here[/] (torch {torch.__version__}, CUDA build "
                   f"{torch.version.cuda or 'none'}). These steps need one and were skipped: building the "
                   "seed's CUDA extension, capturing and replaying it, tracing the capture, and comparing "
                   "replay with eager. Run `graphsafe demo` on a machine with a CUDA GPU to do them.\n")
-    console.print("[bold]What graphsafe can show without a GPU: the seed's launch, read from its source[/]")
-    bad = seed_launch()
+    console.print("[bold]1. What graphsafe finds without a GPU[/]: `graphsafe lint` on the seed's kernel "
+                  "file and script\n")
+    render_text(lint_paths([str(seed.KERNEL_SOURCE), str(seed.SCRIPT)]), console)
+    fixed = lint_paths([str(seed.FIXED_KERNEL_SOURCE)])
     good = seed_launch(fixed=True)
-    if bad:
-        _excerpt(console, bad[0])
-        console.print("   [blue]=[/] [bold]why:[/] PyTorch captures on a non-blocking stream; a launch on the legacy "
-                      "default stream is neither captured nor rejected: it runs once during capture, and every "
-                      "replay returns the capture-time result")
-        console.print("   [blue]=[/] [bold green]help:[/] launch on the current stream and check the launch:")
-    if good:
-        _excerpt(console, good[0])
-    console.print()
+    where = f" (its launch at line {good[0].line} runs on `{good[1][3]}`)" if good and len(good[1]) > 3 else ""
+    console.print(f"\nThe fixed twin, {display_path(str(seed.FIXED_KERNEL_SOURCE))}: "
+                  f"{len(fixed.findings)} findings{where}.\n")
     if RECORDED.is_file():
         # the recorded paths are relative to the package ({graphsafe}), so they resolve on this machine
         rec = json.loads(RECORDED.read_text().replace("{graphsafe}", str(Path(__file__).parent)))
         report = Report.from_dict(rec["report"])
-        console.print(f"[bold]The diagnosis `graphsafe check graphsafe.cases.seed:buggy` gave on a GPU[/] "
+        console.print(f"[bold]2. What `graphsafe check graphsafe.cases.seed:buggy` found on a GPU[/] "
                       f"[dim](recorded {escape(rec['recorded'])})[/]\n")
         render_report(report, console)
     return 0

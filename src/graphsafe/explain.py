@@ -37,7 +37,12 @@ def reflow(text: str) -> str:
 
 
 def explain(code: str, console: Console) -> int:
+    from .lint.codes import RULES
+
+    if code.upper() in RULES:
+        return explain_rule(RULES[code.upper()], console)
     from .doctor.codes import get
+
     c = get(code)
     console.print(f"[bold]{c.code}[/] ({c.name}, {c.severity}): {escape(c.summary)}\n")
     console.print(escape(reflow(c.explanation)) + "\n")
@@ -48,4 +53,22 @@ def explain(code: str, console: Console) -> int:
         src = example_source(spec, label)
         if src:
             console.print("[dim]" + escape(src.rstrip()) + "[/]\n")
+    return 0
+
+
+def explain_rule(rule, console: Console) -> int:
+    """A lint rule's long form; its bad example is linted live, so what it shows is what the rule says."""
+    from .doctor.render import render_finding
+    from .lint.engine import lint_source
+
+    console.print(f"[bold]{rule.code}[/] ({rule.name}, {rule.severity}): {escape(rule.summary)}\n")
+    console.print(escape(reflow(rule.explanation)) + "\n")
+    if rule.bad:
+        console.print(f"[bold]bad example[/] (example{rule.suffix}):")
+        console.print("[dim]" + escape(rule.bad.rstrip()) + "[/]\n")
+        for f in lint_source(rule.bad.encode(), f"example{rule.suffix}")[0]:
+            if f.code == rule.code:
+                render_finding(console, f)
+        console.print(f"[bold]good example[/] (example{rule.suffix}):")
+        console.print("[dim]" + escape(rule.good.rstrip()) + "[/]\n")
     return 0

@@ -1,4 +1,9 @@
-"""CUDA C++ parsing with tree-sitter-cuda, and the kernel launches (``k<<<...>>>(...)``) in a source."""
+"""CUDA C++ parsing with tree-sitter-cuda: kernel launches, calls, and where a stream value comes from.
+
+Stream values are followed within the enclosing function: a parameter is the caller's business
+(accepted), a local is traced to its initializer or last assignment before the use, casts and
+``.stream()`` are looked through, and only values known to name a default stream are reported.
+"""
 from __future__ import annotations
 
 import functools
@@ -6,21 +11,52 @@ from dataclasses import dataclass
 
 
 @functools.cache
-def parser():
+def language():
     import tree_sitter
     import tree_sitter_cuda
 
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_cuda.language()))
+    return tree_sitter.Language(tree_sitter_cuda.language())
 
 
+@functools.cache
+def parser():
+    import tree_sitter
+
+    return tree_sitter.Parser(language())
+
+
+@functools.cache
+def _query(source: str):
+    import tree_sitter
+
+    return tree_sitter.Query(language(), source)
+
+
+def matches(query_source: str, node) -> list[dict[str, object]]:
+    """One dict per match: capture name -> node (the first node of that capture)."""
+    import tree_sitter
+
+    out = []
+    for _, caps in tree_sitter.QueryCursor(_query(query_source)).matches(node):
+        out.append({k: v[0] for k, v in caps.items() if v})
+    return out
+
+
+def text(node, src: bytes) -> str:
+    return src[node.start_byte:node.end_byte].decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------- launches
 @dataclass
 class Launch:
     kernel: str
-    line: int            # 1-based
-    column: int          # 1-based, at the kernel name
-    config: list[str]    # the <<<...>>> arguments, as written
+    line: int             # 1-based
+    column: int           # 1-based, at the kernel name
+    config: list[str]     # the <<<...>>> arguments, as written
     function: str | None  # the enclosing function
     span: int = 0         # length of `kernel<<<...>>>` on its first line
+    node: object = None   # the call_expression
+    config_nodes: tuple = ()
 
     @property
     def stream(self) -> str | None:
@@ -28,37 +64,160 @@ class Launch:
         return self.config[3] if len(self.config) >= 4 else None
 
 
-def _text(node, src: bytes) -> str:
-    return src[node.start_byte:node.end_byte].decode(errors="replace")
+LAUNCH_QUERY = "(call_expression function: (_) @fn (kernel_call_syntax) @cfg) @launch"
 
 
-def _enclosing_function(node, src: bytes) -> str | None:
+def function_name(node, src: bytes) -> str | None:
+    decl = node.child_by_field_name("declarator")
+    while decl is not None and decl.type not in ("identifier", "qualified_identifier", "field_identifier",
+                                                 "destructor_name", "operator_name"):
+        decl = decl.child_by_field_name("declarator")
+    return text(decl, src) if decl is not None else None
+
+
+def enclosing_function(node):
     while node is not None:
         if node.type == "function_definition":
-            decl = node.child_by_field_name("declarator")
-            while decl is not None and decl.type not in ("identifier", "qualified_identifier", "field_identifier"):
-                decl = decl.child_by_field_name("declarator")
-            return _text(decl, src) if decl is not None else None
+            return node
         node = node.parent
     return None
+
+
+def launches_in(root, src: bytes) -> list[Launch]:
+    out = []
+    for m in matches(LAUNCH_QUERY, root):
+        call, fn, cfg = m["launch"], m["fn"], m["cfg"]
+        cfg_nodes = tuple(c for c in cfg.named_children if c.type != "comment")
+        same_line = cfg.end_point[0] == fn.start_point[0]
+        span = (cfg.end_point[1] if same_line else fn.end_point[1]) - fn.start_point[1]
+        func = enclosing_function(call)
+        out.append(Launch(kernel=text(fn, src), line=fn.start_point[0] + 1, column=fn.start_point[1] + 1,
+                          config=[text(c, src) for c in cfg_nodes],
+                          function=function_name(func, src) if func is not None else None,
+                          span=span, node=call, config_nodes=cfg_nodes))
+    return sorted(out, key=lambda ln: (ln.line, ln.column))
 
 
 def launches(source: bytes | str) -> list[Launch]:
     """Every triple-chevron launch in ``source``, in order."""
     src = source.encode() if isinstance(source, str) else source
-    tree = parser().parse(src)
-    out: list[Launch] = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        if node.type == "call_expression":
-            cfg = next((c for c in node.children if c.type == "kernel_call_syntax"), None)
+    return launches_in(parser().parse(src).root_node, src)
+
+
+# ------------------------------------------------------------------------------------ following values
+@dataclass(frozen=True)
+class StreamValue:
+    verdict: str          # "default" | "ok" | "unknown"
+    kind: str = ""        # for "default": "legacy" | "per-thread" | "default"; for "ok": why
+    written: str = ""     # the expression that decided it
+
+    @property
+    def is_default(self) -> bool:
+        return self.verdict == "default"
+
+
+_LEGACY_NAMES = {"0", "nullptr", "NULL", "cudaStreamLegacy", "CU_STREAM_LEGACY"}
+_PER_THREAD_NAMES = {"cudaStreamPerThread", "CU_STREAM_PER_THREAD"}
+_CASTS = ("static_cast", "reinterpret_cast", "const_cast", "c10::bit_cast")
+
+
+class FunctionScope:
+    """Parameters, declarations and assignments of one function (or macro body), for value following."""
+
+    def __init__(self, func_node, src: bytes, params: set[str] | None = None) -> None:
+        self.src = src
+        self.params: set[str] = set(params or ())
+        self.defs: dict[str, list[tuple[int, object]]] = {}  # name -> [(byte offset, value node)]
+        if func_node is None:
+            return
+        decl = func_node.child_by_field_name("declarator")
+        plist = None
+        while decl is not None and plist is None:
+            plist = decl.child_by_field_name("parameters")
+            decl = decl.child_by_field_name("declarator")
+        if plist is not None:
+            for p in plist.named_children:
+                name = self._declared_name(p.child_by_field_name("declarator"))
+                if name:
+                    self.params.add(name)
+        body = func_node.child_by_field_name("body")
+        if body is not None:
+            self._collect(body)
+
+    def _declared_name(self, d) -> str | None:
+        while d is not None and d.type not in ("identifier", "field_identifier"):
+            d = d.child_by_field_name("declarator") or (d.named_children[0] if d.named_children else None)
+        return text(d, self.src) if d is not None else None
+
+    def _collect(self, body) -> None:
+        for m in matches("""
+            (init_declarator declarator: (_) @name value: (_) @value) @def
+            (assignment_expression left: (_) @lhs right: (_) @rhs) @assign
+        """, body):
+            if "def" in m:
+                name = m["name"]
+                n = text(name, self.src) if name.type == "identifier" else self._declared_name(name)
+                if n:
+                    self.defs.setdefault(n, []).append((m["def"].start_byte, m["value"]))
+            else:
+                self.defs.setdefault(text(m["lhs"], self.src), []).append((m["assign"].start_byte, m["rhs"]))
+        for v in self.defs.values():
+            v.sort(key=lambda t: t[0])
+
+    def last_def(self, name: str, before: int):
+        found = [v for pos, v in self.defs.get(name, []) if pos < before]
+        return found[-1] if found else None
+
+    def stream_value(self, node, depth: int = 0) -> StreamValue:
+        """Where the stream expression ``node`` comes from."""
+        src = self.src
+        written = text(node, src)
+        if depth > 6:
+            return StreamValue("unknown", written=written)
+        t = node.type
+        if t in ("parenthesized_expression", "cast_expression"):
+            inner = node.child_by_field_name("value") or node.named_children[-1]
+            return self.stream_value(inner, depth + 1)
+        if t in ("number_literal", "null", "nullptr") or (t == "identifier" and written in _LEGACY_NAMES):
+            if t == "number_literal" and written.rstrip("uUlL").lower() not in ("0", "0x0"):
+                return StreamValue("unknown", written=written)
+            return StreamValue("default", "legacy", written)
+        if written in _PER_THREAD_NAMES or written.endswith(("::cudaStreamPerThread",)):
+            return StreamValue("default", "per-thread", written)
+        if written.endswith("::cudaStreamLegacy"):
+            return StreamValue("default", "legacy", written)
+        if t == "conditional_expression":
+            for branch in (node.child_by_field_name("consequence"), node.child_by_field_name("alternative")):
+                if branch is not None:
+                    v = self.stream_value(branch, depth + 1)
+                    if v.is_default:
+                        return v
+            return StreamValue("unknown", written=written)
+        if t == "call_expression":
             fn = node.child_by_field_name("function")
-            if cfg is not None and fn is not None:
-                args = [_text(c, src) for c in cfg.named_children if c.type != "comment"]
-                same_line = cfg.end_point[0] == fn.start_point[0]
-                span = (cfg.end_point[1] if same_line else fn.end_point[1]) - fn.start_point[1]
-                out.append(Launch(kernel=_text(fn, src), line=fn.start_point[0] + 1, column=fn.start_point[1] + 1,
-                                  config=args, function=_enclosing_function(node, src), span=span))
-        stack.extend(reversed(node.children))
-    return sorted(out, key=lambda l: (l.line, l.column))
+            args = node.child_by_field_name("arguments")
+            callee = text(fn, src) if fn is not None else ""
+            base = callee.split("<")[0]
+            if base.endswith(_CASTS) and args is not None and args.named_children:
+                return self.stream_value(args.named_children[0], depth + 1)
+            if base.endswith("getDefaultCUDAStream"):
+                return StreamValue("default", "default", written)
+            if base.endswith(("getCurrentCUDAStream", "getCurrentStream", "current_stream")):
+                return StreamValue("ok", "the current stream", written)
+            if fn is not None and fn.type == "field_expression":
+                field = fn.child_by_field_name("field")
+                if field is not None and text(field, src) == "stream":
+                    return self.stream_value(fn.child_by_field_name("argument"), depth + 1)
+            return StreamValue("unknown", written=written)
+        if t in ("identifier", "field_expression", "qualified_identifier"):
+            if written in self.params:
+                return StreamValue("ok", "a parameter", written)
+            value = self.last_def(written, node.start_byte)
+            if value is not None:
+                if value.type == "initializer_list" and value.named_children:
+                    value = value.named_children[0]
+                elif value.type in ("argument_list",) and value.named_children:
+                    value = value.named_children[0]
+                return self.stream_value(value, depth + 1)
+            return StreamValue("unknown", written=written)
+        return StreamValue("unknown", written=written)

@@ -1,0 +1,295 @@
+"""Rules for CUDA C++ / C++ sources (GSC codes), on the tree-sitter-cuda syntax tree."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .cuda import FunctionScope, StreamValue, enclosing_function, launches_in, matches, parser, text
+
+
+@dataclass
+class Hit:
+    """A rule's raw result: the engine turns it into a Finding (severity, help, suppression)."""
+
+    code: str
+    line: int      # 1-based
+    column: int    # 1-based
+    span: int
+    message: str
+    label: str = ""
+    help: str = ""
+
+
+CALL_QUERY = "(call_expression function: (_) @fn arguments: (argument_list) @args) @call"
+
+# stream argument position (0-based) of calls that enqueue work; None: the stream lives in a config struct
+STREAM_ARG = {
+    "cudaLaunchKernel": 5, "cudaLaunchCooperativeKernel": 5, "cuLaunchKernel": 8, "cuLaunchCooperativeKernel": 8,
+    "cudaMemcpyAsync": 4, "cudaMemsetAsync": 3, "cudaMemcpy2DAsync": 7, "cudaMemset2DAsync": 5,
+    "cudaMemcpy3DAsync": 1, "cudaMemset3DAsync": 3, "cudaMemcpyToSymbolAsync": 5,
+    "cudaMemcpyFromSymbolAsync": 5, "cudaMemcpyPeerAsync": 5, "cudaMemcpy2DToArrayAsync": 8,
+    "cuMemcpyAsync": 3, "cuMemcpyHtoDAsync": 3, "cuMemcpyDtoHAsync": 3, "cuMemcpyDtoDAsync": 3,
+    "cuMemsetD8Async": 3, "cuMemsetD16Async": 3, "cuMemsetD32Async": 3, "cuMemcpy2DAsync": 1,
+    "cuMemcpy3DAsync": 1,
+}
+CONFIG_LAUNCH = {"cudaLaunchKernelEx": "stream", "cuLaunchKernelEx": "hStream"}
+STREAM_CREATE = {"cudaStreamCreate", "cudaStreamCreateWithFlags", "cudaStreamCreateWithPriority",
+                 "cuStreamCreate", "cuStreamCreateWithPriority"}
+HANDLE_CREATE = {"cublasCreate": "cublasSetStream", "cublasCreate_v2": "cublasSetStream",
+                 "cudnnCreate": "cudnnSetStream", "cusparseCreate": "cusparseSetStream",
+                 "cusolverDnCreate": "cusolverDnSetStream", "cusolverSpCreate": "cusolverSpSetStream"}
+SET_STREAM = {"cublasSetStream", "cublasSetStream_v2", "cudnnSetStream", "cusparseSetStream",
+              "cusolverDnSetStream", "cusolverSpSetStream"}
+SYNC = {"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaThreadSynchronize",
+        "cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize", "device_synchronize"}
+SYNC_COPY = {"cudaMemcpy", "cudaMemset", "cudaMemcpy2D", "cudaMemcpy3D", "cudaMemset2D", "cudaMemset3D",
+             "cudaMemcpyToSymbol", "cudaMemcpyFromSymbol", "cudaMemcpyPeer", "cuMemcpy", "cuMemcpyHtoD",
+             "cuMemcpyDtoH", "cuMemcpyDtoD", "cuMemsetD8", "cuMemsetD16", "cuMemsetD32"}
+SYNC_METHOD = {"item", "cpu"}  # tensor.item<T>(), tensor.cpu(): device-to-host copies that wait
+ALLOC = {"cudaMalloc", "cudaFree", "cudaMallocHost", "cudaFreeHost", "cudaHostAlloc", "cudaMallocManaged",
+         "cudaMallocPitch", "cudaMalloc3D", "cudaMallocArray", "cuMemAlloc", "cuMemAlloc_v2", "cuMemFree",
+         "cuMemFree_v2", "cuMemAllocHost", "cuMemAllocManaged"}
+LAUNCH_CHECKS = ("LAUNCH_CHECK", "GetLastError", "PeekAtLastError", "KERNEL_CHECK", "CHECK_LAST")
+PER_THREAD_MACRO = "CUDA_API_PER_THREAD_DEFAULT_STREAM"
+_STREAM_TYPES = {"cudaStream_t", "CUstream", "CUDAStream", "at::cuda::CUDAStream", "c10::cuda::CUDAStream"}
+
+_FIX = "use the stream PyTorch captures: `at::cuda::getCurrentCUDAStream()`"
+_KIND_WORDS = {"legacy": "the legacy default stream", "per-thread": "the per-thread default stream",
+               "default": "PyTorch's default stream (the legacy NULL stream)"}
+
+
+def _base(callee: str) -> str:
+    """``at::cuda::foo<int>`` -> ``foo``; ``x.item<float>`` -> ``item``."""
+    name = callee.split("<")[0]
+    for sep in ("::", ".", "->"):
+        name = name.rsplit(sep, 1)[-1]
+    return name.strip()
+
+
+class _Ctx:
+    def __init__(self, src: bytes, row0: int = 0, col0: int = 0, prefix: int = 0, params=None):
+        self.src, self.row0, self.col0, self.prefix = src, row0, col0, prefix
+        self.macro_params = params
+        self._scopes: dict[int, FunctionScope] = {}
+
+    def scope(self, node) -> FunctionScope:
+        func = enclosing_function(node)
+        key = func.id if func is not None else -1
+        if key not in self._scopes:
+            self._scopes[key] = FunctionScope(func, self.src, self.macro_params)
+        return self._scopes[key]
+
+    def pos(self, node) -> tuple[int, int]:
+        """1-based (line, column) in the real file (macro bodies are parsed as shifted snippets)."""
+        r, c = node.start_point
+        if r == 0:
+            c = c - self.prefix + self.col0
+        return self.row0 + r + 1, c + 1
+
+    def hit(self, code, node, message, label="", help_="", span=None) -> Hit:
+        line, col = self.pos(node)
+        if span is None:
+            if node.end_point[0] == node.start_point[0]:
+                span = node.end_point[1] - node.start_point[1]
+            else:
+                span = len(self.src.split(b"\n")[node.start_point[0]]) - node.start_point[1]
+        return Hit(code, line, col, max(1, span), message, label, help_)
+
+
+def lint_cpp(src: bytes, return_tree: bool = False):
+    """All hits in a C/C++/CUDA source, and the number of syntax-error regions tree-sitter recovered from
+    (and the syntax tree, with ``return_tree``)."""
+    tree = parser().parse(src)
+    hits = _lint_tree(tree.root_node, _Ctx(src), in_macro=False)
+    for m in matches("(preproc_function_def name: (identifier) @name parameters: (preproc_params) @params "
+                     "value: (preproc_arg) @body) @def", tree.root_node):
+        hits += _lint_macro(m, src)
+    for m in matches("(preproc_def name: (identifier) @name) @def", tree.root_node):
+        if text(m["name"], src) == PER_THREAD_MACRO:
+            hits.append(_Ctx(src).hit(
+                "GSC007", m["def"], f"`{PER_THREAD_MACRO}` makes the default stream per-thread",
+                "per-thread default stream switched on here",
+                "remove the define; launch on `at::cuda::getCurrentCUDAStream()` instead of the default stream"))
+    errors = len(matches("(ERROR) @e", tree.root_node)) if tree.root_node.has_error else 0
+    return (hits, errors, tree) if return_tree else (hits, errors)
+
+
+def _lint_macro(m, src: bytes) -> list[Hit]:
+    """Launches inside a function-like macro: parsed as a snippet; the macro's parameters are accepted
+    stream values (the macro forwards whatever its user passes)."""
+    body = m["body"]
+    params = {text(p, src) for p in m["params"].named_children if p.type == "identifier"}
+    code = text(body, src).replace("\\\n", " \n")
+    prefix = "void __graphsafe_macro__() { "
+    snippet = (prefix + code + "\n;}").encode()
+    sub = parser().parse(snippet)
+    ctx = _Ctx(snippet, body.start_point[0], body.start_point[1], len(prefix), params)
+    return _lint_tree(sub.root_node, ctx, in_macro=True)
+
+
+def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
+    src = ctx.src
+    hits: list[Hit] = []
+    for ln in launches_in(root, src):
+        hits += _check_launch(ln, ctx)
+        if not in_macro and not _launch_checked(ln.node, src):
+            hits.append(ctx.hit("GSC006", ln.node.child_by_field_name("function"),
+                                f"launch of `{ln.kernel}` is never checked for errors", "unchecked launch",
+                                "add `C10_CUDA_KERNEL_LAUNCH_CHECK();` (or check `cudaGetLastError()`) after it",
+                                span=ln.span))
+    set_stream_calls = []
+    handle_calls = []
+    for m in matches(CALL_QUERY, root):
+        fn, args, call = m["fn"], m["args"], m["call"]
+        callee = text(fn, src)
+        name = _base(callee)
+        argv = [a for a in args.named_children if a.type != "comment"]
+        if name in STREAM_ARG:
+            hits += _check_api_stream(ctx, call, fn, name, argv)
+        elif name in CONFIG_LAUNCH:
+            hits += _check_config_launch(ctx, call, fn, name, argv)
+        elif name in STREAM_CREATE:
+            hits.append(ctx.hit("GSC002", fn, f"`{name}` creates a stream inside an op", "stream created here",
+                                "launch on `at::cuda::getCurrentCUDAStream()`; for a side stream, take one from "
+                                "`at::cuda::getStreamFromPool()` and join it to the current stream with events"))
+        elif name in HANDLE_CREATE:
+            handle_calls.append((name, fn))
+        elif name in SET_STREAM:
+            set_stream_calls.append((name, call, argv))
+        elif name in SYNC:
+            hits.append(ctx.hit("GSC004", fn, f"`{name}` blocks the host inside an op", "host synchronization",
+                                "remove it: ops must stay asynchronous (a capturing stream cannot be waited on)"))
+        elif name in SYNC_COPY and fn.type != "field_expression":
+            hits.append(ctx.hit("GSC004", fn, f"`{name}` is synchronous", "synchronous copy/memset",
+                                f"use `{name}Async(..., at::cuda::getCurrentCUDAStream())`"
+                                if name.startswith("cuda") else "use the `...Async` variant on the current stream"))
+        elif name in SYNC_METHOD and fn.type == "field_expression" and (name != "cpu" or not argv):
+            hits.append(ctx.hit("GSC004", fn, f"`.{name}()` copies a tensor to the host and waits", "host sync",
+                                "keep the value on the GPU (pass tensors, not scalars, to kernels)"))
+        elif name in ALLOC:
+            hits.append(ctx.hit("GSC005", fn, f"`{name}` allocates or frees memory outside PyTorch's allocator",
+                                "raw allocation", "allocate with `torch::empty(...)` (the caching allocator, "
+                                "which graphs capture) or `c10::cuda::CUDACachingAllocator::raw_alloc`"))
+    hits += _check_handles(ctx, handle_calls, set_stream_calls)
+    if not in_macro:
+        hits += _check_static_streams(ctx, root)
+    return hits
+
+
+def _words(v: StreamValue) -> str:
+    return _KIND_WORDS.get(v.kind, "a default stream")
+
+
+def _check_launch(ln, ctx: _Ctx) -> list[Hit]:
+    fn = ln.node.child_by_field_name("function")
+    if len(ln.config_nodes) < 4:
+        cfg = ", ".join(ln.config + (["0"] if len(ln.config) < 3 else []))
+        return [ctx.hit("GSC001", fn, f"kernel launch `{ln.kernel}<<<{', '.join(ln.config)}>>>` names no stream",
+                        "runs on the legacy default stream: not captured by CUDA graphs",
+                        f"pass the current stream: `{ln.kernel}<<<{cfg}, at::cuda::getCurrentCUDAStream()>>>`",
+                        span=ln.span)]
+    v = ctx.scope(ln.node).stream_value(ln.config_nodes[3])
+    if v.is_default:
+        return [ctx.hit("GSC001", fn, f"kernel `{ln.kernel}` is launched on {_words(v)}",
+                        f"stream `{ln.config[3]}` is {_words(v)}", _FIX, span=ln.span)]
+    return []
+
+
+def _check_api_stream(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
+    idx = STREAM_ARG[name]
+    if len(argv) <= idx:
+        if len(argv) < idx:  # not even the arguments before the stream: not this API's usual form
+            return []
+        return [ctx.hit("GSC001", fn, f"`{name}` without a stream argument runs on the legacy default stream",
+                        "stream argument omitted (defaults to 0)", f"pass `at::cuda::getCurrentCUDAStream()` "
+                        f"as argument {idx + 1}")]
+    v = ctx.scope(call).stream_value(argv[idx])
+    if v.is_default:
+        return [ctx.hit("GSC001", fn, f"`{name}` enqueues work on {_words(v)}",
+                        f"stream argument `{text(argv[idx], ctx.src)}`", _FIX)]
+    return []
+
+
+def _check_config_launch(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
+    if not argv:
+        return []
+    field = CONFIG_LAUNCH[name]
+    cfg = argv[0]
+    cfg_text = text(cfg, ctx.src).lstrip("&").strip()
+    scope = ctx.scope(call)
+    if cfg_text in scope.params:
+        return []
+    for access in (f"{cfg_text}.{field}", f"{cfg_text}->{field}"):
+        value = scope.last_def(access, call.start_byte)
+        if value is not None:
+            v = scope.stream_value(value)
+            return [] if not v.is_default else [ctx.hit(
+                "GSC001", fn, f"`{name}` launches on {_words(v)}", f"`{access}` is `{text(value, ctx.src)}`", _FIX)]
+    init = scope.last_def(cfg_text, call.start_byte)
+    if init is not None and init.type == "initializer_list":
+        for item in init.named_children:
+            if item.type == "initializer_pair" and text(item.named_children[0], ctx.src).lstrip(".") == field:
+                v = scope.stream_value(item.named_children[-1])
+                return [] if not v.is_default else [ctx.hit(
+                    "GSC001", fn, f"`{name}` launches on {_words(v)}", f"`.{field}` is {_words(v)}", _FIX)]
+        positional = [c for c in init.named_children if c.type != "initializer_pair"]
+        if field == "stream" and len(positional) >= 4:
+            v = scope.stream_value(positional[3])
+            return [] if not v.is_default else [ctx.hit(
+                "GSC001", fn, f"`{name}` launches on {_words(v)}", f"the config's stream is {_words(v)}", _FIX)]
+        return [ctx.hit("GSC001", fn, f"`{name}` launches with `{cfg_text}.{field}` never set (0: the legacy "
+                        "default stream)", "launch config without a stream", f"set `{cfg_text}.{field} = "
+                        "at::cuda::getCurrentCUDAStream();` before the launch")]
+    return []
+
+
+def _check_handles(ctx: _Ctx, handle_calls, set_stream_calls) -> list[Hit]:
+    out = []
+    for name, fn in handle_calls:
+        setter = HANDLE_CREATE[name]
+        bound = [argv for n, call, argv in set_stream_calls if n.startswith(setter) and len(argv) >= 2
+                 and not ctx.scope(call).stream_value(argv[1]).is_default]
+        if not bound:
+            out.append(ctx.hit("GSC003", fn, f"`{name}` creates a handle that is never bound to the current stream",
+                               f"no `{setter}(handle, at::cuda::getCurrentCUDAStream())` in this file",
+                               f"call `{setter}(handle, at::cuda::getCurrentCUDAStream())` before each use, or use "
+                               "PyTorch's handle (`at::cuda::getCurrentCUDABlasHandle()`)"))
+    return out
+
+
+def _check_static_streams(ctx: _Ctx, root) -> list[Hit]:
+    """A stream kept in a static or global variable outlives the capture that should use it."""
+    out = []
+    for m in matches("(declaration type: (_) @type) @decl", root):
+        decl, typ = m["decl"], m["type"]
+        if text(typ, ctx.src) not in _STREAM_TYPES:
+            continue
+        is_static = any(c.type == "storage_class_specifier" and text(c, ctx.src) == "static" for c in decl.children)
+        at_file_scope = enclosing_function(decl) is None and decl.parent is not None and \
+            decl.parent.type in ("translation_unit", "declaration_list")
+        if is_static or at_file_scope:
+            out.append(ctx.hit("GSC002", decl, "a stream is cached in a static or global variable",
+                               "cached stream", "query `at::cuda::getCurrentCUDAStream()` at each launch instead",
+                               span=decl.end_point[1] - decl.start_point[1] if decl.end_point[0] == decl.start_point[0]
+                               else None))
+    return out
+
+
+def _launch_checked(call, src: bytes) -> bool:
+    """Is a launch followed, in its block, by an error check?"""
+    stmt = call.parent
+    while stmt is not None and stmt.type not in ("expression_statement",):
+        if stmt.type in ("compound_statement", "function_definition"):
+            return True  # part of a larger expression (e.g. wrapped in a check macro): not ours to judge
+        stmt = stmt.parent
+    if stmt is None:
+        return True
+    node = stmt
+    while node is not None and node.type != "function_definition":  # later statements, then outer blocks
+        sib = node.next_named_sibling
+        while sib is not None:
+            for m in matches("[(identifier) @id (field_identifier) @id]", sib):
+                if any(k in text(m["id"], src) for k in LAUNCH_CHECKS):
+                    return True
+            sib = sib.next_named_sibling
+        node = node.parent
+    return False

@@ -1,0 +1,219 @@
+"""Runs the rules over files: discovery, reading, configuration, suppression comments.
+
+Nothing a file contains can stop the run: unreadable, binary, huge, non-UTF-8 or malformed files get
+a GSX finding and the linter goes on.
+"""
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import re
+import sys
+import tokenize
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..diagnostics import Finding, Location
+from .codes import RULES
+
+CUDA_SUFFIXES = (".cu", ".cuh", ".cpp", ".cc", ".cxx", ".h", ".hpp")
+PY_SUFFIXES = (".py",)
+SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".hg", ".svn", ".tox", ".venv", "venv", ".mypy_cache"}
+_SUPPRESS = re.compile(r"graphsafe:\s*ignore(?:\[([A-Za-z0-9_,\s]*)\])?")  # applied to comment text only
+
+
+@dataclass
+class LintConfig:
+    select: list[str] = field(default_factory=lambda: [""])  # code prefixes; "" selects everything
+    ignore: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)       # glob patterns on paths
+    max_file_size: int = 10_000_000
+    source: str | None = None                              # the pyproject.toml it came from
+
+    def enabled(self, code: str) -> bool:
+        if code.startswith("GSX"):
+            return not any(code.startswith(p) for p in self.ignore if p)
+        return any(code.startswith(p) for p in self.select) and not any(code.startswith(p) for p in self.ignore if p)
+
+    def excluded(self, path: Path) -> bool:
+        posix = path.as_posix()
+        return any(fnmatch.fnmatch(posix, pat) or fnmatch.fnmatch(path.name, pat) for pat in self.exclude)
+
+
+def _toml(path: Path) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def load_config(start: Path | None = None, explicit: Path | None = None) -> LintConfig:
+    """``[tool.graphsafe]`` from ``explicit`` or the nearest pyproject.toml at or above ``start``."""
+    candidates = [explicit] if explicit else [d / "pyproject.toml" for d in [(start or Path.cwd()).resolve(),
+                                                                              *(start or Path.cwd()).resolve().parents]]
+    for path in candidates:
+        if path is not None and path.is_file():
+            try:
+                table = _toml(path).get("tool", {}).get("graphsafe", {})
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(f"cannot read {path}: {exc}") from None
+            if explicit is None and not table:
+                continue
+            unknown = set(table) - {"select", "ignore", "exclude", "max-file-size"}
+            if unknown:
+                raise ValueError(f"{path}: unknown keys in [tool.graphsafe]: {', '.join(sorted(unknown))}")
+            return LintConfig(select=[c.upper() for c in table.get("select", [""])],
+                              ignore=[c.upper() for c in table.get("ignore", [])],
+                              exclude=list(table.get("exclude", [])),
+                              max_file_size=int(table.get("max-file-size", 10_000_000)), source=str(path))
+    return LintConfig()
+
+
+@dataclass
+class LintResult:
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    lines: int = 0
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if any(f.severity in ("error", "warning") for f in self.findings) else 0
+
+
+def discover(paths: list[str], config: LintConfig) -> tuple[list[Path], list[Finding]]:
+    files: list[Path] = []
+    problems: list[Finding] = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists() and not path.is_symlink():
+            problems.append(_gsx("GSX001", str(path), "no such file or directory"))
+        elif path.is_dir():
+            for root, dirs, names in os.walk(path, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                for name in sorted(names):
+                    fp = Path(root) / name
+                    if fp.suffix in CUDA_SUFFIXES + PY_SUFFIXES and not config.excluded(fp):
+                        files.append(fp)
+        elif path.suffix in CUDA_SUFFIXES + PY_SUFFIXES or path.is_symlink():
+            if not config.excluded(path):
+                files.append(path)
+        else:
+            problems.append(_gsx("GSX003", str(path), "not a C++/CUDA or Python file"))
+    return files, problems
+
+
+def _gsx(code: str, file: str, why: str, line: int | None = None, severity: str | None = None) -> Finding:
+    rule = RULES[code]
+    return Finding(code, severity or rule.severity, f"{rule.summary}: {why}", location=Location(file=file, line=line),
+                   help="" if code != "GSX002" else "findings in the unparsed part may be missing")
+
+
+def lint_paths(paths: list[str], config: LintConfig | None = None) -> LintResult:
+    config = config or LintConfig()
+    files, problems = discover(paths, config)
+    result = LintResult(findings=[f for f in problems if config.enabled(f.code)])
+    for fp in files:
+        found, lines = lint_file(fp, config)
+        result.findings += found
+        result.files += 1
+        result.lines += lines
+    return result
+
+
+def lint_file(path: Path, config: LintConfig | None = None) -> tuple[list[Finding], int]:
+    config = config or LintConfig()
+    try:
+        size = path.stat().st_size
+        if size > config.max_file_size:
+            return _enabled([_gsx("GSX003", str(path), f"{size / 1e6:.1f} MB is above the "
+                                                       f"{config.max_file_size / 1e6:.0f} MB limit")], config), 0
+        data = path.read_bytes()
+    except OSError as exc:
+        return _enabled([_gsx("GSX001", str(path), exc.strerror or str(exc))], config), 0
+    return lint_source(data, str(path), config)
+
+
+def _enabled(findings: list[Finding], config: LintConfig) -> list[Finding]:
+    return [f for f in findings if config.enabled(f.code)]
+
+
+def lint_source(data: bytes, filename: str, config: LintConfig | None = None) -> tuple[list[Finding], int]:
+    """Lint one file's bytes; never raises for anything the bytes contain."""
+    config = config or LintConfig()
+    if b"\x00" in data[:8192]:
+        return _enabled([_gsx("GSX003", filename, "binary content")], config), 0
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    try:
+        if filename.endswith(PY_SUFFIXES):
+            hits, notes, comments = _python(data, filename)
+        else:
+            hits, notes, comments = _cuda(data, filename)
+    except RecursionError:
+        return _enabled([_gsx("GSX002", filename, "nesting too deep to analyse")], config), lines
+    out = [f for f in notes if config.enabled(f.code)]
+    for h in hits:
+        if not config.enabled(h.code) or _suppressed(h.code, h.line, comments):
+            continue
+        rule = RULES[h.code]
+        out.append(Finding(h.code, rule.severity, h.message, location=Location(
+            file=filename, line=h.line, column=h.column, label=h.label or None, span=h.span), help=h.help))
+    return out, lines
+
+
+def _python(data: bytes, filename: str):
+    from .py_rules import lint_python
+
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        source = data.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        return [], [_gsx("GSX002", filename, f"cannot decode: {exc}", severity="warning")], {}
+    try:
+        hits = lint_python(source)
+    except SyntaxError as exc:
+        return [], [_gsx("GSX002", filename, f"syntax error: {exc.msg}", exc.lineno, "warning")], {}
+    except ValueError as exc:  # e.g. source with NUL bytes past the sniffed prefix
+        return [], [_gsx("GSX002", filename, str(exc), severity="warning")], {}
+    return hits, [], _python_comments(source)
+
+
+def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
+    comments: dict[int, tuple[str, bool]] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                standalone = not tok.line[:tok.start[1]].strip()
+                comments[tok.start[0]] = (tok.string, standalone)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return comments
+
+
+def _cuda(data: bytes, filename: str):
+    from .cpp_rules import lint_cpp
+    from .cuda import matches, text
+
+    hits, errors, tree = lint_cpp(data, return_tree=True)
+    notes = [_gsx("GSX002", filename, f"{errors} region{'s' * (errors != 1)} skipped by the parser")] if errors \
+        else []
+    comments: dict[int, tuple[str, bool]] = {}
+    for m in matches("(comment) @c", tree.root_node):
+        node = m["c"]
+        line_start = data.rfind(b"\n", 0, node.start_byte) + 1
+        standalone = not data[line_start:node.start_byte].strip()
+        comments[node.end_point[0] + 1] = (text(node, data), standalone)
+    return hits, notes, comments
+
+
+def _suppressed(code: str, line: int, comments: dict[int, tuple[str, bool]]) -> bool:
+    for ln, must_stand_alone in ((line, False), (line - 1, True)):
+        entry = comments.get(ln)
+        if entry is None or (must_stand_alone and not entry[1]):
+            continue
+        m = _SUPPRESS.search(entry[0])
+        if m and (m.group(1) is None or code in {c.strip().upper() for c in m.group(1).split(",")}):
+            return True
+    return False

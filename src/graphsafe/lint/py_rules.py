@@ -1,0 +1,288 @@
+"""Rules for Python sources (GSP codes, and GSC007 for build flags), on Python's ``ast``.
+
+Capture-unsafe calls matter only in code that runs under capture, so GSP001-GSP005 look at code
+reachable from a ``forward`` method, from the body of ``with torch.cuda.graph(...)``, or from a
+function given to ``torch.cuda.make_graphed_callables``/``torch.compile(mode="reduce-overhead")``:
+following calls to functions of the same file and ``self.method(...)`` calls within a class.
+"""
+from __future__ import annotations
+
+import ast
+
+from .cpp_rules import Hit
+
+HOST_SYNC_METHODS = {"item", "tolist", "cpu", "numpy"}
+TENSOR_VALUE_METHODS = {"any", "all", "item", "sum", "max", "min", "mean", "norm", "amax", "amin", "prod", "std",
+                        "var", "equal", "allclose", "isnan", "isinf", "isfinite", "count_nonzero", "argmax", "argmin"}
+DYNAMIC_SHAPE = {"nonzero", "masked_select", "unique", "unique_consecutive", "argwhere", "repeat_interleave"}
+MASK_MAKERS = {"isnan", "isinf", "isfinite", "bool", "logical_and", "logical_or", "logical_not", "eq", "ne", "gt",
+               "lt", "ge", "le"}
+HOST_TENSOR_MAKERS = {"tensor", "as_tensor", "from_numpy"}
+NOT_TENSOR_TORCH = ("torch.is_", "torch.cuda.is_", "torch.jit.", "torch.compiler.", "torch.are_", "torch.get_",
+                    "torch._dynamo.", "torch.distributed.")
+PER_THREAD_FLAGS = ("--default-stream=per-thread", "-default-stream=per-thread", "--default-stream per-thread",
+                    "-DCUDA_API_PER_THREAD_DEFAULT_STREAM")
+COPY_METHODS = {"clone", "copy", "deepcopy", "tolist", "cpu", "numpy"}
+
+
+def _name(node: ast.AST) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # noqa: BLE001 - a name we cannot print is no name
+        return ""
+
+
+def _hit(code: str, node: ast.AST, message: str, label: str = "", help_: str = "") -> Hit:
+    line = getattr(node, "lineno", 1)
+    col = getattr(node, "col_offset", 0)
+    end_line = getattr(node, "end_lineno", line)
+    end_col = getattr(node, "end_col_offset", col + 1) if end_line == line else col + 1
+    return Hit(code, line, col + 1, max(1, end_col - col), message, label, help_)
+
+
+def _is_graph_ctx(call: ast.AST) -> bool:
+    return isinstance(call, ast.Call) and _name(call.func) in ("torch.cuda.graph", "cuda.graph", "graph")
+
+
+class _Index:
+    """Functions and methods of a module, and the code that runs under capture."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.functions: dict[str, ast.AST] = {}
+        self.methods: dict[tuple[str, str], ast.AST] = {}
+        self.owner: dict[ast.AST, str] = {}
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.functions[node.name] = node
+            elif isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        self.methods[(node.name, item.name)] = item
+                        self.owner[item] = node.name
+        self.roots: list[ast.AST] = []
+        self.graph_withs: list[ast.With] = []
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    node.name == "forward" and node in self.owner or any(_compiled(d) for d in node.decorator_list)):
+                self.roots.append(node)
+            elif isinstance(node, ast.With) and any(_is_graph_ctx(i.context_expr) for i in node.items):
+                self.graph_withs.append(node)
+                self.roots.append(node)
+            elif isinstance(node, ast.Call) and node.args and (
+                    _name(node.func).endswith("make_graphed_callables") or _compiled(node)):
+                target = self._resolve(node.args[0], None)
+                if target is not None:
+                    self.roots.append(target)
+
+    def _resolve(self, func: ast.AST, cls: str | None) -> ast.AST | None:
+        if isinstance(func, ast.Name):
+            return self.functions.get(func.id)
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self" and cls:
+            return self.methods.get((cls, func.attr))
+        return None
+
+    def captured(self) -> list[ast.AST]:
+        """Roots and every function they reach, in the order found."""
+        seen: dict[int, ast.AST] = {}
+        work = list(self.roots)
+        while work:
+            node = work.pop()
+            if id(node) in seen:
+                continue
+            seen[id(node)] = node
+            cls = self.owner.get(node) or self._class_of(node)
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call):
+                    target = self._resolve(call.func, cls)
+                    if target is not None and id(target) not in seen:
+                        work.append(target)
+        return list(seen.values())
+
+    def _class_of(self, node: ast.AST) -> str | None:
+        for fn, cls in self.owner.items():
+            if any(n is node for n in ast.walk(fn)):
+                return cls
+        return None
+
+
+def _compiled(node: ast.AST) -> bool:
+    """``torch.compile(..., mode="reduce-overhead")`` (call or decorator): CUDA graphs under the hood."""
+    return isinstance(node, ast.Call) and _name(node.func).endswith("compile") and any(
+        k.arg == "mode" and isinstance(k.value, ast.Constant) and k.value.value in ("reduce-overhead",
+                                                                                     "max-autotune")
+        for k in node.keywords)
+
+
+def lint_python(source: str) -> list[Hit]:
+    tree = ast.parse(source)
+    index = _Index(tree)
+    hits: list[Hit] = []
+    seen: set[tuple] = set()
+    for scope in index.captured():
+        for h in _captured_rules(scope, index):
+            key = (h.code, h.line, h.column)
+            if key not in seen:
+                seen.add(key)
+                hits.append(h)
+    for w in index.graph_withs:
+        hits += _warmup_rule(w, tree)
+    hits += _static_output_rule(tree)
+    hits += _per_thread_flags(tree)
+    return sorted(hits, key=lambda h: (h.line, h.column, h.code))
+
+
+def _tensorish(node: ast.AST) -> bool:
+    """An expression that evaluates to a tensor (by its form: reductions, torch calls)."""
+    if isinstance(node, ast.Call):
+        fn = _name(node.func)
+        if isinstance(node.func, ast.Attribute) and node.func.attr in TENSOR_VALUE_METHODS:
+            return True
+        return fn.startswith("torch.") and not fn.startswith(NOT_TENSOR_TORCH)
+    if isinstance(node, ast.Compare):
+        return any(_tensorish(x) for x in (node.left, *node.comparators))
+    if isinstance(node, ast.BoolOp):
+        return any(_tensorish(v) for v in node.values)
+    if isinstance(node, ast.UnaryOp):
+        return _tensorish(node.operand)
+    return False
+
+
+def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
+    out: list[Hit] = []
+    masks: set[str] = set()
+    is_method = scope in index.owner
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            v = node.value
+            if isinstance(v, ast.Compare) or (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Invert)) or (
+                    isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr in MASK_MAKERS):
+                masks.add(node.targets[0].id)
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Call):
+            out += _call_rules(node)
+        elif isinstance(node, ast.Subscript):
+            sl = node.slice
+            if isinstance(sl, ast.Compare) or (isinstance(sl, ast.Name) and sl.id in masks):
+                out.append(_hit("GSP002", node, "boolean-mask indexing makes the output shape depend on data",
+                                "shape decided by tensor values", "use `torch.where(mask, x, 0)` or a fixed-size "
+                                "index; keep data-dependent shapes out of the captured region"))
+        elif isinstance(node, (ast.If, ast.While, ast.IfExp, ast.Assert)) and _tensorish(node.test):
+            out.append(_hit("GSP005", node.test, "branch on a tensor value", "the branch taken at capture is "
+                            "replayed forever", "compute both sides and select with `torch.where`, or decide "
+                            "outside the captured region"))
+        elif is_method and isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
+                    out.append(_hit("GSP004", t, f"Python state `self.{t.attr}` is updated in captured code",
+                                    "runs at capture only, never on replay", "keep state in device tensors updated "
+                                    "in place (`self.buf.add_(1)`), or update it outside the graph"))
+        elif isinstance(node, ast.Global):
+            out.append(_hit("GSP004", node, f"global `{', '.join(node.names)}` is updated in captured code",
+                            "runs at capture only", "keep state in device tensors, or update it outside the graph"))
+    return out
+
+
+def _call_rules(node: ast.Call) -> list[Hit]:
+    fn = _name(node.func)
+    attr = node.func.attr if isinstance(node.func, ast.Attribute) else None
+    if attr in HOST_SYNC_METHODS and not node.args and not node.keywords:
+        return [_hit("GSP001", node, f"`.{attr}()` copies to the host and waits", "host sync in captured code",
+                     "keep the value on the GPU; take host values before capture")]
+    if attr == "to" and any(isinstance(a, ast.Constant) and a.value == "cpu" for a in node.args):
+        return [_hit("GSP001", node, "`.to(\"cpu\")` copies to the host and waits", "host sync in captured code",
+                     "keep the value on the GPU; take host values before capture")]
+    if fn == "torch.cuda.synchronize" or (attr == "synchronize" and not node.args):
+        return [_hit("GSP001", node, f"`{fn}()` waits for the GPU", "synchronization in captured code",
+                     "remove it: a capturing stream cannot be waited on")]
+    if fn in ("float", "int", "bool") and len(node.args) == 1 and _tensorish(node.args[0]):
+        return [_hit("GSP001", node, f"`{fn}()` of a tensor copies to the host and waits", "host sync",
+                     "keep the value as a tensor")]
+    if attr in DYNAMIC_SHAPE or fn in {f"torch.{n}" for n in DYNAMIC_SHAPE} or (
+            fn == "torch.where" and len(node.args) == 1 and not node.keywords):
+        return [_hit("GSP002", node, f"`{fn}` returns a shape that depends on the data",
+                     "data-dependent shape", "use fixed-size alternatives (`torch.where(c, a, b)`, padding "
+                     "with a known maximum)")]
+    if fn in {f"torch.{n}" for n in HOST_TENSOR_MAKERS}:
+        dev = next((k.value for k in node.keywords if k.arg == "device"), None)
+        if dev is not None and not (isinstance(dev, ast.Constant) and dev.value == "cpu"):
+            return [_hit("GSP003", node, f"`{fn}(...)` copies host data to the GPU inside captured code",
+                         "the value is frozen at capture", "create the tensor once outside the graph and "
+                         "`copy_` new values into it before each replay")]
+    if attr in ("cuda", "to") and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call) \
+            and _name(node.func.value.func) in {f"torch.{n}" for n in HOST_TENSOR_MAKERS}:
+        return [_hit("GSP003", node, "a host-built tensor is copied to the GPU inside captured code",
+                     "the value is frozen at capture", "create the tensor once outside the graph and `copy_` "
+                     "new values into it before each replay")]
+    return []
+
+
+def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
+    """``torch.cuda.graph`` capture with no warm-up call of the captured callable before it."""
+    calls = [n for stmt in w.body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+    if not calls:
+        return []
+    captured = {_name(c.func) for c in calls}
+    func = _enclosing(tree, w)
+    body = func.body if func is not None else tree.body
+    for node in body:
+        if node is w or getattr(node, "lineno", 0) >= w.lineno:
+            break
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call) and (_name(n.func) in captured or _name(n.func) == "torch.cuda.stream"):
+                return []
+    item = w.items[0].context_expr
+    return [_hit("GSP006", item, "CUDA-graph capture without a warm-up run",
+                 "the first call (lazy init, autotuning, allocations) happens during capture",
+                 f"run `{sorted(captured)[0]}(...)` a few times on a side stream (`with torch.cuda.stream(s):`) "
+                 "before capturing")]
+
+
+def _enclosing(tree: ast.Module, target: ast.AST) -> ast.AST | None:
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node is not target:
+            if any(n is target for n in ast.walk(node)):
+                if best is None or node.lineno > best.lineno:
+                    best = node
+    return best
+
+
+def _static_output_rule(tree: ast.Module) -> list[Hit]:
+    """A function that replays a graph and returns the graph's static output buffer itself."""
+    out = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "replay"
+                   for n in ast.walk(fn)):
+            continue
+        for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None):
+            values = ret.value.elts if isinstance(ret.value, ast.Tuple) else [ret.value]
+            for v in values:
+                base = v.value if isinstance(v, ast.Subscript) else v
+                if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "self":
+                    out.append(_hit("GSP007", v, f"the graph's static output `{_name(v)}` is returned without a copy",
+                                    "the next replay overwrites what the caller holds",
+                                    f"return `{_name(v)}.clone()`, or document that the result is only valid until "
+                                    "the next call"))
+    return out
+
+
+def _per_thread_flags(tree: ast.Module) -> list[Hit]:
+    """nvcc flags that make the default stream per-thread, in build scripts (setup.py, load(...))."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip().startswith(
+                PER_THREAD_FLAGS):
+            out.append(_hit("GSC007", node, "nvcc flag makes the default stream per-thread",
+                            "work on the default stream escapes capture", "remove the flag; launch on "
+                            "`at::cuda::getCurrentCUDAStream()`"))
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            vals = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            for i, v in enumerate(vals[:-1]):
+                if v in ("--default-stream", "-default-stream") and vals[i + 1] == "per-thread":
+                    out.append(_hit("GSC007", node.elts[i], "nvcc flag makes the default stream per-thread",
+                                    "work on the default stream escapes capture", "remove the flag; launch on "
+                                    "`at::cuda::getCurrentCUDAStream()`"))
+    return out
