@@ -161,8 +161,8 @@ or document the aliasing explicitly.""",
          "file). Nothing in it was checked.", "", ""),
     Rule("GSX002", "parse-error", "note", "any", "the file could not be parsed completely",
          "Python files with a syntax error are not checked. For C++/CUDA, tree-sitter recovers from "
-         "errors and the rest of the file is checked; this note counts the regions it skipped "
-         "(macro-heavy code is a common cause). A Python syntax error or an undecodable file is a warning.", "", ""),
+         "errors and the rest of the file is checked; this note says how much it skipped, when that is "
+         "more than a tenth of the file (macro-heavy code is a common cause). A Python syntax error or an undecodable file is a warning.", "", ""),
     Rule("GSX003", "skipped-file", "warning", "any", "the file was skipped (binary or too large)",
          "Binary files and files above the size limit (`max-file-size` in `[tool.graphsafe]`, 10 MB by "
          "default) are not parsed.", "", ""),

@@ -19,6 +19,7 @@ from .codes import RULES
 
 CUDA_SUFFIXES = (".cu", ".cuh", ".cpp", ".cc", ".cxx", ".h", ".hpp")
 PY_SUFFIXES = (".py",)
+PARSE_NOTE_SHARE = 0.10  # C++ files with more unparsed bytes than this get a GSX002 note
 SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".hg", ".svn", ".tox", ".venv", "venv", ".mypy_cache"}
 _SUPPRESS = re.compile(r"graphsafe:\s*ignore(?:\[([A-Za-z0-9_,\s]*)\])?")  # applied to comment text only
 
@@ -196,9 +197,10 @@ def _cuda(data: bytes, filename: str):
     from .cpp_rules import lint_cpp
     from .cuda import matches, text
 
-    hits, errors, tree = lint_cpp(data, return_tree=True)
-    notes = [_gsx("GSX002", filename, f"{errors} region{'s' * (errors != 1)} skipped by the parser")] if errors \
-        else []
+    hits, error_bytes, tree = lint_cpp(data, return_tree=True)
+    share = error_bytes / max(1, len(data))
+    notes = [_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed")] \
+        if share > PARSE_NOTE_SHARE else []
     comments: dict[int, tuple[str, bool]] = {}
     for m in matches("(comment) @c", tree.root_node):
         node = m["c"]

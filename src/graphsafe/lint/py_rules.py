@@ -8,6 +8,7 @@ following calls to functions of the same file and ``self.method(...)`` calls wit
 from __future__ import annotations
 
 import ast
+import warnings
 
 from .cpp_rules import Hit
 
@@ -114,7 +115,9 @@ def _compiled(node: ast.AST) -> bool:
 
 
 def lint_python(source: str) -> list[Hit]:
-    tree = ast.parse(source)
+    with warnings.catch_warnings():  # the user's invalid escapes are not ours to report
+        warnings.simplefilter("ignore")
+        tree = ast.parse(source)
     index = _Index(tree)
     hits: list[Hit] = []
     seen: set[tuple] = set()

@@ -1,0 +1,153 @@
+"""The lint engine: configuration, suppressions, output formats, exit statuses, and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphsafe.lint.engine import LintConfig, lint_paths, lint_source, load_config
+from graphsafe.lint.output import to_json, to_sarif
+
+BAD_CU = "void f(float* y) {\n  k<<<1, 1>>>(y);\n}\n"
+
+
+def gs(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "graphsafe", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120, env={**os.environ, "COLUMNS": "160"})
+
+
+def test_suppression_comments(tmp_path):
+    assert {f.code for f in lint_source(BAD_CU.encode(), "a.cu")[0]} == {"GSC001", "GSC006"}
+    same_line = BAD_CU.replace("(y);\n", "(y);  // graphsafe: ignore[GSC001]\n")
+    assert [f.code for f in lint_source(same_line.encode(), "a.cu")[0]] == ["GSC006"]
+    line_before = BAD_CU.replace("  k<<<", "  // graphsafe: ignore[GSC001, GSC006]\n  k<<<")
+    assert lint_source(line_before.encode(), "a.cu")[0] == []
+    everything = BAD_CU.replace("(y);\n", "(y);  // graphsafe: ignore\n")
+    assert lint_source(everything.encode(), "a.cu")[0] == []
+    py = "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n" \
+         "        return x.item()  # graphsafe: ignore[GSP001]\n"
+    assert lint_source(py.encode(), "m.py")[0] == []
+
+
+def test_select_and_ignore_by_prefix():
+    cfg = LintConfig(select=["GSC00"], ignore=["GSC006"])
+    assert [f.code for f in lint_source(BAD_CU.encode(), "a.cu", cfg)[0]] == ["GSC001"]
+    assert lint_source(BAD_CU.encode(), "a.cu", LintConfig(select=["GSP"]))[0] == []
+
+
+def test_pyproject_configuration(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.graphsafe]\nignore = ["GSC006"]\nexclude = ["vendor/*"]\n')
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / "v.cu").write_text(BAD_CU)
+    (tmp_path / "a.cu").write_text(BAD_CU)
+    cfg = load_config(tmp_path)
+    assert cfg.ignore == ["GSC006"] and cfg.source.endswith("pyproject.toml")
+    p = gs("lint", "--json", ".", cwd=tmp_path)
+    out = json.loads(p.stdout)
+    assert p.returncode == 1 and [f["code"] for f in out["findings"]] == ["GSC001"]
+    assert out["findings"][0]["location"]["file"].endswith("a.cu")
+    (tmp_path / "pyproject.toml").write_text('[tool.graphsafe]\nselct = ["GSC"]\n')
+    p = gs("lint", ".", cwd=tmp_path)
+    assert p.returncode == 2 and "unknown keys" in p.stderr
+
+
+def test_exit_statuses(tmp_path):
+    (tmp_path / "ok.cu").write_text("void f(cudaStream_t s) { k<<<1, 1, 0, s>>>(); C10_CUDA_KERNEL_LAUNCH_CHECK(); }\n")
+    (tmp_path / "bad.cu").write_text(BAD_CU)
+    assert gs("lint", str(tmp_path / "ok.cu")).returncode == 0
+    assert gs("lint", str(tmp_path / "bad.cu")).returncode == 1
+    assert gs("lint", "--exit-zero", str(tmp_path / "bad.cu")).returncode == 0
+    assert gs("lint", "--json", "--sarif", str(tmp_path)).returncode == 2
+
+
+def test_text_output_is_rustc_style(tmp_path):
+    (tmp_path / "bad.cu").write_text(BAD_CU)
+    out = gs("lint", str(tmp_path / "bad.cu")).stdout
+    assert "error[GSC001]: kernel launch `k<<<1, 1>>>` names no stream" in out
+    assert "bad.cu:2:3" in out and "k<<<1, 1>>>(y);" in out and "^^^^^^^^^^^" in out
+    assert "= help: pass the current stream" in out
+    assert "Found 1 error, 1 warning in 1 file" in out
+
+
+def test_sarif_is_2_1_0_with_rules_and_regions(tmp_path):
+    (tmp_path / "bad.cu").write_text(BAD_CU)
+    doc = json.loads(to_sarif(lint_paths([str(tmp_path / "bad.cu")])))
+    assert doc["version"] == "2.1.0" and "sarif-2.1.0" in doc["$schema"]
+    run = doc["runs"][0]
+    ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    res = {r["ruleId"]: r for r in run["results"]}
+    assert set(res) == {"GSC001", "GSC006"}
+    r = res["GSC001"]
+    assert ids[r["ruleIndex"]] == "GSC001" and r["level"] == "error"
+    region = r["locations"][0]["physicalLocation"]["region"]
+    assert region == {"startLine": 2, "startColumn": 3, "endColumn": 14}
+
+
+def test_json_output(tmp_path):
+    (tmp_path / "bad.cu").write_text(BAD_CU)
+    doc = json.loads(to_json(lint_paths([str(tmp_path)])))
+    assert doc["schema"] == "graphsafe.lint/1" and doc["files"] == 1 and doc["exit_status"] == 1
+
+
+def test_bad_files_never_crash(tmp_path):
+    (tmp_path / "empty.cu").write_bytes(b"")
+    (tmp_path / "binary.cu").write_bytes(b"\x00\x01\x02" * 100)
+    (tmp_path / "latin1.py").write_bytes("# -*- coding: latin-1 -*-\nx = 'caf\xe9'\n".encode("latin-1"))
+    (tmp_path / "badutf8.py").write_bytes(b"x = '\xff\xfe'\n")
+    (tmp_path / "syntax.py").write_text("def f(:\n")
+    (tmp_path / "broken.cu").write_text("void f( { k<<<1, 1>>>(;; }}}")
+    (tmp_path / "huge.cu").write_bytes(b"// x\n" * 2_200_000)  # 11 MB
+    (tmp_path / "loop_a.cu").symlink_to(tmp_path / "loop_b.cu")
+    (tmp_path / "loop_b.cu").symlink_to(tmp_path / "loop_a.cu")
+    (tmp_path / "dirloop").mkdir()
+    (tmp_path / "dirloop" / "self").symlink_to(tmp_path / "dirloop")
+    unreadable = tmp_path / "secret.cu"
+    unreadable.write_text(BAD_CU)
+    unreadable.chmod(0)
+    result = lint_paths([str(tmp_path), str(tmp_path / "missing.cu")])
+    by_file = {}
+    for f in result.findings:
+        by_file.setdefault(Path(f.location.file).name, []).append(f.code)
+    assert by_file["binary.cu"] == ["GSX003"]
+    assert by_file["huge.cu"] == ["GSX003"]
+    assert by_file["badutf8.py"] == ["GSX002"] and by_file["syntax.py"] == ["GSX002"]
+    assert "GSX002" in by_file["broken.cu"]
+    assert by_file["loop_a.cu"] == ["GSX001"] and by_file["loop_b.cu"] == ["GSX001"]
+    assert by_file["missing.cu"] == ["GSX001"]
+    assert "empty.cu" not in by_file and "latin1.py" not in by_file
+    if os.geteuid() != 0:  # root reads anything
+        assert by_file["secret.cu"] == ["GSX001"]
+
+
+def test_fuzz_random_and_mutated_sources():
+    rng = random.Random(1234)
+    seeds = [BAD_CU, Path(__file__).read_text(),
+             (Path(__file__).parent / "lint_fixtures" / "streams_bad.cu").read_text()]
+    alphabet = "<>{}()[];,.:#/*\\\"'\n\t abcxyz0123456789_=+-!&|?"
+    for i in range(300):
+        base = rng.choice(seeds)
+        chars = list(base)
+        for _ in range(rng.randint(1, 40)):
+            op = rng.random()
+            pos = rng.randrange(len(chars) + 1)
+            if op < 0.4 and chars:
+                del chars[min(pos, len(chars) - 1)]
+            elif op < 0.8:
+                chars.insert(pos, rng.choice(alphabet))
+            else:
+                chars[pos:pos] = list(base[rng.randrange(len(base)):][:rng.randint(1, 60)])
+        data = "".join(chars).encode()
+        if i % 5 == 0:
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 400)))
+        for name in ("f.cu", "f.py", "f.h"):
+            lint_source(data, name)  # must not raise
+
+
+def test_precommit_hook_definition():
+    text = (Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml").read_text()
+    assert "id: graphsafe-lint" in text and "entry: graphsafe lint" in text

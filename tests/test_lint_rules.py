@@ -1,0 +1,113 @@
+"""Lint rules: every rule's examples, the labelled stream fixtures, the seed, and Python scoping."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graphsafe.lint.codes import RULES
+from graphsafe.lint.engine import LintConfig, lint_paths, lint_source
+
+FIXTURES = Path(__file__).parent / "lint_fixtures"
+SEED = Path(__file__).resolve().parents[1] / "src" / "graphsafe" / "cases" / "seed"
+
+
+def codes(source: str, name: str = "x.py") -> list[str]:
+    return [f.code for f in lint_source(source.encode(), name)[0]]
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES.values() if r.bad], ids=lambda r: r.code)
+def test_rule_examples(rule):
+    bad = codes(rule.bad, f"example{rule.suffix}")
+    good = codes(rule.good, f"example{rule.suffix}")
+    assert rule.code in bad, bad
+    assert rule.code not in good, good
+
+
+def _expected(path: Path, code: str) -> set[int]:
+    return {i for i, line in enumerate(path.read_text().splitlines(), 1) if f"// expect {code}" in line}
+
+
+def test_launch_stream_rule_on_labelled_fixtures():
+    """Precision and recall of GSC001 on fixtures that include tricky correct code."""
+    tp = fp = fn = 0
+    for fx in sorted(FIXTURES.glob("*.cu")):
+        got = {f.location.line for f in lint_paths([str(fx)], LintConfig(select=["GSC001"])).findings}
+        want = _expected(fx, "GSC001")
+        tp, fp, fn = tp + len(got & want), fp + len(got - want), fn + len(want - got)
+        assert got == want, (fx.name, sorted(got - want), sorted(want - got))
+    assert tp >= 30 and fp == 0 and fn == 0
+
+
+def test_seed_kernel_file_reports_the_streamless_launch_at_its_line():
+    findings = lint_paths([str(SEED / "csrc" / "seed_quant.cu")]).findings
+    by_code = {f.code: f for f in findings}
+    assert set(by_code) == {"GSC001", "GSC006"}
+    launch = by_code["GSC001"]
+    assert (launch.location.line, launch.location.column) == (109, 5)
+    assert "at::cuda::getCurrentCUDAStream()" in launch.help
+    assert by_code["GSC006"].severity == "warning"
+
+
+def test_seed_fixed_twin_has_no_launch_finding():
+    assert lint_paths([str(SEED / "csrc" / "seed_quant_fixed.cu")]).findings == []
+
+
+def test_seed_runner_returns_its_static_output():
+    found = {(f.code, f.location.line) for f in lint_paths([str(SEED / "script.py")]).findings}
+    assert ("GSP007", 54) in found  # CUDAGraphRunner.forward: return self.graph_output
+    assert ("GSP006", 44) in found  # capture without warm-up
+
+
+def test_python_rules_only_apply_to_captured_code():
+    src = (
+        "import torch\n"
+        "def report(x):\n"
+        "    return x.sum().item()\n"          # not reachable from a forward: fine
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return self._norm(x)\n"
+        "    def _norm(self, x):\n"
+        "        return x / x.max().item()\n"    # reachable through self._norm: reported
+        "    def stats(self, x):\n"
+        "        return x.mean().item()\n")      # not reachable: fine
+    found = [f for f in lint_source(src.encode(), "m.py")[0]]
+    assert [(f.code, f.location.line) for f in found] == [("GSP001", 8)]
+
+
+def test_code_inside_a_graph_capture_block_is_checked():
+    src = ("import torch\n"
+           "def step(x):\n"
+           "    torch.cuda.synchronize()\n"
+           "    return x\n"
+           "def capture(x):\n"
+           "    step(x)\n"
+           "    g = torch.cuda.CUDAGraph()\n"
+           "    with torch.cuda.graph(g):\n"
+           "        y = step(x)\n")
+    assert codes(src) == ["GSP001"]
+
+
+def test_shape_and_size_branches_are_not_tensor_branches():
+    src = ("import torch\n"
+           "class M(torch.nn.Module):\n"
+           "    def forward(self, x):\n"
+           "        if x.shape[0] > 1 and x.dim() == 2 and len(x) and torch.is_grad_enabled():\n"
+           "            return x[0]\n"
+           "        return int(x.shape[-1]) * x\n")
+    assert codes(src) == []
+
+
+def test_per_thread_define_in_cuda_source():
+    assert codes("#define CUDA_API_PER_THREAD_DEFAULT_STREAM 1\n", "a.cu") == ["GSC007"]
+
+
+def test_library_handle_bound_elsewhere_in_file_is_accepted():
+    src = ("cublasHandle_t handle() { static cublasHandle_t h; cublasCreate(&h); return h; }\n"
+           "void gemm(cudaStream_t s) { cublasSetStream(handle(), s); }\n")
+    assert "GSC003" not in codes(src, "a.cu")
+    assert "GSC003" in codes(src.replace("cublasSetStream(handle(), s)", "cublasSetStream(handle(), 0)"), "a.cu")
+
+
+def test_static_stream_cache_is_reported():
+    assert codes("static cudaStream_t s;\nvoid f() {}\n", "a.cu") == ["GSC002"]
