@@ -75,7 +75,7 @@ def test_demo_without_gpu_explains_and_points_at_the_launch():
 
 
 @pytest.mark.parametrize("code", ["GSD001", "GSD002", "GSD003", "GSD004", "GSD005", "GSD006", "GSD007", "GSD008",
-                                  "GSD009", "gsd002"])
+                                  "GSD009", "gsd002", "GSC001", "GSP007", "GSX001"])
 def test_explain_every_code(code):
     p = gs("explain", code)
     assert p.returncode == 0, p.stderr
@@ -115,3 +115,9 @@ def test_run_reports_a_raising_script(tmp_path):
 def test_run_missing_script():
     p = gs("run", "/nonexistent/script.py")
     assert p.returncode == 2 and "no such script" in p.stderr
+
+
+def test_explain_lint_rule_lints_its_bad_example():
+    out = " ".join(gs("explain", "GSP001").stdout.split())
+    assert "bad example (example.py)" in out and "good example (example.py)" in out
+    assert "error[GSP001]: `.item()` copies to the host and waits" in out  # the live diagnostic

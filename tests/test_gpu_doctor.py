@@ -75,3 +75,21 @@ def test_stateful_eager_is_flagged():
 
     report = check(counter, lambda seed: (torch.full((4,), float(seed + 1), device="cuda"),))
     assert "GSD008" in report.codes
+
+
+@pytest.mark.parametrize("spec, stream", [("bad_legacy", "legacy"), ("bad_per_thread", "per_thread"),
+                                          ("bad_other", "other")])
+def test_escaped_work_names_its_stream(spec, stream):
+    report = check(resolve(f"graphsafe.cases.side_stream:{spec}"))
+    assert report.verdict == "mismatch"
+    escaped = [f for f in report.findings if f.code == "GSD002"]
+    assert escaped and {f.data["stream"] for f in escaped} == {stream}, report.findings
+    assert any("tanh" in f.data["kernel"] for f in escaped)
+    where = [(f.data["kernel"], f.location.short() if f.location else None) for f in escaped]
+    assert all(f.location and f.location.file.endswith("cases/side_stream.py") for f in escaped), where
+    assert "GSD001" in report.codes  # the output is the capture-time value
+
+
+def test_forked_and_joined_side_stream_is_clean():
+    report = check(resolve("graphsafe.cases.side_stream:good"))
+    assert report.verdict == "match" and report.findings == [], report.findings

@@ -58,24 +58,35 @@ def _ninja_sources(ninja: Path) -> list[Path]:
     return out
 
 
-def launch_sites(kernel: str, sources: list[Path] | None = None) -> tuple[list[Location], str | None]:
-    """Locations of ``kernel<<<...>>>`` launches; the second value says why none could be looked for."""
+def launch_sites(kernel: str, stream_role: str = "", sources: list[Path] | None = None) \
+        -> tuple[list[Location], str | None]:
+    """Locations of ``kernel<<<...>>>`` launches that fit the stream the kernel ran on (a launch on the
+    current stream cannot have put it on the legacy stream); the second value says why none could be
+    looked for."""
     try:
-        from ..lint.cuda import launches
+        from ..lint.cuda import FunctionScope, enclosing_function, launches_in, parser
     except ImportError as exc:
         return [], f"C++ launch sites not located: {exc.name or 'tree-sitter-cuda'} is not installed"
     srcs = extension_sources() if sources is None else sources
-    if not srcs:
-        return [], None
-    sites = []
+    sites, fitting = [], []
     for path in srcs:
         try:
-            found = launches(path.read_bytes())
+            data = path.read_bytes()
         except OSError:
             continue
-        for ln in found:
-            if ln.kernel.split("::")[-1] == kernel.split("::")[-1]:
-                stream = "names no stream" if ln.stream is None else f"stream `{ln.stream}`"
-                sites.append(Location(file=str(path), line=ln.line, column=ln.column, function=ln.function,
-                                      label=f"`{ln.kernel}` launched here ({stream})", span=ln.span))
-    return sites, None
+        for ln in launches_in(parser().parse(data).root_node, data):
+            if ln.kernel.split("<")[0].split("::")[-1] != kernel.split("::")[-1]:
+                continue
+            value = FunctionScope(enclosing_function(ln.node), data).stream_value(ln.config_nodes[3]) \
+                if len(ln.config_nodes) > 3 else None
+            stream = "names no stream" if value is None else f"stream `{ln.stream}`"
+            loc = Location(file=str(path), line=ln.line, column=ln.column, function=ln.function,
+                           label=f"`{ln.kernel}` launched here ({stream})", span=ln.span)
+            sites.append(loc)
+            on_current = value is not None and value.verdict == "ok" and value.kind == "the current stream"
+            if stream_role in ("legacy", "per_thread"):
+                if value is None or value.is_default:
+                    fitting.append(loc)
+            elif not on_current:
+                fitting.append(loc)
+    return (fitting or sites), None

@@ -232,7 +232,7 @@ def analyse(kineto_results, result: TraceResult) -> TraceResult:
     from .sources import launch_sites
     for op in result.escaped:
         if op.kind == "kernel":
-            op.launch_sites, op.launch_note = launch_sites(op.short_name)
+            op.launch_sites, op.launch_note = launch_sites(op.short_name, op.stream_role)
     result.last_entered, result.last_entered_at = tree.last_entered(w0, w1)
     return result
 
