@@ -64,6 +64,9 @@ def launch_sites(kernel: str, stream_role: str = "", sources: list[Path] | None 
     current stream cannot have put it on the legacy stream); the second value says why none could be
     looked for."""
     try:
+        import tree_sitter  # noqa: F401 - the parser's imports are lazy: ask for them here
+        import tree_sitter_cuda  # noqa: F401
+
         from ..lint.cuda import FunctionScope, enclosing_function, launches_in, parser
     except ImportError as exc:
         return [], f"C++ launch sites not located: {exc.name or 'tree-sitter-cuda'} is not installed"
