@@ -121,3 +121,11 @@ def test_explain_lint_rule_lints_its_bad_example():
     out = " ".join(gs("explain", "GSP001").stdout.split())
     assert "bad example (example.py)" in out and "good example (example.py)" in out
     assert "error[GSP001]: `.item()` copies to the host and waits" in out  # the live diagnostic
+
+
+@no_gpu
+def test_example_script_reports_without_a_gpu():
+    p = subprocess.run([sys.executable, str(HERE.parent / "examples" / "check_my_op.py")], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "COLUMNS": "160"})
+    assert p.returncode == 2, p.stderr
+    assert "error[GSD006]" in p.stdout and "verdict: inconclusive" in p.stdout
