@@ -67,7 +67,7 @@ def launch_sites(kernel: str, stream_role: str = "", sources: list[Path] | None 
         import tree_sitter  # noqa: F401 - the parser's imports are lazy: ask for them here
         import tree_sitter_cuda  # noqa: F401
 
-        from ..lint.cuda import FunctionScope, enclosing_function, launches_in, parser
+        from ..lint.cuda import NO_STREAM, FunctionScope, enclosing_function, launch_stream, launches_in, parser
     except ImportError as exc:
         return [], f"C++ launch sites not located: {exc.name or 'tree-sitter-cuda'} is not installed"
     srcs = extension_sources() if sources is None else sources
@@ -80,16 +80,12 @@ def launch_sites(kernel: str, stream_role: str = "", sources: list[Path] | None 
         for ln in launches_in(parser().parse(data).root_node, data):
             if ln.kernel.split("<")[0].split("::")[-1] != kernel.split("::")[-1]:
                 continue
-            value = FunctionScope(enclosing_function(ln.node), data).stream_value(ln.config_nodes[3]) \
-                if len(ln.config_nodes) > 3 else None
-            stream = "names no stream" if value is None else f"stream `{ln.stream}`"
+            value = launch_stream(ln, FunctionScope(enclosing_function(ln.node), data))
+            stream = "names no stream" if value is NO_STREAM else f"stream `{ln.stream}`"
             loc = Location(file=str(path), line=ln.line, column=ln.column, function=ln.function,
                            label=f"`{ln.kernel}` launched here ({stream})", span=ln.span)
             sites.append(loc)
-            on_current = value is not None and value.verdict == "ok" and value.kind == "the current stream"
-            if stream_role in ("legacy", "per_thread"):
-                if value is None or value.is_default:
-                    fitting.append(loc)
-            elif not on_current:
+            on_current = value.verdict == "ok" and value.kind == "the current stream"
+            if value.is_default if stream_role in ("legacy", "per_thread") else not on_current:
                 fitting.append(loc)
     return (fitting or sites), None

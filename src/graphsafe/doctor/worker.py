@@ -15,9 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--options", default="{}")
     a = p.parse_args(argv)
     from .check import check
-    from .target import resolve
-
-    from .target import TargetError, validate_spec
+    from .target import TargetError, resolve, validate_spec
 
     try:
         validate_spec(a.spec, a.inputs)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cuda import FunctionScope, StreamValue, enclosing_function, launches_in, matches, parser, text
+from .cuda import (NO_STREAM, FunctionScope, StreamValue, enclosing_function, launch_stream, launches_in,
+                   matches, parser, text)
 
 
 @dataclass
@@ -188,13 +189,13 @@ def _words(v: StreamValue) -> str:
 
 def _check_launch(ln, ctx: _Ctx) -> list[Hit]:
     fn = ln.node.child_by_field_name("function")
-    if len(ln.config_nodes) < 4:
+    v = launch_stream(ln, ctx.scope(ln.node))
+    if v is NO_STREAM:
         cfg = ", ".join(ln.config + (["0"] if len(ln.config) < 3 else []))
         return [ctx.hit("GSC001", fn, f"kernel launch `{ln.kernel}<<<{', '.join(ln.config)}>>>` names no stream",
                         "runs on the legacy default stream: not captured by CUDA graphs",
                         f"pass the current stream: `{ln.kernel}<<<{cfg}, at::cuda::getCurrentCUDAStream()>>>`",
                         span=ln.span)]
-    v = ctx.scope(ln.node).stream_value(ln.config_nodes[3])
     if v.is_default:
         return [ctx.hit("GSC001", fn, f"kernel `{ln.kernel}` is launched on {_words(v)}",
                         f"stream `{ln.config[3]}` is {_words(v)}", _FIX, span=ln.span)]

@@ -221,3 +221,11 @@ class FunctionScope:
                 return self.stream_value(value, depth + 1)
             return StreamValue("unknown", written=written)
         return StreamValue("unknown", written=written)
+
+
+NO_STREAM = StreamValue("default", "legacy", "")  # `<<<grid, block>>>` / `<<<grid, block, smem>>>`
+
+
+def launch_stream(ln: Launch, scope: FunctionScope) -> StreamValue:
+    """The stream a triple-chevron launch runs on: no 4th config argument is the legacy default stream."""
+    return scope.stream_value(ln.config_nodes[3]) if len(ln.config_nodes) > 3 else NO_STREAM
