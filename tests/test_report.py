@@ -46,4 +46,4 @@ def test_rendering_has_rustc_anatomy():
 
 
 def test_exit_statuses_are_documented_values():
-    assert EXIT_STATUS == {"match": 0, "mismatch": 1, "inconclusive": 2}
+    assert EXIT_STATUS == {"match": 0, "benign": 0, "mismatch": 1, "inconclusive": 2}

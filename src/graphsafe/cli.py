@@ -1,6 +1,6 @@
 """The ``graphsafe`` command: check, run, demo, explain.
 
-Exit status: 0 match / clean, 1 mismatch / findings, 2 inconclusive, usage error or no GPU.
+Exit status: 0 match or benign / clean, 1 mismatch / findings, 2 inconclusive, usage error or no GPU.
 """
 from __future__ import annotations
 

@@ -50,7 +50,24 @@ CAPTURE_ERRORS = [
                  "attempt to terminate a thread-local capture sequence from another thread",
                  "a thread-local capture was ended from a different thread"),
 ]
-BY_CODE = {e.code: e for e in CAPTURE_ERRORS}
+# Faults: sticky errors that leave the CUDA context unusable for the rest of the process.
+FAULTS = [
+    CaptureError(700, "cudaErrorIllegalAddress", "an illegal memory access was encountered",
+                 "a kernel read or wrote memory outside any allocation (a stale or freed pointer, an "
+                 "out-of-range index, a grid larger than the data)"),
+    CaptureError(710, "cudaErrorAssert", "device-side assert triggered",
+                 "a kernel's device-side assertion failed (e.g. an index out of range in an embedding "
+                 "or gather)"),
+    CaptureError(716, "cudaErrorMisalignedAddress", "misaligned address",
+                 "a kernel accessed memory with an address not aligned to the access size"),
+    CaptureError(715, "cudaErrorIllegalInstruction", "an illegal instruction was encountered",
+                 "a kernel executed an illegal instruction (often a trap or a corrupted function pointer)"),
+    CaptureError(719, "cudaErrorLaunchFailure", "unspecified launch failure",
+                 "a kernel faulted while running (an exception on the device)"),
+    CaptureError(702, "cudaErrorLaunchTimeout", "the launch timed out and was terminated",
+                 "a kernel ran past the watchdog limit and was stopped"),
+]
+BY_CODE = {e.code: e for e in CAPTURE_ERRORS + FAULTS}
 
 # PyTorch raises its own messages for some capture-unsafe calls before CUDA sees them.
 _TORCH_MESSAGES = [
@@ -62,7 +79,7 @@ _TORCH_MESSAGES = [
 
 def recognise(message: str) -> CaptureError | None:
     """Return the capture error that ``message`` reports, or None if it is not one."""
-    for e in CAPTURE_ERRORS:
+    for e in CAPTURE_ERRORS + FAULTS:
         if e.name in message or e.description in message:
             return e
     for text, code in _TORCH_MESSAGES:

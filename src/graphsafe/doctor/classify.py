@@ -4,9 +4,10 @@ from __future__ import annotations
 from ..diagnostics import Finding, Location
 from . import capture_errors
 from .evidence import Evidence, OutputEvidence
+from . import findings as F
 from .trace import STREAM_WORDS, EscapedOp
 
-MATCH, MISMATCH, INCONCLUSIVE = "match", "mismatch", "inconclusive"
+MATCH, BENIGN, MISMATCH, INCONCLUSIVE = "match", "benign", "mismatch", "inconclusive"
 
 
 def classify(ev: Evidence, target_location: Location | None = None) -> tuple[str, list[Finding]]:
@@ -17,14 +18,27 @@ def classify(ev: Evidence, target_location: Location | None = None) -> tuple[str
             help="run on a machine with a CUDA GPU and a CUDA build of PyTorch; `graphsafe lint` needs no GPU")]
     findings: list[Finding] = [_escaped(op, ev) for op in ev.escaped]
     if ev.failure is not None:
+        findings += _mechanisms(ev, target_location)
         findings.append(_failure(ev))
         return INCONCLUSIVE, findings
+    mechanisms = _mechanisms(ev, target_location)
+    findings += mechanisms
     stale = [o for o in ev.outputs if _is_stale(o)]
     findings += [_stale(o, ev, target_location) for o in stale]
     diverged = [o for o in ev.outputs if any(not c.close for c in o.comparisons)]
-    unexplained = [o for o in diverged if o not in stale]
-    if unexplained and not ev.escaped:
-        findings += [_diverged(o, target_location) for o in unexplained]
+    explained = bool(ev.escaped or mechanisms)
+    benign = []
+    for o in (o for o in diverged if o not in stale):
+        f = _divergence(o, ev, target_location, explained)
+        if f is not None:
+            findings.append(f)
+            if f.code == "GSD020":
+                benign.append(o)
+    for o in ev.outputs:  # within tolerance, yet not bit-identical: only padding explains that
+        cs = [c for c in o.comparisons if c.padded_from is not None and not c.bitwise_equal]
+        if o not in diverged and cs and all(c.close_to_eager_padded for c in cs):
+            findings.append(F.numeric_noise(o, ev))
+            benign.append(o)
     if ev.indistinct_seeds:
         findings.append(Finding(
             "GSD007", "warning",
@@ -32,7 +46,7 @@ def classify(ev: Evidence, target_location: Location | None = None) -> tuple[str
             evidence=[f"make_inputs({s}) returned the same values as make_inputs({ev.capture_seed})"
                       for s in ev.indistinct_seeds],
             help="derive the inputs from `seed`, e.g. with `torch.Generator(device).manual_seed(seed)`"))
-    if ev.eager_unstable:
+    if ev.eager_unstable and not any(f.code in ("GSD015", "GSD016", "GSD011", "GSD014", "GSD017") for f in findings):
         findings.append(Finding(
             "GSD008", "warning", "the target gives different results when run eagerly twice on the same input",
             evidence=["two eager calls on the capture input returned different values"],
@@ -42,19 +56,64 @@ def classify(ev: Evidence, target_location: Location | None = None) -> tuple[str
             "GSD002", "note", "the capture could not be traced, so escaped work was not looked for",
             evidence=[ev.trace_error],
             help="stop other profilers during the check; graphsafe needs torch.profiler with CUDA activity"))
-    if diverged and ev.eager_unstable:
+    for err in ev.probes.errors:
+        findings.append(Finding("GSD005", "note", "a probe could not run, so its class was not looked for",
+                                evidence=[err], help="report this to graphsafe with the target if it persists"))
+    errors = [f for f in findings if f.severity == "error"]
+    if diverged and ev.eager_unstable and all(f.code in ("GSD005",) for f in errors):
         return INCONCLUSIVE, findings
-    if diverged or ev.escaped:
+    if errors:
         return MISMATCH, findings
     if ev.indistinct_seeds and len(ev.indistinct_seeds) == len(ev.seeds):
         return INCONCLUSIVE, findings
+    if benign:
+        return BENIGN, findings
     return MATCH, findings
 
 
+def _mechanisms(ev: Evidence, loc: Location | None) -> list[Finding]:
+    """Causes found by a probe or a snapshot: bugs whether or not this run's outputs diverged."""
+    out = [F.stale_pointer(r) for r in ev.rebound]
+    if ev.probes.rng_eager_sensitive and ev.probes.rng_replay_sensitive is False:
+        out.append(F.rng_frozen(ev, loc))
+    out += [F.side_effect(c) for c in ev.side_effects]
+    if ev.probes.eager_calls_differ or ev.probes.replay_drift is not None:  # state that outputs depend on
+        out += [F.stateful_tensor(t, ev) for t in ev.tensor_state if t.role != "input"]
+    if ev.probes.input_compounds:
+        out.append(F.input_compounds(ev))
+    if ev.probes.uninitialized:
+        out.append(F.uninitialized(ev))
+    out += [F.race(r) for r in ev.races]
+    out += [F.overwritten(o) for o in ev.overwrites]
+    if ev.probes.replay_drift is not None and not out and not ev.eager_unstable:
+        out.append(F.drift(ev))
+    return out
+
+
+def _divergence(o: OutputEvidence, ev: Evidence, loc: Location | None, explained: bool) -> Finding | None:
+    """Why replay and eager disagree on output ``o`` when no mechanism above explains it."""
+    bad = [c for c in o.comparisons if not c.close]
+    padded = [c for c in bad if c.padded_from is not None]
+    if padded and all(c.close_to_eager_padded for c in padded) and len(padded) == len(bad):
+        if all(c.max_abs <= (c.noise_floor or 0.0) for c in padded):
+            return F.numeric_noise(o, ev)
+        return F.control_flow(o, ev, loc, padded=True)
+    if explained:
+        return None
+    if ev.host_values:
+        if ev.census is not None and ev.census.differs:
+            return F.control_flow(o, ev, loc, padded=False)
+        return F.frozen_host_value(o, ev, loc)
+    if ev.census is not None and ev.census.differs:
+        return F.control_flow(o, ev, loc, padded=False)
+    return _diverged(o, loc)
+
+
 def _is_stale(o: OutputEvidence) -> bool:
+    """Replay ignores its input: it returns the capture-time bytes, or the same bytes for every input."""
     cs = o.comparisons
-    return bool(cs) and all(c.replay_equals_capture_time for c in cs) and any(
-        c.eager_moved and not c.close for c in cs)
+    constant = all(c.replay_equals_capture_time for c in cs) or (o.replays_identical and len(cs) > 1)
+    return bool(cs) and bool(constant) and any(c.eager_moved and not c.close for c in cs)
 
 
 def _fmt(x: float) -> str:
@@ -108,8 +167,10 @@ def _stale(o: OutputEvidence, ev: Evidence, target_location: Location | None) ->
     cs = o.comparisons
     worst = max(cs, key=lambda c: c.max_abs)
     evidence = [
-        f"on {len(cs)} of {len(cs)} verification inputs the replay output was byte-identical to the output "
-        f"right after capture (from the capture input, seed {ev.capture_seed})",
+        (f"on {len(cs)} of {len(cs)} verification inputs the replay output was byte-identical to the output "
+         f"right after capture (from the capture input, seed {ev.capture_seed})"
+         if all(c.replay_equals_capture_time for c in cs) else
+         f"the replay output was byte-identical on all {len(cs)} verification inputs, though they differ"),
         f"eager results on those inputs differ from it: up to {_fmt(worst.max_abs)} absolute, "
         f"{worst.mismatched} of {worst.numel} elements (seed {worst.seed})",
     ]
@@ -147,7 +208,32 @@ def _failure(ev: Evidence) -> Finding:
         return Finding("GSD009", "error", "the target crashed the checking process",
                        evidence=[f.message], help="run the target eagerly under `compute-sanitizer` to find the fault",
                        data={"exc_type": f.exc_type})
+    if f.timed_out_after_s is not None:
+        return Finding(
+            "GSD021", "error", f"the {f.phase} did not finish within {f.timed_out_after_s:g} s",
+            location=_labelled(f.location, "waiting here when the time ran out"),
+            evidence=[_first_line(f.message),
+                      "the GPU is still running it: a kernel waits for something that never happens (a flag or "
+                      "semaphore set by work outside the graph), or loops forever",
+                      "findings above were gathered before it hung"],
+            stack=f.stack[1:],
+            help="look for spin-waits on flags that eager code sets outside the captured region; every signal a "
+                 "captured kernel waits for must be produced (and reset) inside the graph",
+            data={"phase": f.phase, "timeout_s": f.timed_out_after_s})
     err = capture_errors.BY_CODE.get(f.cuda_error) if f.cuda_error else None
+    if err is not None and err.code < 900:
+        evidence = [f"CUDA error {err.code} ({err.name}): {err.plain}", f"{f.exc_type}: {_first_line(f.message)}"]
+        if f.cuda_usable_after is not None:
+            evidence.append("CUDA stayed usable afterwards" if f.cuda_usable_after else
+                            "the CUDA context is unusable now: later CUDA work in this process fails "
+                            "(`graphsafe check` runs targets in a child process for this reason)")
+        return Finding(
+            "GSD022", "error", f"the target faulted on the GPU during the {f.phase}: CUDA error {err.code} ({err.name})",
+            location=_labelled(f.location, "the fault surfaced here (kernels run asynchronously: the faulting one "
+                                           "was launched at or before this line)"),
+            evidence=evidence, stack=f.stack[1:],
+            help="run it eagerly with `CUDA_LAUNCH_BLOCKING=1` under `compute-sanitizer` to find the faulting kernel",
+            data={"phase": f.phase, "cuda_error": err.code, "name": err.name})
     if f.phase in ("capture", "replay") and err is not None:
         evidence = [f"CUDA error {err.code} ({err.name}): {err.plain}",
                     f"{f.exc_type}: {_first_line(f.message)}"]

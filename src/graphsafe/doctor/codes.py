@@ -19,6 +19,7 @@ class Code:
     good: str | None = None  # its fixed twin: the check must give `match` with no findings
 
 
+_Z = "graphsafe.cases."
 _SEED_BAD = "graphsafe.cases.seed:buggy"
 _SEED_GOOD = "graphsafe.cases.seed:fixed"
 
@@ -80,7 +81,7 @@ called it.
 Fix: keep host synchronizations out of the captured region (compute host values before capture,
 or keep them on the GPU), allocate through PyTorch's caching allocator, and copy from pinned
 memory with `non_blocking=True`.""",
-        "graphsafe.cases.capture_item:bad", "graphsafe.cases.capture_item:good"),
+        "graphsafe.cases.capture_breaking:item", "graphsafe.cases.capture_breaking:item_fixed"),
     Code(
         "GSD004", "target-raised", "error",
         "the target raised an exception before any comparison could be made",
@@ -99,7 +100,10 @@ specific cause (stale replay, escaped work, capture error) explains it. The evid
 error statistics per output and input.
 
 Fix: look for host values frozen at capture, Python state updated in the forward, uninitialized
-memory or buffers accumulated across replays; run `graphsafe lint` on the sources."""),
+memory or buffers accumulated across replays; run `graphsafe lint` on the sources.
+
+As a note, GSD005 also says that one of graphsafe's probes could not run (its error is the
+evidence), so its class was not looked for."""),
     Code(
         "GSD006", "no-cuda", "error",
         "no CUDA GPU is available, so nothing was captured or replayed",
@@ -136,6 +140,171 @@ or a timeout) before it could write its report. graphsafe reports the exit statu
 the last lines the process printed; the phase it was in tells where it happened.
 
 Fix: run the target eagerly under `compute-sanitizer` to find the fault, then check again."""),
+    Code(
+        "GSD010", "frozen-host-value", "error",
+        "a host value (Python scalar, CPU tensor, attribute) is frozen into the graph at capture",
+        """\
+Kernel arguments are copied into graph nodes at capture. A value computed on the host - a Python
+float such as a temperature, a sequence length, a step counter, a value read with `.item()` before
+capture, an attribute the program sets between steps - is therefore replayed with the value it had
+at capture, while eager uses the current one.
+
+graphsafe sees host-side arguments (non-tensors and CPU tensors) that differ between inputs, and
+attributes that changed between capture and replay, while the graph runs the same kernels as eager.
+It confirms the cause by running eager on the new tensors with the capture-time host values: the
+replay matches that run.
+
+Fix: pass the value as a device tensor the kernel reads, and update it in place (`copy_`, `fill_`)
+before each replay; or capture one graph per value.""",
+        _Z + "frozen_scalar:bad", _Z + "frozen_scalar:good"),
+    Code(
+        "GSD011", "host-side-effect", "error",
+        "the forward changes Python state that replays will never change",
+        """\
+A replay runs only the GPU work recorded at capture. Python code in the captured region - counters,
+`self.x = ...`, appends to lists, caches - ran once, at capture. graphsafe snapshots the attributes of
+the target's objects (modules, `self`, closures and globals the code names) around an eager call and
+reports each attribute that call changed, with the lines that assign it.
+
+Fix: keep state the graph must update in device tensors updated in place (`buf.add_(n)`), or move
+the host logic out of the captured region.""",
+        _Z + "host_side_effect:bad", _Z + "host_side_effect:good"),
+    Code(
+        "GSD012", "stale-pointer", "error",
+        "a tensor the graph reads was rebound after capture; the graph still reads the old memory",
+        """\
+Graph nodes hold device addresses. Assigning a new tensor to an attribute after capture
+(`model.weight = nn.Parameter(new)`, `self.cache = torch.empty(...)`) leaves the graph reading the
+old tensor: stale values while it lives, someone else's data or error 700 once it is freed.
+graphsafe records the address of every tensor attribute at capture and compares them before each
+replay (after `Target.prepare`, the program's own between-step work).
+
+Fix: update captured tensors in place (`model.weight.copy_(new)`), or capture again after a reload.""",
+        _Z + "stale_pointer:bad", _Z + "stale_pointer:good"),
+    Code(
+        "GSD013", "output-overwritten", "error",
+        "a tensor returned by one call is overwritten by a later call",
+        """\
+A graph's outputs live at fixed addresses; every replay writes them again. A runner that returns its
+static output (or a view of it) hands the caller memory the next call overwrites. Graphs that share
+a memory pool can also write over each other's outputs: a graph captured earlier had temporaries in
+the blocks a later graph's output now occupies. graphsafe keeps what each call returned, and after
+every later call checks that it did not change, and whether the later call returned the same memory.
+
+Fix: return `static_out.clone()` (or document that the next call overwrites the result), and give
+graphs whose outputs may be alive together separate pools.""",
+        _Z + "output_overwritten:bad", _Z + "output_overwritten:good"),
+    Code(
+        "GSD014", "uninitialized-read", "error",
+        "the target reads memory it never wrote (uninitialized `torch.empty` memory)",
+        """\
+`torch.empty` returns whatever the allocator's block held. A kernel that reads its output (or a
+workspace) before writing it computes with that content. Eagerly it is often harmless; in a graph the
+block belongs to the graph's pool and holds what the previous replay left, so results drift.
+
+graphsafe runs the target twice in deterministic mode, once with
+`torch.utils.deterministic.fill_uninitialized_memory` (NaN in every new float allocation): outputs
+that move read memory nobody wrote. Raw `cudaMalloc` memory is not covered.
+
+Fix: allocate with `torch.zeros` (or fill it) inside the captured region, or write before reading.""",
+        _Z + "uninitialized:bad", _Z + "uninitialized:good"),
+    Code(
+        "GSD015", "accumulation", "error",
+        "a buffer accumulates across calls and replays because nothing inside the graph zeroes it",
+        """\
+A buffer zeroed once (at construction, or by host code outside the captured region) that atomics,
+`index_add_` or `+=` add into grows with every call and every replay. graphsafe sees a persistent
+tensor whose sum grows by the same amount on each eager call on the same input (so the target is
+stateful eagerly too, and is reported as such), or replays on identical inputs that drift.
+
+Fix: zero the buffer inside the captured region before accumulating, or accumulate into a fresh
+`torch.zeros` buffer.""",
+        _Z + "accumulation:bad", _Z + "accumulation:good"),
+    Code(
+        "GSD016", "in-place-mutation", "error",
+        "the graph mutates a parameter or its static input in place, compounding on every replay",
+        """\
+An in-place update of a parameter in the forward (`self.weight.mul_(s)`) runs on every call and every
+replay, so results compound: call k sees the weight updated k times. The same happens to a static
+input that the graph writes and a runner does not copy in again (a cache): each replay starts from
+the last one's result. graphsafe reports parameters and buffers an eager call changed (with the
+line), and, as a warning, a static input that a replay without a fresh copy keeps changing.
+
+Fix: compute into a new tensor (`w * s` instead of `w.mul_(s)`), apply one-time changes outside the
+step, and copy every input a graph writes in again before each replay.""",
+        _Z + "inplace_param:bad", _Z + "inplace_param:good"),
+    Code(
+        "GSD017", "stream-race", "error",
+        "two streams access one tensor with no event between them",
+        """\
+Inside a capture, order between streams exists only through events (`wait_stream`, `wait_event`).
+A side stream that writes a tensor the main stream reads before waiting for it - joined only at the
+end, so the capture succeeds - becomes a pair of unordered graph nodes that may run at the same
+time. graphsafe runs the target once under PyTorch's CUDA Sanitizer model (every tensor access per
+stream, every event between streams) and reports each unordered pair with both lines.
+
+Fix: make the consumer wait (`torch.cuda.current_stream().wait_stream(side)`) before it reads.""",
+        _Z + "stream_race:bad", _Z + "stream_race:good"),
+    Code(
+        "GSD018", "control-flow-frozen", "error",
+        "a branch or a shape decided at capture is replayed for every input",
+        """\
+Python decides branches once, at capture; replays repeat that path. A branch on a host value (a
+step counter, a flag), or on the batch size that a bucketed runner pads, runs other kernels eagerly
+than the graph contains. graphsafe lists the kernels eager ran and the graph ran on the same input,
+and, for padded batches, shows that the replay equals eager on the padded input while it differs
+from eager on the real batch beyond rounding.
+
+Fix: decide on the device (`torch.where`, masks, `torch.cond`), or capture one graph per branch and
+choose the graph on the host.""",
+        _Z + "control_flow:bad", _Z + "control_flow:good"),
+    Code(
+        "GSD019", "rng-frozen", "error",
+        "random numbers are frozen into the graph: every replay draws the same ones",
+        """\
+PyTorch's own random ops are graph-safe: each replay advances the Philox offset. A custom kernel
+given a seed computed on the host (Python's `random`, a CPU generator, a counter) has that seed baked
+into its node, so every replay draws the same numbers. graphsafe seeds every generator the same way
+before eager calls and replays, then changes the seed: eager output follows it, a frozen replay does
+not.
+
+Fix: draw the seed on the device from PyTorch's generator (`torch.randint(..., device="cuda")`) and
+load it in the kernel, or read the Philox state with `at::cuda::philox::unpack` in C++.""",
+        _Z + "host_rng:bad", _Z + "host_rng:good"),
+    Code(
+        "GSD020", "numeric-noise", "note",
+        "replay differs from eager only by rounding, because the graph ran other kernels (a padded batch)",
+        """\
+Replaying the same kernels with the same shapes is bit-identical to eager. A bucketed runner that
+pads a batch runs other shapes, and cuBLAS picks other GEMM kernels for them; the sums are rounded
+in another order. graphsafe calls this benign (verdict `benign`, exit status 0) only with the
+evidence: the replay equals eager run on the padded batch, the difference is within a few units in
+the last place of the largest value, and it lists the kernels that differ. Anything larger is GSD018.
+
+Fix: nothing; to compare exactly, run eager at the padded batch too.""",
+        _Z + "padded_gemm:bad", _Z + "padded_gemm:good"),
+    Code(
+        "GSD021", "call-timeout", "error",
+        "an eager call or a replay did not finish within its time bound",
+        """\
+graphsafe bounds every eager call and replay (`timeout_s`, default 60 s). A call that does not finish
+usually waits for a signal that never comes: a kernel spinning on a flag or semaphore that eager code
+raises outside the graph (so only the capture raised it), or a collective missing a peer. The
+report carries what was found before the hang (escaped work, for example). The GPU is still busy, so
+`graphsafe check` runs targets in a child process and stops it.
+
+Fix: every signal a captured kernel waits for must be produced, and reset, inside the graph."""),
+    Code(
+        "GSD022", "device-fault", "error",
+        "the target faulted on the GPU (illegal address, device-side assert)",
+        """\
+A kernel faulted: an illegal memory access (700), a device-side assert (710), a misaligned address
+(716) or a launch failure (719). These errors are sticky: the CUDA context is unusable afterwards, so
+`graphsafe check` runs each target in a child process and still reports what it gathered. The line
+named is where the error surfaced; kernels run asynchronously, so the faulting one was launched at or
+before it.
+
+Fix: run the target eagerly with `CUDA_LAUNCH_BLOCKING=1` under `compute-sanitizer`."""),
 ]}
 
 

@@ -38,16 +38,67 @@ def clone_tree(obj: Any) -> Any:
     return obj
 
 
-def copy_into(dst: Any, src: Any) -> None:
-    """Copy ``src``'s tensors into ``dst``'s (same structure), as a graph runner fills static inputs."""
+def padding(dst: Any, src: Any) -> tuple[int, int] | None:
+    """``(b, B)`` when ``src`` is ``dst`` with a smaller leading dimension ``b < B`` (a batch that a
+    bucketed runner pads), None when the shapes are equal; ValueError for anything else."""
     d, s = leaves(dst), leaves(src)
     if len(d) != len(s):
         raise ValueError(f"make_inputs returned {len(s)} tensors, the capture input had {len(d)}")
+    pad = None
     for a, b in zip(d, s):
-        if a.shape != b.shape or a.dtype != b.dtype:
+        if a.dtype != b.dtype or a.dim() != b.dim():
             raise ValueError(f"make_inputs changed a tensor from {tuple(a.shape)}/{a.dtype} to "
-                             f"{tuple(b.shape)}/{b.dtype}; a graph needs fixed shapes and dtypes")
-        a.copy_(b)
+                             f"{tuple(b.shape)}/{b.dtype}; a graph needs fixed dtypes and ranks")
+        if a.shape == b.shape:
+            continue
+        if a.dim() == 0 or a.shape[1:] != b.shape[1:] or b.shape[0] > a.shape[0] or \
+                (pad is not None and pad != (b.shape[0], a.shape[0])):
+            raise ValueError(f"make_inputs changed a tensor from {tuple(a.shape)} to {tuple(b.shape)}; a graph "
+                             f"needs fixed shapes (only a smaller leading batch dimension is padded)")
+        pad = (b.shape[0], a.shape[0])
+    return pad
+
+
+def copy_into(dst: Any, src: Any) -> None:
+    """Copy ``src``'s tensors into ``dst``'s (same structure), as a graph runner fills static inputs.
+    A smaller leading dimension is padded with zeros, as a bucketed runner pads a batch."""
+    padding(dst, src)
+    for a, b in zip(leaves(dst), leaves(src)):
+        if a.shape == b.shape:
+            a.copy_(b)
+        else:
+            a[: b.shape[0]].copy_(b)
+            a[b.shape[0]:].zero_()
+
+
+def padded_like(src: Any, like: Any) -> Any:
+    """A copy of ``src`` padded with zeros to ``like``'s shapes (the input the graph really ran)."""
+    out = clone_tree(like)
+    copy_into(out, src)
+    return out
+
+
+def unpad(out: Any, pad: tuple[int, int] | None) -> Any:
+    """Slice outputs whose leading dimension is the padded batch back to the real batch."""
+    if pad is None:
+        return out
+    b, big = pad
+    if isinstance(out, torch.Tensor):
+        return out[:b] if out.dim() > 0 and out.shape[0] == big else out
+    if isinstance(out, dict):
+        return {k: unpad(v, pad) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        items = [unpad(x, pad) for x in out]
+        return type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
+    return out
+
+
+def noise_floor(expected: torch.Tensor, ulps: int = 4) -> float:
+    """A few units in the last place of the largest value: what a different summation order costs."""
+    if not expected.dtype.is_floating_point or expected.numel() == 0:
+        return 0.0
+    peak = float(expected.detach().abs().max())
+    return ulps * torch.finfo(expected.dtype).eps * peak if peak == peak else 0.0
 
 
 def same_values(a: Any, b: Any) -> bool:

@@ -1,7 +1,13 @@
-"""What a check observed, as plain data: recorded on a GPU, classified anywhere (also in CPU tests)."""
+"""What a check observed, as plain data: recorded on a GPU, classified anywhere (also in CPU tests).
+
+Every field is JSON-friendly; ``Evidence.from_dict`` rebuilds the nested dataclasses from their type
+hints, so a report written on a GPU machine classifies the same way on a laptop.
+"""
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +28,13 @@ class Comparison:
     bitwise_equal: bool
     replay_equals_capture_time: bool  # replay output is byte-identical to the capture-time output
     eager_moved: bool                 # eager output differs from eager on the capture input
+    # padded inputs (a smaller leading dimension than the capture input, padded like a bucketed runner)
+    padded_from: int | None = None    # the real leading dimension; the graph ran the captured one
+    close_to_eager_padded: bool | None = None  # replay vs eager on the padded input
+    bitwise_equal_to_eager_padded: bool | None = None
+    noise_floor: float | None = None  # a few units in the last place of the largest eager value
+    # replay vs eager with the capture-time host values (Python scalars, CPU tensors, attributes)
+    close_to_eager_capture_host: bool | None = None
 
 
 @dataclass
@@ -30,21 +43,121 @@ class OutputEvidence:
     shape: list[int]
     dtype: str
     comparisons: list[Comparison] = field(default_factory=list)
+    replays_identical: bool | None = None  # every replay gave the same bytes, whatever the input
 
 
 @dataclass
 class Failure:
     """An exception raised by the target (eagerly, in make_inputs, or during capture)."""
 
-    phase: str                 # "make_inputs" | "eager" | "capture" | "replay" | "process"
+    phase: str                 # "setup" | "make_inputs" | "eager" | "capture" | "replay" | "process"
     exc_type: str
     message: str
     location: Location | None = None
     stack: list[Location] = field(default_factory=list)
-    cuda_error: int | None = None     # 900-908 when CUDA rejected a capture
+    cuda_error: int | None = None     # 900-908 when CUDA rejected a capture; 700/710/... for faults
     last_entered: str | None = None   # last op entered before the failure
     last_entered_at: Location | None = None
     cuda_usable_after: bool | None = None
+    timed_out_after_s: float | None = None  # the call did not finish within this bound
+
+
+@dataclass
+class HostValue:
+    """A host-side value the graph cannot see change: a non-tensor argument, a CPU tensor argument, or
+    a Python attribute of the target's objects set between steps."""
+
+    path: str                      # "temperature", "args[1]", "model.scale"
+    kind: str                      # "argument" | "cpu_tensor" | "attribute"
+    capture_value: str
+    values: dict[str, str] = field(default_factory=dict)  # seed -> value, where it differs
+
+
+@dataclass
+class AttrChange:
+    """A Python-visible attribute that an eager call changed (the graph never runs Python)."""
+
+    path: str
+    before: str
+    after: str
+    writes: list[Location] = field(default_factory=list)  # where the code assigns it
+
+
+@dataclass
+class TensorState:
+    """A persistent tensor (parameter, buffer, tensor attribute) that an eager call changed."""
+
+    path: str
+    role: str                  # "parameter" | "buffer" | "attribute" | "input"
+    change: str                # "mutated" | "rebound"
+    pattern: str = "changes"   # "accumulates" | "compounds" | "changes" (from three calls)
+    detail: str = ""
+    writes: list[Location] = field(default_factory=list)
+
+
+@dataclass
+class Rebinding:
+    """A tensor attribute that points to different memory now than when the graph was captured."""
+
+    path: str
+    at_capture: str
+    now: str
+    writes: list[Location] = field(default_factory=list)
+
+
+@dataclass
+class Race:
+    """Two accesses to one tensor on different streams with no event between them (CUDA Sanitizer)."""
+
+    tensor: str
+    access: str
+    stream: int
+    previous: str
+    previous_stream: int
+    location: Location | None = None
+    previous_location: Location | None = None
+
+
+@dataclass
+class Census:
+    """GPU kernels that eager ran and that the graph ran, on the same verification input."""
+
+    seed: int
+    eager: list[str] = field(default_factory=list)
+    graph: list[str] = field(default_factory=list)
+    eager_only: list[str] = field(default_factory=list)
+    graph_only: list[str] = field(default_factory=list)
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.eager_only or self.graph_only)
+
+
+@dataclass
+class Overwrite:
+    """A tensor the target returned changed when a later call ran."""
+
+    output: int
+    call: int                 # the earlier call whose output changed
+    by_call: int              # the call that changed it
+    same_buffer: bool         # the later call returned the same memory
+    max_abs: float
+
+
+@dataclass
+class Probes:
+    """Behavioural probes beyond replay-vs-eager; ``None`` means the probe did not run."""
+
+    eager_calls_differ: bool | None = None       # eager twice on one input (after the first call)
+    replay_drift: float | None = None            # max abs change between two replays on one input
+    replay_drift_output: int | None = None
+    uninitialized: dict[str, Any] | None = None  # {"outputs": [...], "nonfinite": n} when poisoning moved them
+    rng_eager_sensitive: bool | None = None      # eager output moves with the RNG seed
+    rng_replay_sensitive: bool | None = None     # replay output moves with the RNG seed
+    rng_replay_matches_eager: bool | None = None
+    input_compounds: bool | None = None          # replay writes its static input and compounds on it
+    graph_backed: bool = False                   # the target replays CUDA graphs itself
+    errors: list[str] = field(default_factory=list)  # probes that could not run, and why
 
 
 @dataclass
@@ -62,21 +175,39 @@ class Evidence:
     indistinct_seeds: list[int] = field(default_factory=list)
     eager_unstable: bool = False
     no_cuda: str | None = None
+    host_values: list[HostValue] = field(default_factory=list)
+    side_effects: list[AttrChange] = field(default_factory=list)
+    tensor_state: list[TensorState] = field(default_factory=list)
+    rebound: list[Rebinding] = field(default_factory=list)
+    races: list[Race] = field(default_factory=list)
+    census: Census | None = None
+    overwrites: list[Overwrite] = field(default_factory=list)
+    probes: Probes = field(default_factory=Probes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Evidence:
-        d = dict(d)
-        d["outputs"] = [OutputEvidence(**{**o, "comparisons": [Comparison(**c) for c in o["comparisons"]]})
-                        for o in d.get("outputs", [])]
-        d["escaped"] = [EscapedOp.from_dict(e) for e in d.get("escaped", [])]
-        f = d.get("failure")
-        if f is not None:
-            f = dict(f)
-            f["location"] = Location.from_dict(f.get("location"))
-            f["last_entered_at"] = Location.from_dict(f.get("last_entered_at"))
-            f["stack"] = [Location(**s) for s in f.get("stack", [])]
-            d["failure"] = Failure(**f)
-        return cls(**d)
+        return _build(cls, d)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """Rebuild a value of type ``tp`` (dataclasses, lists, dicts, optionals) from ``asdict`` output."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_build(item, v) for v in value]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        return {k: _build(item, v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in names})
+    return value

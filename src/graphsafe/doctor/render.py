@@ -11,7 +11,7 @@ from ..diagnostics import Finding, Location
 from .report import Report
 
 _STYLE = {"error": "bold red", "warning": "bold yellow", "note": "bold cyan"}
-_VERDICT = {"match": "bold green", "mismatch": "bold red", "inconclusive": "bold yellow"}
+_VERDICT = {"match": "bold green", "benign": "bold green", "mismatch": "bold red", "inconclusive": "bold yellow"}
 
 
 def render_finding(console: Console, f: Finding) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from ..diagnostics import Finding
 from .evidence import Evidence
 
-EXIT_STATUS = {"match": 0, "mismatch": 1, "inconclusive": 2}
+EXIT_STATUS = {"match": 0, "benign": 0, "mismatch": 1, "inconclusive": 2}
 SCHEMA = "graphsafe.check/1"
 
 

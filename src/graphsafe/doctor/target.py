@@ -15,15 +15,34 @@ class TargetError(ValueError):
 
 @dataclass
 class Target:
+    """What to check.
+
+    ``fn(*make_inputs(seed))`` is one step of the program. Optional parts describe the program around it:
+
+    * ``prepare(seed)``: host-side work the program does before each step, outside the captured region
+      (reload weights, set a temperature, reset statistics). The doctor calls it before every eager
+      call and before every replay, as a runner's loop would.
+    * ``reference``: an eager oracle for a target that replays CUDA graphs itself (a runner): its
+      outputs are compared with the target's.
+    * ``state``: extra objects whose attributes the doctor should watch (named), beyond the ones it
+      finds through ``self``, closures and the globals the code names.
+    """
+
     fn: Callable[..., Any]
     make_inputs: Callable[[int], Any]
     name: str = ""
+    prepare: Callable[[int], Any] | None = None
+    reference: Callable[..., Any] | None = None
+    state: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
             raise TargetError(f"the target is not callable: {self.fn!r}")
         if not callable(self.make_inputs):
             raise TargetError(f"make_inputs is not callable: {self.make_inputs!r}")
+        for part in ("prepare", "reference"):
+            if getattr(self, part) is not None and not callable(getattr(self, part)):
+                raise TargetError(f"{part} is not callable: {getattr(self, part)!r}")
         if not self.name:
             self.name = getattr(self.fn, "__qualname__", None) or type(self.fn).__name__
 
@@ -95,7 +114,8 @@ def resolve(spec: str, inputs_spec: str | None = None) -> Target:
     else:
         raise TargetError(f"{spec} is not callable (it is a {type(obj).__name__})")
     if inputs_spec is not None and target.make_inputs is not resolve_object(inputs_spec):
-        target = Target(target.fn, resolve_object(inputs_spec), name=target.name)
+        target = Target(target.fn, resolve_object(inputs_spec), name=target.name, prepare=target.prepare,
+                        reference=target.reference, state=target.state)
     target.name = target.name or spec
     return target
 

@@ -18,6 +18,7 @@ from ..diagnostics import Location
 from . import frames
 
 WINDOW = "graphsafe::capture_window"
+CENSUS = "graphsafe::census::"  # windows whose executed kernels are listed (eager call, replay)
 CALIBRATE = "graphsafe::calibrate::"
 ROLES = ("legacy", "per_thread", "capture")
 STREAM_WORDS = {
@@ -76,6 +77,7 @@ class TraceResult:
     last_entered_at: Location | None = None
     launches_in_window: int = 0               # API launch calls seen inside the window
     error: str | None = None                  # why tracing was incomplete, if it was
+    census: dict[str, list[str]] = field(default_factory=dict)  # census window -> kernels, in order
 
 
 def short_kernel_name(name: str) -> str:
@@ -160,6 +162,17 @@ class CaptureTracer:
             self._window.__exit__(None, None, None)
             self._window = None
 
+    @contextlib.contextmanager
+    def census(self, name: str):
+        """List the kernels that run inside this block (``result.census[name]``)."""
+        from torch.autograd.profiler import record_function
+
+        if self._prof is None:
+            yield
+            return
+        with record_function(CENSUS + name):
+            yield
+
     def stop(self) -> TraceResult:
         import torch
 
@@ -189,12 +202,13 @@ def analyse(kineto_results, result: TraceResult) -> TraceResult:
     for e in events:
         name = e.name()
         is_gpu = str(e.device_type()).endswith("CUDA")
-        if not is_gpu and (name == WINDOW or name.startswith(CALIBRATE)):
+        if not is_gpu and (name == WINDOW or name.startswith((CALIBRATE, CENSUS))):
             marks[name] = (e.start_ns(), e.start_ns() + e.duration_ns())
         elif not is_gpu and name.startswith(_LAUNCH_APIS):
             runtime[e.correlation_id()] = e
         elif is_gpu and not e.is_user_annotation() and not name.startswith("graphsafe::"):
             gpu.append(e)
+    _census(marks, runtime, gpu, result)
     if WINDOW not in marks:
         result.error = "the capture window marker is missing from the trace"
         return result
@@ -235,6 +249,25 @@ def analyse(kineto_results, result: TraceResult) -> TraceResult:
             op.launch_sites, op.launch_note = launch_sites(op.short_name, op.stream_role)
     result.last_entered, result.last_entered_at = tree.last_entered(w0, w1)
     return result
+
+
+def _census(marks: dict, runtime: dict, gpu: list, result: TraceResult) -> None:
+    """Kernels per census window, by the time of their launching API call. In a replay window only
+    the graph's own kernels count (those launched by ``cudaGraphLaunch``), not the RNG prologue."""
+    for mark, (c0, c1) in marks.items():
+        if not mark.startswith(CENSUS):
+            continue
+        hits = []
+        for g in gpu:
+            if _kind(g.name()) != "kernel":
+                continue
+            rt = runtime.get(g.correlation_id()) or runtime.get(g.linked_correlation_id())
+            t = rt.start_ns() if rt is not None else g.start_ns()
+            if c0 <= t <= c1:
+                hits.append((g.start_ns(), rt.name() if rt is not None else "", g.name()))
+        if any(api.startswith("cudaGraphLaunch") for _, api, _ in hits):
+            hits = [h for h in hits if h[1].startswith("cudaGraphLaunch")]
+        result.census[mark[len(CENSUS):]] = [short_kernel_name(n) for _, _, n in sorted(hits)]
 
 
 class _Tree:
