@@ -26,9 +26,9 @@ import torch
 from .. import __version__
 from . import capture_errors, frames, probes, state
 from .classify import classify
-from .compare import (bitwise_equal, clone_tree, copy_into, leaves, noise_floor, padded_like, padding,
+from .compare import (all_close, bitwise_equal, clone_tree, copy_into, leaves, noise_floor, padded_like, padding,
                       same_values, stats, unpad)
-from .evidence import Census, Comparison, Evidence, Failure, OutputEvidence, Overwrite, TensorState
+from .evidence import Census, Comparison, Evidence, Failure, HostValue, OutputEvidence, Overwrite, TensorState
 from .report import Report
 from .target import Target, call, definition_site
 from .trace import CaptureTracer
@@ -148,11 +148,6 @@ def _device_of(inputs) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def _close(a: Any, b: Any, rtol, atol) -> bool:
-    la, lb = leaves(a), leaves(b)
-    return len(la) == len(lb) and all(stats(x, y, rtol, atol).close for x, y in zip(la, lb))
-
-
 class _Run:
     """One check's state; ``run()`` fills ``ev`` or raises ``_Abort`` with ``ev.failure`` set."""
 
@@ -241,8 +236,8 @@ class _Run:
         if not leaves(outs[0]):
             ev.failure = Failure("eager", "TypeError", "the target returned no tensor; graphsafe compares tensor outputs")
             raise _Abort
-        ev.probes.eager_calls_differ = not _close(outs[1], outs[2], self.rtol, self.atol)
-        ev.eager_unstable = ev.probes.eager_calls_differ or not _close(outs[0], outs[1], self.rtol, self.atol)
+        ev.probes.eager_calls_differ = not all_close(outs[1], outs[2], self.rtol, self.atol)
+        ev.eager_unstable = ev.probes.eager_calls_differ or not all_close(outs[0], outs[1], self.rtol, self.atol)
         ev.side_effects = state.side_effects(snaps[1], snaps[2], self.objs)
         ev.tensor_state = state.tensor_changes(*snaps, self.objs)
         _, args = kept[-1]
@@ -269,7 +264,7 @@ class _Run:
         a = self.eager(s1, v1)
         b = self.eager(s1, v1, rng_seed=s1 + _RNG_SHIFT)
         self.eager_rng = b
-        ev.probes.rng_eager_sensitive = not _close(a, b, self.rtol, self.atol)
+        ev.probes.rng_eager_sensitive = not all_close(a, b, self.rtol, self.atol)
 
     def _eager_verification(self) -> None:
         ev = self.ev
@@ -376,7 +371,6 @@ class _Run:
                       if r.path not in moved_by_forward]
         for path, (before, after) in state.changed_values(self.snap_capture, now).items():
             if path not in moved_by_forward:
-                from .evidence import HostValue
                 ev.host_values.append(HostValue(path, "attribute", before, {str(s1): after}))
         self.replay_out = []
         for k, (s, v) in enumerate(zip(ev.seeds, self.ver_ins)):
@@ -387,14 +381,14 @@ class _Run:
                 self._stop_tracer()
         if self.probe:
             again = self.replay(s1, v1)
-            worst = [(stats(a, b).max_abs, j) for j, (a, b) in
-                     enumerate(zip(leaves(again), leaves(self.replay_out[0]))) if not stats(a, b).close]
+            pairs = [(stats(a, b), j) for j, (a, b) in enumerate(zip(leaves(again), leaves(self.replay_out[0])))]
+            worst = [(st.max_abs, j) for st, j in pairs if not st.close]
             if worst:
                 ev.probes.replay_drift, ev.probes.replay_drift_output = max(worst)
             ev.probes.input_compounds = self._input_compounds(s1, v1, again)
             other = self.replay(s1, v1, rng_seed=s1 + _RNG_SHIFT)
-            ev.probes.rng_replay_sensitive = not _close(other, again, self.rtol, self.atol)
-            ev.probes.rng_replay_matches_eager = _close(other, self.eager_rng, self.rtol, self.atol)
+            ev.probes.rng_replay_sensitive = not all_close(other, again, self.rtol, self.atol)
+            ev.probes.rng_replay_matches_eager = all_close(other, self.eager_rng, self.rtol, self.atol)
         self.timings["replay_s"] = time.perf_counter() - tick
 
     def _input_compounds(self, s1: int, v1: Any, first: Any) -> bool | None:
@@ -413,7 +407,7 @@ class _Run:
             self.graph.replay()
             probes.wait(self.dev, self.timeout_s, f"replay on input {s1}")
             return clone_tree(self.static_out)
-        return not _close(self._guard("replay", go), first, self.rtol, self.atol)
+        return not all_close(self._guard("replay", go), first, self.rtol, self.atol)
 
     def _compare(self) -> None:
         ev, cs = self.ev, self.ev.capture_seed
@@ -421,7 +415,7 @@ class _Run:
         for s, v, e, r in zip(ev.seeds, self.ver_ins, self.eager_out, self.replay_out):
             pad = self.pads[s]
             e_pad = unpad(self.eager(s, padded_like(v, self.cap_in)), pad) if pad else None
-            e_host = self.eager(s, _host_input(v, self.cap_in), prepare_seed=cs) if host else None
+            e_host = self.eager(s, probes.with_host_values(v, self.cap_in), prepare_seed=cs) if host else None
             self._record(s, e, unpad(r, pad), snap=unpad(self.snapshot_out, pad), eager_cap=self.eager_cap,
                          pad=pad, e_pad=e_pad, e_host=e_host)
         for o in ev.outputs:
@@ -450,10 +444,6 @@ class _Run:
             if e_host is not None:
                 c.close_to_eager_capture_host = stats(rep, leaves(e_host)[j], self.rtol, self.atol).close
             ev.outputs[j].comparisons.append(c)
-
-
-def _host_input(v: Any, cap: Any) -> Any:
-    return probes.with_host_values(v, cap)
 
 
 def _minus(a: list[str], b: list[str]) -> list[str]:

@@ -93,6 +93,12 @@ def unpad(out: Any, pad: tuple[int, int] | None) -> Any:
     return out
 
 
+def all_close(a: Any, b: Any, rtol: float | None = None, atol: float | None = None) -> bool:
+    """Every tensor of ``a`` is within tolerance of the matching tensor of ``b`` (same structure)."""
+    la, lb = leaves(a), leaves(b)
+    return len(la) == len(lb) and all(stats(x, y, rtol, atol).close for x, y in zip(la, lb))
+
+
 def noise_floor(expected: torch.Tensor, ulps: int = 4) -> float:
     """A few units in the last place of the largest value: what a different summation order costs."""
     if not expected.dtype.is_floating_point or expected.numel() == 0:

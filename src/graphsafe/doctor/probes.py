@@ -22,7 +22,7 @@ import torch
 
 from ..diagnostics import Location
 from . import frames
-from .compare import leaves
+from .compare import all_close, leaves
 from .evidence import HostValue, Race
 
 
@@ -179,7 +179,7 @@ def uninitialized(run: Callable[[], Any]) -> dict[str, Any] | None:
             poisoned = leaves(run())
             det.fill_uninitialized_memory = False
             again = leaves(run())
-            if not _agree(base, again):
+            if not all_close(base, again):
                 return None
             moved, nonfinite = _moved(base, poisoned)
             if not moved:
@@ -192,12 +192,6 @@ def uninitialized(run: Callable[[], Any]) -> dict[str, Any] | None:
     if first is not None:
         out["first_op"], out["first_op_at"] = first[0], first[1]
     return out
-
-
-def _agree(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    from .compare import stats
-
-    return len(a) == len(b) and all(stats(x, y).close for x, y in zip(a, b))
 
 
 def _moved(base: list[torch.Tensor], poisoned: list[torch.Tensor]) -> tuple[list[int], int]:

@@ -143,7 +143,8 @@ def _resolve(objs: dict[str, Any], path: str) -> Any:
 
 
 def _sums(objs: dict[str, Any], snap: Snapshot) -> dict[str, tuple[float, float]]:
-    paths, parts = [], []
+    """(sum, sum of squares) of every persistent tensor, with one transfer to the host per device."""
+    by_device: dict[torch.device, tuple[list[str], list[torch.Tensor]]] = {}
     for p in snap.tensors:
         try:
             t = _resolve(objs, p)
@@ -152,11 +153,14 @@ def _sums(objs: dict[str, Any], snap: Snapshot) -> dict[str, tuple[float, float]
         if not isinstance(t, torch.Tensor) or t.layout != torch.strided or t.numel() == 0 or t.is_complex():
             continue
         x = t.detach().to(torch.float64)
-        parts.append(torch.stack([x.sum(), (x * x).sum()]).cpu())
+        paths, parts = by_device.setdefault(x.device, ([], []))
+        parts.append(torch.stack([x.sum(), (x * x).sum()]))
         paths.append(p)
-    if not parts:
-        return {}
-    return {p: (float(v[0]), float(v[1])) for p, v in zip(paths, parts)}
+    out: dict[str, tuple[float, float]] = {}
+    for paths, parts in by_device.values():
+        values = torch.stack(parts).cpu().tolist()
+        out.update({p: (v[0], v[1]) for p, v in zip(paths, values)})
+    return out
 
 
 def _close(a: float, b: float) -> bool:
