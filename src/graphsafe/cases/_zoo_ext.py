@@ -5,7 +5,7 @@ import functools
 from pathlib import Path
 from types import ModuleType
 
-from ._build import load_extension
+from .._build import load_extension
 
 SOURCE = Path(__file__).parent / "csrc" / "zoo_ops.cu"
 

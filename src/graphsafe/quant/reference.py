@@ -1,35 +1,81 @@
-"""Reference semantics of the seed's per-row symmetric INT4 quantization, in plain PyTorch (CPU or GPU).
+"""Reference semantics of INT4 quantization and the W4A4 linear, in plain PyTorch (CPU or GPU).
 
-For each row: ``scale = fp16(fp16(max|x| / 7) * fp16(clip))`` (every step rounded to float16, as
-the kernel's ``__hdiv``/``__hmul`` do), ``q = clamp(round_half_even(fp16(x / scale)), -8, 7)``, and
-two signed 4-bit values per byte, element ``2j`` in the low nibble of byte ``j``; an odd last
-column leaves the high nibble 0.
+This module is the oracle: every kernel in :mod:`graphsafe.quant` is tested against it.
+
+**Per-row symmetric INT4** (the seed's ``sym_quant_fuse``), for ``x`` of dtype ``T`` (float16 or
+bfloat16), each step rounded to ``T`` as the seed's ``__hdiv``/``__hmul`` do::
+
+    scale = T(T(max|x| / 7) * T(clip_ratio))
+    q     = clamp(round_half_even(T(x / scale)), -8, 7)
+
+Two signed 4-bit values per byte, element ``2j`` in the low nibble of byte ``j``; an odd last column
+leaves the high nibble 0.
+
+**Non-finite values** (the policy every backend follows): the row maximum propagates NaN, so a row
+holding a NaN gets ``scale = NaN``; a row holding ±Inf gets ``scale = +Inf``. Any quotient that is
+NaN (NaN inputs, 0/0 in an all-zero row, ±Inf/Inf) becomes code 0. So an all-zero row gives
+``scale = 0`` and codes 0, and a row with a non-finite value gives codes 0 with a non-finite scale,
+which makes that row's W4A4 output NaN rather than silently finite.
+
+**W4A4 linear**: ``y = T_out((float32(sum_k qx[m,k] * qw[n,k]) * float32(sx[m])) * float32(sw[n])
+(+ bias[n]))``; the integer sum is exact (|sum| <= 64 K, well inside int32 and float32's exact range
+for K <= 2^18).
 """
 from __future__ import annotations
 
 import torch
 
 QMIN, QMAX = -8, 7
+FLOAT_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def _half(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.float16).to(torch.float32)
+def _round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x.to(dtype).to(torch.float32)
 
 
 def sym_quant_reference(x: torch.Tensor, clip_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns ``(q, scale)``: ``q`` is uint8 of shape (M, ceil(N/2)), ``scale`` float16 (M, 1)."""
+    """Returns ``(q, scale)``: ``q`` uint8 of shape (M, ceil(N/2)), ``scale`` of x's dtype, shape (M, 1)."""
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D (rows, cols), got shape {tuple(x.shape)}")
-    if x.dtype != torch.float16:
-        raise TypeError(f"x must be float16 (the seed kernel's dtype), got {x.dtype}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"x must be float16 or bfloat16, got {x.dtype}")
+    dt = x.dtype
     xf = x.to(torch.float32)
-    amax = xf.abs().amax(dim=1, keepdim=True) if x.shape[1] else torch.zeros(x.shape[0], 1)
-    scale = _half(_half(amax / 7.0) * _half(torch.tensor(clip_ratio, dtype=torch.float32)))
-    data = _half(xf / scale)  # __hdiv(x, scale): float16-rounded quotient
-    q = torch.clamp(torch.round(data), QMIN, QMAX)  # torch.round rounds half to even, as __half2int_rn
-    # NaN (0/0 on an all-zero row) converts to 0 in __half2int_rn
-    q = torch.where(torch.isnan(data), torch.zeros_like(q), q).to(torch.int8)
-    return pack_int4(q), scale.to(torch.float16)
+    if x.shape[1]:
+        amax = xf.abs().amax(dim=1, keepdim=True)  # amax propagates NaN
+    else:
+        amax = torch.zeros(x.shape[0], 1, device=x.device)
+    clip = _round_to(torch.tensor(clip_ratio, dtype=torch.float32, device=x.device), dt)
+    scale = _round_to(_round_to(amax / 7.0, dt) * clip, dt)
+    data = _round_to(xf / scale, dt)
+    data = torch.where(torch.isnan(data), torch.zeros_like(data), data)
+    q = torch.round(torch.clamp(data, QMIN, QMAX)).to(torch.int8)  # torch.round: half to even
+    return pack_int4(q), scale.to(dt)
+
+
+def pack_int4_weights_reference(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel INT4 weights: ``w`` (out, in) -> ``(qw, w_scale)``, the rows of ``w``
+    quantized like activations (clip 1). float32 weights are quantized as float16."""
+    if w.dtype == torch.float32:
+        w = w.to(torch.float16)
+    return sym_quant_reference(w)
+
+
+def w4a4_linear_reference(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+                          bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``q`` (M, K/2) uint8, ``scale`` (M, 1), ``qw`` (N, K/2) uint8, ``w_scale`` (N, 1) -> (M, N)."""
+    acc = int4_matmul_reference(q, qw).to(torch.float32)
+    y = acc * scale.to(torch.float32).reshape(-1, 1) * w_scale.to(torch.float32).reshape(1, -1)
+    if bias is not None:
+        y = y + bias.to(torch.float32)
+    return y.to(out_dtype or scale.dtype)
+
+
+def int4_matmul_reference(q: torch.Tensor, qw: torch.Tensor) -> torch.Tensor:
+    """The exact integer products ``unpack(q) @ unpack(qw).T`` as int32 (computed in float64, exact)."""
+    a = unpack_int4(q).to(torch.float64)
+    b = unpack_int4(qw).to(torch.float64)
+    return (a @ b.T).to(torch.int32)
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
@@ -49,6 +95,6 @@ def unpack_int4(packed: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """Inverse of :func:`pack_int4`: int8 values of shape (M, n) (n defaults to 2 * bytes)."""
     lo = (packed & 0xF).to(torch.int16)
     hi = ((packed >> 4) & 0xF).to(torch.int16)
-    vals = torch.stack([lo, hi], dim=2).reshape(packed.shape[0], -1)
+    vals = torch.stack([lo, hi], dim=2).reshape(packed.shape[0], 2 * packed.shape[1])
     vals = torch.where(vals >= 8, vals - 16, vals).to(torch.int8)
     return vals if n is None else vals[:, :n]

@@ -1,12 +1,12 @@
 """Builds and loads the seed's CUDA extension (buggy or fixed) on first use, JIT and cached (see
-``graphsafe.cases._build`` for where)."""
+``graphsafe._build`` for where)."""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 from types import ModuleType
 
-from .._build import ExtensionUnavailable, build_root, load_extension
+from ..._build import ExtensionUnavailable, build_root, load_extension
 
 __all__ = ["ExtensionUnavailable", "SOURCES", "build_root", "load"]
 

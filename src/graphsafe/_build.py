@@ -1,4 +1,5 @@
-"""Builds the cases' CUDA extensions on first use (JIT through ``torch.utils.cpp_extension``, cached).
+"""Builds graphsafe's CUDA extensions (the cases' and the quant CUDA backend's) on first use, JIT
+through ``torch.utils.cpp_extension`` and cached.
 
 The build directory is ``$GRAPHSAFE_BUILD_DIR/<name>`` when that variable is set, otherwise
 ``$XDG_CACHE_HOME/graphsafe/torch_extensions/<name>`` (``~/.cache`` by default). torch rebuilds only

@@ -1,0 +1,256 @@
+"""Speed of graphsafe.quant on the Qwen2-7B linear shapes, timed inside CUDA graphs.
+
+Each timed op is captured R times back to back into one graph between two external CUDA events (as a
+model's layers follow each other in a captured decode step); the table reports the median over 10
+replays of the time per call. Inputs and weights rotate over enough
+copies to exceed the L2 cache, so weights come from HBM as in a real model. Roofline: the fewest bytes
+(inputs read once, outputs written once) over the copy bandwidth measured on the same GPU.
+
+    python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
+    python benchmarks/quant.py --sweep          # time GEMM launch configurations (for gemm_config)
+    python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]  # (K in, N out)
+MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
+L2_ROTATE_BYTES = 160 << 20
+
+
+def _timed_graph(fn_for, copies: int, reps: int) -> float:
+    """Median µs per call of ``fn_for(i)`` (the op on input set i % copies): ``reps`` calls captured
+    back to back into one graph between two external CUDA events, the graph replayed 10 times."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for i in range(min(copies, 3)):  # warm-up: compilation, module loads, workspaces
+            fn_for(i)
+    torch.cuda.synchronize()
+    start, end = (torch.cuda.Event(enable_timing=True, external=True) for _ in range(2))
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        start.record()
+        for i in range(reps):
+            fn_for(i % copies)
+        end.record()
+    g.replay()  # the first replay uploads the graph
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(10):
+        g.replay()
+        torch.cuda.synchronize()
+        samples.append(start.elapsed_time(end) * 1e3 / reps)
+    return statistics.median(samples)
+
+
+def copy_bandwidth() -> float:
+    """Bytes/s of a large device-to-device copy (read + write)."""
+    import torch
+
+    a = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    us = _timed_graph(lambda i: b.copy_(a), 1, 20)
+    return 2 * a.numel() / (us * 1e-6)
+
+
+def _copies(bytes_per_set: int) -> int:
+    return max(2, min(16, -(-L2_ROTATE_BYTES // max(bytes_per_set, 1))))
+
+
+def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
+    import torch
+
+    from graphsafe.quant import pack_int4_weights, sym_quant, w4a4_linear
+
+    w_bytes = n * k * 2
+    copies = _copies(w_bytes // 4 + m * k * 2)
+    xs = [torch.randn(m, k, dtype=torch.float16, device="cuda") for _ in range(copies)]
+    packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05)
+              for _ in range(copies)]
+    q_buf = torch.empty(m, (k + 1) // 2, dtype=torch.uint8, device="cuda")
+    s_buf = torch.empty(m, 1, dtype=torch.float16, device="cuda")
+    y_buf = torch.empty(m, n, dtype=torch.float16, device="cuda")
+    qs = [sym_quant(x) for x in xs]
+
+    def w4a4(i):
+        sym_quant(xs[i], out=q_buf, scale_out=s_buf)
+        w4a4_linear(q_buf, s_buf, packed[i][0], packed[i][1], out=y_buf)
+
+    def gemm_only(i):
+        w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
+
+    row = {"K": k, "N": n, "M": m, "w4a4_us": _timed_graph(w4a4, copies, reps),
+           "gemm_us": _timed_graph(gemm_only, copies, reps)}
+    del packed
+    f_copies = _copies(w_bytes + m * k * 2)
+    ws = [torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05 for _ in range(f_copies)]
+    xs16 = xs[:f_copies] if len(xs) >= f_copies else [xs[i % len(xs)] for i in range(f_copies)]
+    row["fp16_us"] = _timed_graph(lambda i: torch.matmul(xs16[i], ws[i].t(), out=y_buf), f_copies, reps)
+    del ws
+    min_bytes = m * k * 2 + n * ((k + 1) // 2) + 2 * n + m * n * 2
+    row["roofline_us"] = min_bytes / bw * 1e6
+    row["speedup"] = row["fp16_us"] / row["w4a4_us"]
+    row["tflops_w4a4"] = 2 * m * n * k / (row["w4a4_us"] * 1e-6) / 1e12
+    torch.cuda.empty_cache()
+    return row
+
+
+def bench_quant(n: int, m: int, backend: str, reps: int) -> dict:
+    import torch
+
+    from graphsafe.quant import sym_quant
+
+    copies = _copies(m * n * 2)
+    xs = [torch.randn(m, n, dtype=torch.float16, device="cuda") for _ in range(copies)]
+    q = torch.empty(m, (n + 1) // 2, dtype=torch.uint8, device="cuda")
+    s = torch.empty(m, 1, dtype=torch.float16, device="cuda")
+    us = _timed_graph(lambda i: sym_quant(xs[i], out=q, scale_out=s, backend=backend), copies, reps)
+    moved = m * n * 2 + q.numel() + 2 * m
+    return {"N": n, "M": m, "backend": backend, "us": us, "TB_s": moved / (us * 1e-6) / 1e12}
+
+
+def sweep_quant(reps: int) -> list[dict]:
+    """Time quantizer launch configurations (BLOCK, SINGLE, num_warps) for quant_config."""
+    import torch
+    import triton
+
+    from graphsafe.quant.triton_kernels import sym_quant_into
+
+    out = []
+    for n in (3584, 18944):
+        for m in (1, 16, 8192):
+            xs = [torch.randn(m, n, dtype=torch.float16, device="cuda") for _ in range(_copies(m * n * 2))]
+            q = torch.empty(m, (n + 1) // 2, dtype=torch.uint8, device="cuda")
+            s = torch.empty(m, 1, dtype=torch.float16, device="cuda")
+            full = triton.next_power_of_2(n)
+            configs = [(4096, False, w) for w in (4, 8, 16)] + [(2048, False, w) for w in (4, 8)]
+            configs += [(full, True, w) for w in (4, 8, 16, 32)]
+            for cfg in configs:
+                us = _timed_graph(lambda i: sym_quant_into(xs[i], 1.0, q, s, cfg), len(xs), reps)
+                out.append({"N": n, "M": m, "config": list(cfg), "us": us,
+                            "TB_s": (m * n * 2 + q.numel() + 2 * m) / (us * 1e-6) / 1e12})
+            best = min((r for r in out if (r["N"], r["M"]) == (n, m)), key=lambda r: r["us"])
+            print(f"quant N={n:6d} M={m:5d} best {best['us']:8.2f} us {best['TB_s']:.2f} TB/s {best['config']}",
+                  flush=True)
+            del xs
+    return out
+
+
+def sweep(reps: int, ms=(1, 4, 16, 512, 2048, 8192)) -> list[dict]:
+    import torch
+
+    from graphsafe.quant import pack_int4_weights, sym_quant
+    from graphsafe.quant.triton_kernels import GemmConfig, w4a4_into
+
+    small = [GemmConfig(16, bn, bkb, 1, w, s) for bn in (16, 32, 64) for bkb in (128, 256, 512)
+             for w in (2, 4) for s in (4, 6)]
+    big = [GemmConfig(bm, bn, bkb, 8, w, s) for bm, bn in ((128, 128), (128, 256), (256, 128))
+           for bkb in (64, 128) for w in (4, 8) for s in (3, 4)]
+    out = []
+    for k, n in SHAPES:
+        for m in ms:
+            configs = small if m <= 16 else big
+            copies = _copies(n * k // 2)
+            packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda")) for _ in range(copies)]
+            q, s = sym_quant(torch.randn(m, k, dtype=torch.float16, device="cuda"))
+            y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+            for cfg in configs:
+                try:
+                    us = _timed_graph(lambda i: w4a4_into(q, s, packed[i][0], packed[i][1], None, y, cfg),
+                                      copies, reps)
+                except Exception as e:  # noqa: BLE001 - a config that does not compile (shared memory)
+                    print(f"  skip {cfg}: {type(e).__name__}: {str(e)[:80]}", file=sys.stderr)
+                    continue
+                out.append({"K": k, "N": n, "M": m, "config": cfg.__dict__, "us": us})
+            best = min((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["us"])
+            print(f"K={k:6d} N={n:6d} M={m:5d} best {best['us']:8.1f} us {best['config']}", flush=True)
+            del packed
+            torch.cuda.empty_cache()
+    return out
+
+
+def _table(rows: list[dict], quant_rows: list[dict], bw: float) -> str:
+    lines = [f"copy bandwidth: {bw / 1e12:.2f} TB/s", "",
+             "| K→N | M | fp16 cuBLAS µs | W4A4 µs | GEMM only µs | roofline µs | speed-up | W4A4 TFLOP/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['K']}→{r['N']} | {r['M']} | {r['fp16_us']:.1f} | {r['w4a4_us']:.1f} | {r['gemm_us']:.1f} "
+                     f"| {r['roofline_us']:.1f} | {r['speedup']:.2f}× | {r['tflops_w4a4']:.0f} |")
+    lines += ["", "| sym_quant N | M | backend | µs | TB/s |", "|---|---|---|---|---|"]
+    for r in quant_rows:
+        lines.append(f"| {r['N']} | {r['M']} | {r['backend']} | {r['us']:.2f} | {r['TB_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(data: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SHAPES), figsize=(5 * len(SHAPES), 4), sharey=False)
+    for ax, (k, n) in zip(axes, SHAPES):
+        rows = [r for r in data["rows"] if (r["K"], r["N"]) == (k, n)]
+        ms = [r["M"] for r in rows]
+        for key, label in (("fp16_us", "fp16 cuBLAS"), ("w4a4_us", "W4A4 (quantize+GEMM)"),
+                           ("roofline_us", "HBM roofline (W4A4 bytes)")):
+            ax.plot(ms, [r[key] for r in rows], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{k} → {n}")
+        ax.set_xlabel("M (rows)")
+        ax.set_ylabel("µs (median, in a CUDA graph)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(data.get("device", ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the numbers to this file")
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--sweep", action="store_true", help="time GEMM launch configurations instead")
+    ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
+    ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
+    ap.add_argument("--ms", default=",".join(map(str, MS)), help="comma-separated M values")
+    args = ap.parse_args(argv)
+    if args.plot_from:
+        plot(json.load(open(args.plot_from)), args.plot or "quant.png")
+        return 0
+    import torch
+    if not torch.cuda.is_available():
+        print("benchmarks/quant.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    if args.sweep:
+        rows = sweep_quant(args.reps) + sweep(args.reps, [int(v) for v in args.ms.split(",")])
+        if args.json:
+            json.dump(rows, open(args.json, "w"), indent=1)
+        return 0
+    bw = copy_bandwidth()
+    ms = [int(v) for v in args.ms.split(",")]
+    rows = []
+    for k, n in SHAPES:
+        for m in ms:
+            rows.append(bench_shape(k, n, m, bw, args.reps))
+            print(f"{k}->{n} M={m}: fp16 {rows[-1]['fp16_us']:.1f} us, w4a4 {rows[-1]['w4a4_us']:.1f} us",
+                  file=sys.stderr, flush=True)
+    quant_rows = [bench_quant(n, m, b, args.reps) for n in (3584, 18944) for m in ms for b in ("triton", "cuda")]
+    data = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_bw": bw,
+            "rows": rows, "quant": quant_rows}
+    if args.json:
+        json.dump(data, open(args.json, "w"), indent=1)
+    if args.plot:
+        plot(data, args.plot)
+    print(_table(rows, quant_rows, bw))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Public INT4 ops: :func:`sym_quant`, :func:`pack_int4_weights`, :func:`w4a4_linear`.
+
+Each is a ``torch.library`` custom op (``torch.ops.graphsafe.*``) with a fake implementation, so it
+traces under ``torch.compile(fullgraph=True)``, and each launches on the current stream, so a
+CUDA-graph capture records it. The Python functions validate their arguments first and raise
+``TypeError``/``ValueError`` naming the bad one; the ops themselves assume valid input.
+
+Backends: ``"triton"`` (default on CUDA), ``"cuda"`` (the fixed seed kernel; quantization only) and
+``"reference"`` (plain PyTorch, the default on CPU). ``"auto"`` picks. The Triton kernels also run on
+CPU tensors under ``TRITON_INTERPRET=1``, which is how the CPU tests exercise them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+from . import reference
+from .reference import FLOAT_DTYPES
+
+BACKENDS = ("auto", "triton", "cuda", "reference")
+OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+# --- argument checks ------------------------------------------------------------------------------
+
+def _tensor(name: str, t, *, rank: int, dtypes, device: torch.device | None = None) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must be {names}, got {str(t.dtype).replace('torch.', '')}")
+    if t.dim() != rank:
+        raise ValueError(f"{name} must be {rank}-D, got shape {tuple(t.shape)}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name} is on {t.device} but the other arguments are on {device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (call .contiguous() first); got strides {t.stride()}")
+
+
+def _shape(name: str, t: torch.Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+
+
+def _backend(name: str, backend: str, allowed=BACKENDS) -> None:
+    if backend not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {backend!r}")
+
+
+def _resolve(backend: str, device: torch.device) -> str:
+    """The backend that runs on ``device``; raises when the requested one cannot."""
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "reference"
+    if backend == "triton" and device.type != "cuda" and not interpret:
+        raise ValueError(f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1); got {device}")
+    if backend == "cuda" and device.type != "cuda":
+        raise ValueError(f"backend='cuda' needs CUDA tensors; got {device}")
+    return backend
+
+
+# --- sym_quant ------------------------------------------------------------------------------------
+
+def _quant_into(x: torch.Tensor, clip_ratio: float, backend: str, q: torch.Tensor, scale: torch.Tensor) -> None:
+    which = _resolve(backend, x.device)
+    if which == "triton":
+        from . import triton_kernels
+        triton_kernels.sym_quant_into(x, clip_ratio, q, scale)
+    elif which == "cuda":
+        from . import cuda_backend
+        cuda_backend.sym_quant_into(x, clip_ratio, q, scale)
+    else:
+        q_ref, s_ref = reference.sym_quant_reference(x, clip_ratio)
+        q.copy_(q_ref)
+        scale.copy_(s_ref)
+
+
+@torch.library.custom_op("graphsafe::sym_quant", mutates_args=())
+def _sym_quant_op(x: torch.Tensor, clip_ratio: float, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    q = x.new_empty((x.shape[0], (x.shape[1] + 1) // 2), dtype=torch.uint8)
+    scale = x.new_empty((x.shape[0], 1))
+    _quant_into(x, clip_ratio, backend, q, scale)
+    return q, scale
+
+
+@_sym_quant_op.register_fake
+def _(x, clip_ratio, backend):
+    return (x.new_empty((x.shape[0], (x.shape[1] + 1) // 2), dtype=torch.uint8), x.new_empty((x.shape[0], 1)))
+
+
+@torch.library.custom_op("graphsafe::sym_quant_out", mutates_args=("q", "scale"))
+def _sym_quant_out_op(x: torch.Tensor, clip_ratio: float, backend: str, q: torch.Tensor,
+                      scale: torch.Tensor) -> None:
+    _quant_into(x, clip_ratio, backend, q, scale)
+
+
+@_sym_quant_out_op.register_fake
+def _(x, clip_ratio, backend, q, scale):
+    return None
+
+
+def sym_quant(x: torch.Tensor, clip_ratio: float = 1.0, *, out: torch.Tensor | None = None,
+              scale_out: torch.Tensor | None = None, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric INT4 quantization with the seed's semantics (:mod:`graphsafe.quant.reference`).
+
+    ``x``: contiguous (M, N) float16 or bfloat16. Returns ``(q, scale)``: ``q`` uint8 (M, ceil(N/2)),
+    two codes per byte, low nibble = even column; ``scale`` (M, 1) of x's dtype. ``out`` and
+    ``scale_out`` are optional preallocated outputs (for CUDA graphs and static buffers).
+    """
+    _tensor("x", x, rank=2, dtypes=FLOAT_DTYPES)
+    if isinstance(clip_ratio, bool) or not isinstance(clip_ratio, (int, float)):
+        raise TypeError(f"clip_ratio must be a number, got {type(clip_ratio).__name__}")
+    if not clip_ratio > 0 or clip_ratio == float("inf"):
+        raise ValueError(f"clip_ratio must be finite and > 0, got {clip_ratio}")
+    _backend("backend", backend)
+    m, n = x.shape
+    if out is None and scale_out is None:
+        return _sym_quant_op(x, float(clip_ratio), backend)
+    if out is None:
+        out = x.new_empty((m, (n + 1) // 2), dtype=torch.uint8)
+    if scale_out is None:
+        scale_out = x.new_empty((m, 1))
+    _tensor("out", out, rank=2, dtypes=(torch.uint8,), device=x.device)
+    _shape("out", out, (m, (n + 1) // 2))
+    _tensor("scale_out", scale_out, rank=2, dtypes=(x.dtype,), device=x.device)
+    _shape("scale_out", scale_out, (m, 1))
+    _sym_quant_out_op(x, float(clip_ratio), backend, out, scale_out)
+    return out, scale_out
+
+
+def pack_int4_weights(w: torch.Tensor, *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel INT4 weights: ``w`` (out, in) -> ``(qw, w_scale)`` with ``qw`` uint8
+    (out, ceil(in/2)) and ``w_scale`` (out, 1). Rows are quantized like activations (clip 1);
+    float32 weights are quantized as float16."""
+    _tensor("w", w, rank=2, dtypes=(*FLOAT_DTYPES, torch.float32))
+    if w.dtype == torch.float32:
+        w = w.to(torch.float16)
+    return sym_quant(w, 1.0, backend=backend)
+
+
+# --- w4a4_linear ----------------------------------------------------------------------------------
+
+def _linear_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
+    which = _resolve(backend, q.device)
+    if which == "triton":
+        from . import triton_kernels
+        triton_kernels.w4a4_into(q, scale, qw, w_scale, bias, out)
+    else:
+        out.copy_(reference.w4a4_linear_reference(q, scale, qw, w_scale, bias, out.dtype))
+
+
+@torch.library.custom_op("graphsafe::w4a4_linear", mutates_args=())
+def _w4a4_op(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+             bias: Optional[torch.Tensor], out_dtype: torch.dtype, backend: str) -> torch.Tensor:
+    out = q.new_empty((q.shape[0], qw.shape[0]), dtype=out_dtype)
+    _linear_into(q, scale, qw, w_scale, bias, backend, out)
+    return out
+
+
+@_w4a4_op.register_fake
+def _(q, scale, qw, w_scale, bias, out_dtype, backend):
+    return q.new_empty((q.shape[0], qw.shape[0]), dtype=out_dtype)
+
+
+@torch.library.custom_op("graphsafe::w4a4_linear_out", mutates_args=("out",))
+def _w4a4_out_op(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+                 bias: Optional[torch.Tensor], backend: str, out: torch.Tensor) -> None:
+    _linear_into(q, scale, qw, w_scale, bias, backend, out)
+
+
+@_w4a4_out_op.register_fake
+def _(q, scale, qw, w_scale, bias, backend, out):
+    return None
+
+
+def w4a4_linear(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+                bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None, *,
+                out: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+    """INT4 x INT4 linear: ``y[m, n] = sum_k qx[m, k] qw[n, k]`` (exact int32) ``* scale[m] * w_scale[n]
+    (+ bias[n])``, as ``out_dtype`` (default: scale's dtype). ``q`` (M, K/2) and ``scale`` (M, 1) come
+    from :func:`sym_quant`, ``qw`` (N, K/2) and ``w_scale`` (N, 1) from :func:`pack_int4_weights`."""
+    _tensor("q", q, rank=2, dtypes=(torch.uint8,))
+    dev = q.device
+    _tensor("scale", scale, rank=2, dtypes=OUT_DTYPES, device=dev)
+    _tensor("qw", qw, rank=2, dtypes=(torch.uint8,), device=dev)
+    _tensor("w_scale", w_scale, rank=2, dtypes=OUT_DTYPES, device=dev)
+    m, kb = q.shape
+    n = qw.shape[0]
+    if qw.shape[1] != kb:
+        raise ValueError(f"q and qw disagree on K: q has {kb} bytes per row (K = {2 * kb}), qw has {qw.shape[1]}")
+    _shape("scale", scale, (m, 1))
+    _shape("w_scale", w_scale, (n, 1))
+    if bias is not None:
+        _tensor("bias", bias, rank=1, dtypes=OUT_DTYPES, device=dev)
+        _shape("bias", bias, (n,))
+    _backend("backend", backend, ("auto", "triton", "reference"))
+    if out_dtype is None:
+        out_dtype = out.dtype if out is not None else scale.dtype
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be float16, bfloat16 or float32, got {out_dtype}")
+    if out is None:
+        return _w4a4_op(q, scale, qw, w_scale, bias, out_dtype, backend)
+    _tensor("out", out, rank=2, dtypes=(out_dtype,), device=dev)
+    _shape("out", out, (m, n))
+    _w4a4_out_op(q, scale, qw, w_scale, bias, backend, out)
+    return out

@@ -1,0 +1,196 @@
+"""graphsafe.quant on a GPU: both backends against the reference on the benchmark shapes and edge cases,
+under CUDA graphs and torch.compile, and `graphsafe check` clean on every kernel."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu
+
+from graphsafe import quant  # noqa: E402
+from graphsafe.doctor.check import check  # noqa: E402
+from graphsafe.quant import reference as ref  # noqa: E402
+
+SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]
+MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
+
+
+def _x(m, n, dtype=torch.float16, seed=0, scale=3.0):
+    g = torch.Generator(device="cuda").manual_seed(seed * 7919 + m * 31 + n)
+    return (torch.randn(m, n, device="cuda", generator=g) * scale).to(dtype)
+
+
+def _same_scale(a, b):
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0), b.nan_to_num(0))
+
+
+def _assert_quant(x, backend, clip=1.0):
+    q, s = quant.sym_quant(x, clip, backend=backend)
+    q_ref, s_ref = ref.sym_quant_reference(x, clip)
+    assert _same_scale(s, s_ref), (s.flatten()[:8], s_ref.flatten()[:8])
+    assert torch.equal(q, q_ref), int((q != q_ref).sum())
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("n", [3584, 18944])
+@pytest.mark.parametrize("m", MS)
+def test_sym_quant_matches_reference_on_benchmark_shapes(backend, m, n):
+    _assert_quant(_x(m, n), backend)
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m, n", [(1, 1), (3, 7), (5, 4097), (2, 8191), (2, 8193), (7, 65536), (4, 100003)])
+def test_sym_quant_edge_shapes_and_dtypes(backend, dtype, m, n):
+    _assert_quant(_x(m, n, dtype), backend, clip=0.9)
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_sym_quant_non_finite_policy(backend):
+    x = _x(6, 300)
+    x[0] = 0  # all-zero row: scale 0, codes 0
+    x[1, 5] = float("nan")
+    x[2, 7] = float("inf")
+    x[3, 0] = float("-inf")
+    x[4, 299] = float("nan")
+    x[4, 0] = float("inf")
+    _assert_quant(x, backend)
+    q, s = quant.sym_quant(x, backend=backend)
+    assert s[0].item() == 0 and int(q[0].sum()) == 0
+    assert s[1].isnan().item() and s[2].isinf().item() and int(q[1:5].sum()) == 0
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_sym_quant_zero_rows_and_64bit_offsets(backend):
+    q, s = quant.sym_quant(torch.empty(0, 3584, dtype=torch.float16, device="cuda"), backend=backend)
+    assert q.shape == (0, 1792) and s.shape == (0, 1)
+    x = _x(65536, 65536, scale=1.0)  # 2**32 elements: offsets past 32 bits
+    q, s = quant.sym_quant(x, backend=backend)
+    rows = torch.tensor([0, 1, 32767, 32768, 65534, 65535], device="cuda")
+    q_ref, s_ref = ref.sym_quant_reference(x[rows])
+    assert torch.equal(q[rows], q_ref) and torch.equal(s[rows], s_ref)
+
+
+@pytest.mark.parametrize("block", [1, 31, 33, 96, 1000, 1024])
+def test_cuda_backend_any_block_size(block):
+    from graphsafe.quant import cuda_backend
+    x = _x(9, 2051)
+    x[3, 17] = float("nan")
+    q = torch.empty(9, 1026, dtype=torch.uint8, device="cuda")
+    s = torch.empty(9, 1, dtype=torch.float16, device="cuda")
+    cuda_backend.sym_quant_into(x, 1.0, q, s, block=block)
+    q_ref, s_ref = ref.sym_quant_reference(x)
+    assert torch.equal(q, q_ref) and _same_scale(s, s_ref)
+
+
+@pytest.mark.parametrize("k, n", SHAPES)
+@pytest.mark.parametrize("m", MS)
+def test_w4a4_linear_matches_reference_on_benchmark_shapes(k, n, m):
+    q, s = quant.sym_quant(_x(m, k))
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
+    bias = _x(1, n, seed=2).flatten()
+    y = quant.w4a4_linear(q, s, qw, ws, bias, torch.float32)
+    y_ref = ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float32)
+    torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)  # float32 epilogue rounding only
+    # the integer accumulation itself is exact: unit scales give the int32 sums
+    ones_m = torch.ones(m, 1, dtype=torch.float32, device="cuda")
+    ones_n = torch.ones(n, 1, dtype=torch.float32, device="cuda")
+    acc = quant.w4a4_linear(q, ones_m, qw, ones_n, None, torch.float32)
+    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).to(torch.float32))
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (3, 7, 5), (17, 130, 33), (5, 4097, 77), (300, 96, 260),
+                                     (129, 65536, 16), (0, 64, 8), (4, 0, 8)])
+@pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_w4a4_linear_edge_shapes(m, k, n, out_dtype):
+    q, s = quant.sym_quant(_x(m, k, torch.bfloat16 if out_dtype == torch.bfloat16 else torch.float16))
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=3, scale=0.1).to(s.dtype))
+    y = quant.w4a4_linear(q, s, qw, ws, None, out_dtype)
+    y_ref = ref.w4a4_linear_reference(q, s, qw, ws, None, out_dtype)
+    assert y.shape == (m, n) and y.dtype == out_dtype
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=1e-2 if out_dtype != torch.float32 else 1e-6,
+                               atol=1e-6)
+
+
+def test_non_finite_row_gives_nan_output_row():
+    x = _x(3, 256)
+    x[1, 3] = float("inf")
+    lin = torch.nn.Linear(256, 64, device="cuda", dtype=torch.float16)
+    y = quant.W4A4Linear.from_float(lin)(x)
+    assert y[1].isnan().all() and y[[0, 2]].isfinite().all()
+
+
+def test_w4a4_linear_module_is_close_to_fp16_linear():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3584, 4608, device="cuda", dtype=torch.float16)
+    mod = quant.W4A4Linear.from_float(lin)
+    x = torch.randn(8, 3584, device="cuda", dtype=torch.float16)
+    y, y16 = mod(x).float(), lin(x).float()
+    rel = ((y - y16).norm() / y16.norm()).item()
+    assert rel < 0.25, rel  # INT4 x INT4 error: noisy but correlated
+    y_ref = ref.w4a4_linear_reference(*ref.sym_quant_reference(x), mod.qweight, mod.weight_scale, mod.bias,
+                                      torch.float16)
+    torch.testing.assert_close(mod(x), y_ref, rtol=1e-2, atol=1e-3)
+
+
+def _model():
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 512))
+    seq = seq.to("cuda", torch.float16)
+    return torch.nn.Sequential(quant.W4A4Linear.from_float(seq[0]), seq[1], quant.W4A4Linear.from_float(seq[2]))
+
+
+def test_cuda_graph_replay_follows_new_inputs_with_out_buffers():
+    x = torch.zeros(4, 3584, device="cuda", dtype=torch.float16)
+    q = torch.empty(4, 1792, dtype=torch.uint8, device="cuda")
+    s = torch.empty(4, 1, dtype=torch.float16, device="cuda")
+    qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=5, scale=0.05))
+    y = torch.empty(4, 4608, dtype=torch.float16, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for backend in ("triton", "cuda"):  # warm-up compiles and loads every kernel before capture
+            quant.sym_quant(x, out=q, scale_out=s, backend=backend)
+        quant.w4a4_linear(q, s, qw, ws, out=y)
+    torch.cuda.synchronize()
+    for backend in ("triton", "cuda"):
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=stream):
+            quant.sym_quant(x, out=q, scale_out=s, backend=backend)
+            quant.w4a4_linear(q, s, qw, ws, out=y)
+        for seed in range(3):
+            x.copy_(_x(4, 3584, seed=seed))
+            g.replay()
+            torch.cuda.synchronize()
+            q_ref, s_ref = ref.sym_quant_reference(x)
+            assert torch.equal(q, q_ref) and torch.equal(s, s_ref), (backend, seed)
+            torch.testing.assert_close(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws), rtol=1e-2, atol=1e-3)
+
+
+def test_torch_compile_fullgraph_and_reduce_overhead():
+    model = _model()
+    x = _x(8, 512)
+    eager = model(x)
+    compiled = torch.compile(model, fullgraph=True)
+    torch.testing.assert_close(compiled(x), eager, rtol=0, atol=0)
+    torch._dynamo.reset()
+    graphed = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+    for seed in range(3):
+        xi = _x(8, 512, seed=seed)
+        torch.testing.assert_close(graphed(xi).clone(), model(xi), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_doctor_check_sym_quant_is_clean(backend):
+    report = check(lambda x: quant.sym_quant(x, backend=backend), lambda seed: (_x(4, 3584, seed=seed),),
+                   name=f"sym_quant[{backend}]")
+    assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]
+
+
+def test_doctor_check_w4a4_linear_and_model_are_clean():
+    qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=5, scale=0.05))
+    report = check(lambda q, s: quant.w4a4_linear(q, s, qw, ws),
+                   lambda seed: quant.sym_quant(_x(4, 3584, seed=seed)), name="w4a4_linear")
+    assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]
+    model = _model()
+    report = check(model, lambda seed: (_x(8, 512, seed=seed),), name="W4A4 MLP")
+    assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]

@@ -1,0 +1,224 @@
+"""graphsafe.quant on the CPU: the Triton kernels in Triton's interpreter (TRITON_INTERPRET=1, set by
+conftest.py when there is no GPU) against the reference, the custom ops' registrations, torch.compile
+tracing, and bad input. float16 only for the kernels: the interpreter rounds float32 to bfloat16 by
+truncation, so bfloat16 is checked on the GPU (test_gpu_quant.py)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graphsafe import quant  # noqa: E402
+from graphsafe.quant import reference as ref  # noqa: E402
+
+interpreted = pytest.mark.skipif(
+    torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") != "1",
+    reason="runs the Triton kernels in the interpreter, on a machine without a GPU")
+
+
+def _triton():
+    return pytest.importorskip("graphsafe.quant.triton_kernels", reason="triton is not installed")
+
+
+def _x(m, n, seed=0, scale=3.0):
+    g = torch.Generator().manual_seed(seed * 7919 + m * 31 + n)
+    return (torch.randn(m, n, generator=g) * scale).half()
+
+
+def _same_scale(a, b):
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0), b.nan_to_num(0))
+
+
+@interpreted
+@pytest.mark.parametrize("m, n", [(1, 1), (3, 7), (2, 64), (4, 100), (2, 3584), (2, 9000), (3, 0)])
+@pytest.mark.parametrize("clip", [1.0, 0.9])
+def test_triton_sym_quant_matches_reference(m, n, clip):
+    _triton()
+    x = _x(m, n)
+    q, s = quant.sym_quant(x, clip, backend="triton")
+    q_ref, s_ref = ref.sym_quant_reference(x, clip)
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
+
+
+@interpreted
+@pytest.mark.parametrize("n", [300, 9000])  # one block per row, and the looping path for wide rows
+def test_triton_sym_quant_non_finite_policy(n):
+    _triton()
+    x = _x(5, n)
+    x[0] = 0
+    x[1, 5] = float("nan")
+    x[2, n - 1] = float("inf")
+    x[3, 0] = float("-inf")
+    x[4, 7] = float("nan")
+    x[4, 8] = float("inf")
+    q, s = quant.sym_quant(x, backend="triton")
+    q_ref, s_ref = ref.sym_quant_reference(x)
+    assert torch.equal(q, q_ref) and _same_scale(s, s_ref)
+    assert s[0].item() == 0 and s[1].isnan().item() and s[2].item() == float("inf") and s[4].isnan().item()
+    assert int(q[:5].sum()) == 0
+
+
+@interpreted
+@pytest.mark.parametrize("m, k, n", [(1, 64, 8), (3, 7, 5), (17, 130, 40), (5, 600, 33), (20, 64, 70)])
+def test_triton_w4a4_matches_reference_and_accumulates_exactly(m, k, n):
+    _triton()
+    q, s = quant.sym_quant(_x(m, k), backend="triton")
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.1), backend="triton")
+    bias = _x(1, n, seed=2).flatten()
+    y = quant.w4a4_linear(q, s, qw, ws, bias, torch.float32, backend="triton")
+    torch.testing.assert_close(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float32),
+                               rtol=1e-6, atol=1e-6)
+    ones_m, ones_n = torch.ones(m, 1), torch.ones(n, 1)
+    acc = quant.w4a4_linear(q, ones_m, qw, ones_n, None, torch.float32, backend="triton")
+    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
+    y16 = quant.w4a4_linear(q, s, qw, ws, None, backend="triton", out=torch.empty(m, n, dtype=torch.float16))
+    torch.testing.assert_close(y16, ref.w4a4_linear_reference(q, s, qw, ws), rtol=1e-3, atol=1e-4)
+
+
+@interpreted
+def test_triton_gemm_large_tile_config():
+    tk = _triton()
+    q, s = ref.sym_quant_reference(_x(130, 256))
+    qw, ws = ref.pack_int4_weights_reference(_x(140, 256, seed=1))
+    out = torch.empty(130, 140)
+    tk.w4a4_into(q, torch.ones(130, 1), qw, torch.ones(140, 1), None, out, tk.gemm_config(4096, 140, 128))
+    assert torch.equal(out, ref.int4_matmul_reference(q, qw).float())
+
+
+def test_reference_backend_is_the_cpu_default():
+    x = _x(3, 10)
+    q, s = quant.sym_quant(x)
+    q_ref, s_ref = ref.sym_quant_reference(x)
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
+
+
+def test_out_buffers_are_filled_and_returned():
+    x = _x(3, 9)
+    q, s = torch.full((3, 5), 0xAB, dtype=torch.uint8), torch.full((3, 1), -1.0, dtype=torch.float16)
+    rq, rs = quant.sym_quant(x, out=q, scale_out=s)
+    assert rq is q and rs is s
+    assert torch.equal(q, ref.sym_quant_reference(x)[0])
+
+
+def test_custom_ops_pass_opcheck():
+    x = _x(4, 33)
+    q, s = quant.sym_quant(x)
+    qw, ws = quant.pack_int4_weights(_x(6, 33, seed=1))
+    ops = torch.ops.graphsafe
+    torch.library.opcheck(ops.sym_quant.default, (x, 0.8, "reference"))
+    torch.library.opcheck(ops.sym_quant_out.default,
+                          (x, 1.0, "reference", torch.empty_like(q), torch.empty_like(s)))
+    torch.library.opcheck(ops.w4a4_linear.default, (q, s, qw, ws, None, torch.float32, "reference"))
+    torch.library.opcheck(ops.w4a4_linear_out.default, (q, s, qw, ws, ws.flatten(), "reference",
+                                                        torch.empty(4, 6, dtype=torch.float16)))
+
+
+def test_module_from_float_and_torch_compile_fullgraph():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48).half()
+    mod = quant.W4A4Linear.from_float(lin)
+    x = _x(2, 64, scale=1.0).reshape(2, 1, 64)
+    y = mod(x)
+    assert y.shape == (2, 1, 48) and y.dtype == torch.float16
+    y_ref = ref.w4a4_linear_reference(*ref.sym_quant_reference(x.reshape(2, 64)), mod.qweight, mod.weight_scale,
+                                      mod.bias)
+    assert torch.equal(y.reshape(2, 48), y_ref)
+    compiled = torch.compile(mod, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), y)
+    rel = ((y.float() - lin(x).float()).norm() / lin(x).float().norm()).item()
+    assert rel < 0.3
+
+
+def test_from_float_quantizes_float32_weights_as_float16():
+    lin = torch.nn.Linear(16, 4)
+    mod = quant.W4A4Linear.from_float(lin)
+    qw, ws = ref.sym_quant_reference(lin.weight.detach().half())
+    assert torch.equal(mod.qweight, qw) and torch.equal(mod.weight_scale, ws) and mod.bias.dtype == torch.float16
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda: quant.sym_quant(torch.zeros(4, dtype=torch.float16)), ValueError, "x must be 2-D"),
+    (lambda: quant.sym_quant(torch.zeros(2, 4)), TypeError, "x must be float16 or bfloat16, got float32"),
+    (lambda: quant.sym_quant(torch.zeros(4, 2, dtype=torch.float16).t()), ValueError, "x must be contiguous"),
+    (lambda: quant.sym_quant([[1.0]]), TypeError, "x must be a torch.Tensor"),
+    (lambda: quant.sym_quant(torch.zeros(2, 4, dtype=torch.float16), 0.0), ValueError, "clip_ratio"),
+    (lambda: quant.sym_quant(torch.zeros(2, 4, dtype=torch.float16), backend="fast"), ValueError, "backend"),
+    (lambda: quant.sym_quant(torch.zeros(2, 4, dtype=torch.float16), backend="cuda"), ValueError, "needs CUDA"),
+    (lambda: quant.sym_quant(torch.zeros(2, 4, dtype=torch.float16), out=torch.empty(2, 3, dtype=torch.uint8)),
+     ValueError, r"out must have shape \(2, 2\)"),
+    (lambda: quant.sym_quant(torch.zeros(2, 4, dtype=torch.float16), scale_out=torch.empty(2, 1)),
+     TypeError, "scale_out must be float16"),
+    (lambda: quant.w4a4_linear(torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1, dtype=torch.float16),
+                               torch.zeros(3, 5, dtype=torch.uint8), torch.ones(3, 1, dtype=torch.float16)),
+     ValueError, "q and qw disagree on K"),
+    (lambda: quant.w4a4_linear(torch.zeros(2, 4, dtype=torch.int8), torch.ones(2, 1), torch.zeros(3, 4),
+                               torch.ones(3, 1)), TypeError, "q must be uint8"),
+    (lambda: quant.w4a4_linear(torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1),
+                               torch.zeros(3, 4, dtype=torch.uint8), torch.ones(3)), ValueError, "w_scale must be 2-D"),
+    (lambda: quant.w4a4_linear(torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1),
+                               torch.zeros(3, 4, dtype=torch.uint8), torch.ones(3, 1), torch.ones(4)),
+     ValueError, r"bias must have shape \(3,\)"),
+    (lambda: quant.w4a4_linear(torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1),
+                               torch.zeros(3, 4, dtype=torch.uint8), torch.ones(3, 1), out_dtype=torch.int32),
+     TypeError, "out_dtype"),
+    (lambda: quant.W4A4Linear(8, 4)(torch.zeros(2, 9, dtype=torch.float16)), ValueError, "9 features"),
+    (lambda: quant.W4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1)), TypeError, "nn.Linear"),
+])
+def test_bad_input_names_the_argument(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_bad_input_loses_nothing():
+    x = _x(2, 8)
+    before = x.clone()
+    with pytest.raises(ValueError):
+        quant.sym_quant(x, out=torch.empty(3, 4, dtype=torch.uint8))
+    assert torch.equal(x, before)
+
+
+def test_quant_sources_pass_graphsafe_lint():
+    """Dogfood: the quantizer's CUDA C++ (the seed's kernel, fixed) and its Python pass lint clean, while
+    the seed's own kernel is flagged (GSC001, the stream-less launch)."""
+    from pathlib import Path
+
+    from graphsafe.lint.engine import lint_source
+
+    import graphsafe.cases.seed as seed_pkg
+    import graphsafe.quant as quant_pkg
+
+    root = Path(quant_pkg.__file__).parent
+    files = sorted(root.rglob("*.py")) + sorted(root.rglob("*.cu"))
+    assert any(f.suffix == ".cu" for f in files)
+    for f in files:
+        assert lint_source(f.read_bytes(), str(f))[0] == [], f
+    seed_cu = Path(seed_pkg.__file__).parent / "csrc" / "seed_quant.cu"
+    assert "GSC001" in {h.code for h in lint_source(seed_cu.read_bytes(), str(seed_cu))[0]}
+
+
+def test_fma_corrected_quotient_gives_the_division_codes():
+    """The Triton quantizer replaces x / scale by q = RN(x * RN(1/scale)) corrected by one FMA residual step.
+    Emulated in numpy (float64 holds each FMA's value before the float32 rounding), the quotient and the codes
+    must equal those of true division for every float16 x with |x| <= 16 * scale. Every 97th positive float16
+    scale here; GRAPHSAFE_EXHAUSTIVE=1 takes all of them (1.25e9 pairs, minutes; no difference found on 2026-11-24)."""
+    np = pytest.importorskip("numpy")
+    step = 1 if os.environ.get("GRAPHSAFE_EXHAUSTIVE") == "1" else 97
+    pos = np.arange(1, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float32)
+    xs = np.concatenate([-pos[::-1], [np.float32(0)], pos]).astype(np.float32)
+
+    def codes(v):
+        y = v.astype(np.float16).astype(np.float32)
+        return np.rint(np.clip(np.where(np.isnan(y), 0, y), -8, 7))
+
+    with np.errstate(all="ignore"):
+        for s in pos[::step]:
+            x = xs[np.searchsorted(xs, -16 * s):np.searchsorted(xs, 16 * s, side="right")]
+            r = np.float32(1) / s
+            q = (x * r).astype(np.float32)
+            res = (x.astype(np.float64) - q.astype(np.float64) * np.float64(s)).astype(np.float32)
+            q = (res.astype(np.float64) * np.float64(r) + q.astype(np.float64)).astype(np.float32)
+            exact = (x / s).astype(np.float32)
+            assert np.array_equal(q, exact), s  # the float32 quotient itself (x * r alone misses 3.4e6 here)
+            assert np.array_equal(codes(q), codes(exact)), s
