@@ -10,6 +10,7 @@ from types import ModuleType
 import torch
 
 from .._build import load_extension
+from .reference import rounded_clip
 
 SOURCE = Path(__file__).parent / "csrc" / "sym_quant.cu"
 DEFAULT_BLOCK = 256
@@ -22,5 +23,4 @@ def load() -> ModuleType:
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
                    block: int = DEFAULT_BLOCK) -> None:
-    clip = float(torch.tensor(float(clip_ratio)).to(x.dtype))  # T(clip_ratio), as the kernel expects
-    load().sym_quant_into(x, q, scale, clip, block)
+    load().sym_quant_into(x, q, scale, rounded_clip(clip_ratio, x.dtype), block)

@@ -33,6 +33,11 @@ def _round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype).to(torch.float32)
 
 
+def rounded_clip(clip_ratio: float, dtype: torch.dtype) -> float:
+    """``T(clip_ratio)`` as a Python float (exact in float32): the clip every backend multiplies by."""
+    return float(torch.tensor(float(clip_ratio)).to(dtype))
+
+
 def sym_quant_reference(x: torch.Tensor, clip_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ``(q, scale)``: ``q`` uint8 of shape (M, ceil(N/2)), ``scale`` of x's dtype, shape (M, 1)."""
     if x.dim() != 2:
@@ -45,8 +50,7 @@ def sym_quant_reference(x: torch.Tensor, clip_ratio: float = 1.0) -> tuple[torch
         amax = xf.abs().amax(dim=1, keepdim=True)  # amax propagates NaN
     else:
         amax = torch.zeros(x.shape[0], 1, device=x.device)
-    clip = _round_to(torch.tensor(clip_ratio, dtype=torch.float32, device=x.device), dt)
-    scale = _round_to(_round_to(amax / 7.0, dt) * clip, dt)
+    scale = _round_to(_round_to(amax / 7.0, dt) * rounded_clip(clip_ratio, dt), dt)
     data = _round_to(xf / scale, dt)
     data = torch.where(torch.isnan(data), torch.zeros_like(data), data)
     q = torch.round(torch.clamp(data, QMIN, QMAX)).to(torch.int8)  # torch.round: half to even

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .reference import rounded_clip
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 MAX_K = 1 << 17  # 256 * 64 * K must fit int32 (the GEMM's operands carry a factor 16 each)
 MAX_SINGLE_BLOCK = 8192  # columns a quantizer program holds in registers at once; wider rows loop
@@ -113,7 +115,7 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     if m == 0:
         return
     block, single, warps = config or quant_config(n, m)
-    clip = float(torch.tensor(float(clip_ratio)).to(x.dtype))  # T(clip_ratio), exact in float32
+    clip = rounded_clip(clip_ratio, x.dtype)
     _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[1], x.stride(0), q.stride(0), clip,
                             BLOCK=block, SINGLE=single, num_warps=warps)
 
