@@ -8,6 +8,7 @@ copies to exceed the L2 cache, so weights come from HBM as in a real model. Roof
 
     python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
     python benchmarks/quant.py --sweep          # time GEMM launch configurations (for gemm_config)
+    python benchmarks/quant.py --sweep-gemv     # time dp4a GEMV configurations (for dp4a_config)
     python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
 """
 from __future__ import annotations
@@ -66,21 +67,18 @@ def _copies(bytes_per_set: int) -> int:
 def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     import torch
 
-    from graphsafe.quant import pack_int4_weights, sym_quant, w4a4_linear
+    from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant, w4a4_linear
 
     w_bytes = n * k * 2
     copies = _copies(w_bytes // 4 + m * k * 2)
     xs = [torch.randn(m, k, dtype=torch.float16, device="cuda") for _ in range(copies)]
     packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05)
               for _ in range(copies)]
-    q_buf = torch.empty(m, (k + 1) // 2, dtype=torch.uint8, device="cuda")
-    s_buf = torch.empty(m, 1, dtype=torch.float16, device="cuda")
     y_buf = torch.empty(m, n, dtype=torch.float16, device="cuda")
     qs = [sym_quant(x) for x in xs]
 
-    def w4a4(i):
-        sym_quant(xs[i], out=q_buf, scale_out=s_buf)
-        w4a4_linear(q_buf, s_buf, packed[i][0], packed[i][1], out=y_buf)
+    def w4a4(i):  # what W4A4Linear runs: quantize + GEMM (one fused kernel for M <= FUSE_MAX_M)
+        quant_linear(xs[i], packed[i][0], packed[i][1], out=y_buf)
 
     def gemm_only(i):
         w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
@@ -175,6 +173,38 @@ def sweep(reps: int, ms=(1, 4, 16, 512, 2048, 8192)) -> list[dict]:
     return out
 
 
+def sweep_gemv(reps: int, ms=(1, 2, 4)) -> list[dict]:
+    """Time dp4a GEMV launch configurations (triton_gemv.Dp4aConfig) for dp4a_config."""
+    import torch
+
+    from graphsafe.quant import pack_int4_weights, sym_quant
+    from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_into
+
+    out = []
+    for k, n in SHAPES:
+        copies = _copies(n * k // 2)
+        packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda")) for _ in range(copies)]
+        y = torch.empty(max(ms), n, dtype=torch.float16, device="cuda")
+        for m in ms:
+            q, s = sym_quant(torch.randn(m, k, dtype=torch.float16, device="cuda"))
+            configs = [Dp4aConfig(bn, bw, w) for bn in (2, 4, 8) for bw in (256, 512, 1024) for w in (1, 2, 4)
+                       if bn * bw // (32 * w) <= 64]  # words per thread
+            for cfg in configs:
+                try:
+                    us = _timed_graph(lambda i: dp4a_into(q, s, packed[i][0], packed[i][1], None, y[:m], cfg),
+                                      copies, reps)
+                except Exception as e:  # noqa: BLE001 - a config that does not compile
+                    print(f"  skip {cfg}: {type(e).__name__}: {str(e)[:80]}", file=sys.stderr)
+                    continue
+                out.append({"K": k, "N": n, "M": m, "config": cfg.__dict__, "us": us})
+            best = sorted((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["us"])[:4]
+            print(f"dp4a K={k:6d} N={n:6d} M={m}: "
+                  + "; ".join(f"{r['us']:.2f} us {tuple(r['config'].values())}" for r in best), flush=True)
+        del packed
+        torch.cuda.empty_cache()
+    return out
+
+
 def _table(rows: list[dict], quant_rows: list[dict], bw: float) -> str:
     lines = [f"copy bandwidth: {bw / 1e12:.2f} TB/s", "",
              "| K→N | M | fp16 cuBLAS µs | W4A4 µs | GEMM only µs | roofline µs | speed-up | W4A4 TFLOP/s |",
@@ -217,6 +247,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--sweep", action="store_true", help="time GEMM launch configurations instead")
+    ap.add_argument("--sweep-gemv", action="store_true", help="time dp4a GEMV (M <= 4) configurations instead")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
     ap.add_argument("--ms", default=",".join(map(str, MS)), help="comma-separated M values")
@@ -228,6 +259,11 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("benchmarks/quant.py needs a CUDA GPU", file=sys.stderr)
         return 2
+    if args.sweep_gemv:
+        rows = sweep_gemv(args.reps)
+        if args.json:
+            json.dump(rows, open(args.json, "w"), indent=1)
+        return 0
     if args.sweep:
         rows = sweep_quant(args.reps) + sweep(args.reps, [int(v) for v in args.ms.split(",")])
         if args.json:

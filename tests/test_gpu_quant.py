@@ -112,6 +112,47 @@ def test_w4a4_linear_edge_shapes(m, k, n, out_dtype):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("k, n", SHAPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 16, 17, 512])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, dtype):
+    x = _x(m, k, dtype)
+    x[0, :100] = 0.0
+    if m > 1:
+        x[1] = 0.0
+    qw, ws = quant.pack_int4_weights(_x(n, k, dtype, seed=1, scale=0.05))
+    bias = _x(1, n, dtype, seed=2).flatten()
+    y = quant.quant_linear(x, qw, ws, bias, torch.float32, clip_ratio=0.9)
+    q, s = ref.sym_quant_reference(x, 0.9)
+    y_ref = ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float32)
+    torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)  # float32 epilogue rounding only
+    assert torch.equal(y, quant.w4a4_linear(q, s, qw, ws, bias, torch.float32))  # the same kernel epilogue
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_dp4a_gemv_is_exact_across_graph_replays(m):
+    """The few-row GEMV (dp4a) in a graph, replay after replay with new inputs, against the exact sums."""
+    from graphsafe.quant import ops
+    assert m <= ops.DP4A_MAX_M
+    k, n = 18944, 3584
+    x = torch.zeros(m, k, device="cuda", dtype=torch.float16)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=7, scale=0.05))
+    ones = torch.ones(n, 1, device="cuda", dtype=torch.float32)
+    y = torch.empty(m, n, device="cuda", dtype=torch.float32)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        quant.quant_linear(x, qw, ones, out=y, clip_ratio=0.8)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        quant.quant_linear(x, qw, ones, out=y, clip_ratio=0.8)
+    for seed in range(4):
+        x.copy_(_x(m, k, seed=seed))
+        g.replay()
+        qr, sr = ref.sym_quant_reference(x, 0.8)
+        assert torch.equal(y, ref.int4_matmul_reference(qr, qw).float() * sr.float()), seed
+
+
 def test_non_finite_row_gives_nan_output_row():
     x = _x(3, 256)
     x[1, 3] = float("inf")
@@ -190,6 +231,9 @@ def test_doctor_check_w4a4_linear_and_model_are_clean():
     qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=5, scale=0.05))
     report = check(lambda q, s: quant.w4a4_linear(q, s, qw, ws),
                    lambda seed: quant.sym_quant(_x(4, 3584, seed=seed)), name="w4a4_linear")
+    assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]
+    report = check(lambda x: quant.quant_linear(x, qw, ws), lambda seed: (_x(2, 3584, seed=seed),),
+                   name="quant_linear")
     assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]
     model = _model()
     report = check(model, lambda seed: (_x(8, 512, seed=seed),), name="W4A4 MLP")

@@ -87,6 +87,72 @@ def test_triton_gemm_large_tile_config():
     assert torch.equal(out, ref.int4_matmul_reference(q, qw).float())
 
 
+@interpreted
+@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (2, 136, 40), (4, 256, 33), (3, 1000, 70)])
+@pytest.mark.parametrize("bn, bw", [(4, 32), (8, 16), (16, 512)])
+def test_dp4a_gemv_is_exact_for_every_tiling(m, k, n, bn, bw):
+    tg = pytest.importorskip("graphsafe.quant.triton_gemv", reason="triton is not installed")
+    q, s = ref.sym_quant_reference(_x(m, k), 0.8)  # clip < 1: codes reach -8
+    qw, ws = ref.pack_int4_weights_reference(_x(n, k, seed=1))
+    cfg = tg.Dp4aConfig(bn=bn, bw=bw, num_warps=4)
+    acc = torch.full((m, n), -7.0)
+    tg.dp4a_into(q, torch.ones(m, 1), qw, torch.ones(n, 1), None, acc, cfg)
+    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
+    bias = _x(1, n, seed=2).flatten()
+    y = torch.empty(m, n, dtype=torch.float16)
+    tg.dp4a_into(q, s, qw, ws, bias, y, cfg)
+    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+    with pytest.raises(ValueError, match="K % 8 == 0"):
+        tg.dp4a_into(q[:, :1], s, qw[:, :1], ws, None, y)
+
+
+@interpreted
+@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (2, 7, 5), (4, 300, 40), (9, 130, 24)])
+@pytest.mark.parametrize("clip", [1.0, 0.9])
+def test_quant_linear_equals_quantize_then_linear(m, k, n, clip):
+    _triton()
+    x = _x(m, k)
+    x[0, : k // 2] = 0.0
+    if m > 1:
+        x[1] = 0.0  # an all-zero row: scale 0, output 0
+    if m > 2:
+        x[2, 1] = float("nan")  # a NaN row: NaN output
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.1))
+    bias = _x(1, n, seed=2).flatten()
+    expected = ref.w4a4_linear_reference(*ref.sym_quant_reference(x, clip), qw, ws, bias)
+    for backend in ("triton", "reference"):
+        y = quant.quant_linear(x, qw, ws, bias, clip_ratio=clip, backend=backend)
+        assert y.dtype == torch.float16 and _same_scale(y, expected), backend
+    out = torch.empty(m, n)
+    assert quant.quant_linear(x, qw, ws, None, clip_ratio=clip, out=out, backend="triton") is out
+    assert _same_scale(out, ref.w4a4_linear_reference(*ref.sym_quant_reference(x, clip), qw, ws, None,
+                                                      torch.float32))
+
+
+@interpreted
+def test_unaligned_operands_take_the_tensor_core_kernel():
+    q, s = ref.sym_quant_reference(_x(1, 64))
+    qw, ws = ref.pack_int4_weights_reference(_x(8, 64, seed=1))
+    buf = torch.empty(1 + q.numel(), dtype=torch.uint8)
+    q_odd = buf[1:].view(1, 32)  # a byte offset: cannot be read as int32 words
+    q_odd.copy_(q)
+    y = quant.w4a4_linear(q_odd, s, qw, ws, backend="triton")
+    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws))
+
+
+@interpreted
+def test_triton_backend_refuses_k_beyond_its_int32_bound():
+    from graphsafe.quant.ops import MAX_K
+    assert 256 * 64 * MAX_K < 2**31 <= 256 * 64 * (MAX_K + 2)
+    x = torch.zeros(1, MAX_K + 2, dtype=torch.float16)
+    qw, ws = torch.zeros(3, (MAX_K + 2) // 2, dtype=torch.uint8), torch.ones(3, 1, dtype=torch.float16)
+    with pytest.raises(ValueError, match="backend='reference'"):
+        quant.quant_linear(x, qw, ws, backend="triton")
+    with pytest.raises(ValueError, match=f"K = {MAX_K + 2} exceeds"):
+        quant.w4a4_linear(qw[:1], ws[:1], qw, ws, backend="triton")
+    assert torch.equal(quant.quant_linear(x, qw, ws, backend="reference"), torch.zeros(1, 3, dtype=torch.float16))
+
+
 def test_reference_backend_is_the_cpu_default():
     x = _x(3, 10)
     q, s = quant.sym_quant(x)
@@ -113,6 +179,9 @@ def test_custom_ops_pass_opcheck():
     torch.library.opcheck(ops.w4a4_linear.default, (q, s, qw, ws, None, torch.float32, "reference"))
     torch.library.opcheck(ops.w4a4_linear_out.default, (q, s, qw, ws, ws.flatten(), "reference",
                                                         torch.empty(4, 6, dtype=torch.float16)))
+    torch.library.opcheck(ops.quant_linear.default, (x, 0.9, qw, ws, None, torch.float16, "reference"))
+    torch.library.opcheck(ops.quant_linear_out.default, (x, 1.0, qw, ws, ws.flatten(), "reference",
+                                                         torch.empty(4, 6)))
 
 
 def test_module_from_float_and_torch_compile_fullgraph():
@@ -163,6 +232,17 @@ def test_from_float_quantizes_float32_weights_as_float16():
     (lambda: quant.w4a4_linear(torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1),
                                torch.zeros(3, 4, dtype=torch.uint8), torch.ones(3, 1), out_dtype=torch.int32),
      TypeError, "out_dtype"),
+    (lambda: quant.quant_linear(torch.zeros(2, 9, dtype=torch.float16), torch.zeros(3, 4, dtype=torch.uint8),
+                                torch.ones(3, 1, dtype=torch.float16)), ValueError, "x and qw disagree on K"),
+    (lambda: quant.quant_linear(torch.zeros(2, 8), torch.zeros(3, 4, dtype=torch.uint8),
+                                torch.ones(3, 1, dtype=torch.float16)), TypeError, "x must be float16"),
+    (lambda: quant.quant_linear(torch.zeros(2, 8, dtype=torch.float16), torch.zeros(3, 4, dtype=torch.uint8),
+                                torch.ones(3, 1, dtype=torch.float16), clip_ratio=-1), ValueError, "clip_ratio"),
+    (lambda: quant.quant_linear(torch.zeros(2, 8, dtype=torch.float16), torch.zeros(3, 4, dtype=torch.uint8),
+                                torch.ones(3, 1, dtype=torch.float16), backend="cuda"), ValueError, "backend"),
+    (lambda: quant.quant_linear(torch.zeros(2, 8, dtype=torch.float16), torch.zeros(3, 4, dtype=torch.uint8),
+                                torch.ones(3, 1, dtype=torch.float16), out=torch.empty(2, 4, dtype=torch.float16)),
+     ValueError, r"out must have shape \(2, 3\)"),
     (lambda: quant.W4A4Linear(8, 4)(torch.zeros(2, 9, dtype=torch.float16)), ValueError, "9 features"),
     (lambda: quant.W4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1)), TypeError, "nn.Linear"),
 ])

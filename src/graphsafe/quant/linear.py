@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .ops import pack_int4_weights, sym_quant, w4a4_linear
+from .ops import pack_int4_weights, quant_linear
 from .reference import FLOAT_DTYPES
 
 
@@ -53,8 +53,8 @@ class W4A4Linear(nn.Module):
             raise ValueError(f"x has {x.shape[-1]} features, this layer takes {self.in_features}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).contiguous()
-        q, scale = sym_quant(x2, self.clip_ratio, backend=self.backend)
-        y = w4a4_linear(q, scale, self.qweight, self.weight_scale, self.bias, x.dtype, backend=self.backend)
+        y = quant_linear(x2, self.qweight, self.weight_scale, self.bias, x.dtype, clip_ratio=self.clip_ratio,
+                         backend=self.backend)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,4 @@
-"""Public INT4 ops: :func:`sym_quant`, :func:`pack_int4_weights`, :func:`w4a4_linear`.
+"""Public INT4 ops: :func:`sym_quant`, :func:`pack_int4_weights`, :func:`w4a4_linear`, :func:`quant_linear`.
 
 Each is a ``torch.library`` custom op (``torch.ops.graphsafe.*``) with a fake implementation, so it
 traces under ``torch.compile(fullgraph=True)``, and each launches on the current stream, so a
@@ -20,6 +20,8 @@ from . import reference
 from .reference import FLOAT_DTYPES
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
+DP4A_MAX_M = 2  # rows up to which the W4A4 GEMM runs as a dp4a GEMV (triton_gemv); tensor cores beyond
+MAX_K = (1 << 17) - 2  # the Triton kernels' int32 bound: 256 * 64 * K < 2**31 (both operands carry 16x)
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -42,6 +44,13 @@ def _tensor(name: str, t, *, rank: int, dtypes, device: torch.device | None = No
 def _shape(name: str, t: torch.Tensor, expected: tuple[int, ...]) -> None:
     if tuple(t.shape) != expected:
         raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+
+
+def _clip(clip_ratio) -> None:
+    if isinstance(clip_ratio, bool) or not isinstance(clip_ratio, (int, float)):
+        raise TypeError(f"clip_ratio must be a number, got {type(clip_ratio).__name__}")
+    if not clip_ratio > 0 or clip_ratio == float("inf"):
+        raise ValueError(f"clip_ratio must be finite and > 0, got {clip_ratio}")
 
 
 def _backend(name: str, backend: str, allowed=BACKENDS) -> None:
@@ -110,10 +119,7 @@ def sym_quant(x: torch.Tensor, clip_ratio: float = 1.0, *, out: torch.Tensor | N
     ``scale_out`` are optional preallocated outputs (for CUDA graphs and static buffers).
     """
     _tensor("x", x, rank=2, dtypes=FLOAT_DTYPES)
-    if isinstance(clip_ratio, bool) or not isinstance(clip_ratio, (int, float)):
-        raise TypeError(f"clip_ratio must be a number, got {type(clip_ratio).__name__}")
-    if not clip_ratio > 0 or clip_ratio == float("inf"):
-        raise ValueError(f"clip_ratio must be finite and > 0, got {clip_ratio}")
+    _clip(clip_ratio)
     _backend("backend", backend)
     m, n = x.shape
     if out is None and scale_out is None:
@@ -142,9 +148,19 @@ def pack_int4_weights(w: torch.Tensor, *, backend: str = "auto") -> tuple[torch.
 
 # --- w4a4_linear ----------------------------------------------------------------------------------
 
+def _dp4a(q: torch.Tensor, qw: torch.Tensor) -> bool:
+    """Whether the few-row dp4a GEMV takes this GEMM: M <= DP4A_MAX_M, K > 0 a multiple of 8, and both
+    operands aligned for reading as int32 words."""
+    return (q.shape[0] <= DP4A_MAX_M and q.shape[1] % 4 == 0 and q.shape[1] > 0
+            and q.data_ptr() % 4 == 0 and qw.data_ptr() % 4 == 0)
+
+
 def _linear_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
     which = _resolve(backend, q.device)
-    if which == "triton":
+    if which == "triton" and _dp4a(q, qw):
+        from . import triton_gemv
+        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out)
+    elif which == "triton":
         from . import triton_kernels
         triton_kernels.w4a4_into(q, scale, qw, w_scale, bias, out)
     else:
@@ -175,6 +191,33 @@ def _(q, scale, qw, w_scale, bias, backend, out):
     return None
 
 
+def _check_weights(qw, w_scale, bias, kb: int, dev: torch.device, what: str) -> None:
+    _tensor("qw", qw, rank=2, dtypes=(torch.uint8,), device=dev)
+    _tensor("w_scale", w_scale, rank=2, dtypes=OUT_DTYPES, device=dev)
+    if qw.shape[1] != kb:
+        raise ValueError(f"{what} and qw disagree on K: {what} gives {kb} bytes per row (K = {2 * kb}), "
+                         f"qw has {qw.shape[1]}")
+    n = qw.shape[0]
+    _shape("w_scale", w_scale, (n, 1))
+    if bias is not None:
+        _tensor("bias", bias, rank=1, dtypes=OUT_DTYPES, device=dev)
+        _shape("bias", bias, (n,))
+
+
+def _k_bound(k: int, backend: str, dev: torch.device) -> None:
+    if k > MAX_K and _resolve(backend, dev) == "triton":
+        raise ValueError(f"K = {k} exceeds {MAX_K}, the most the Triton kernels accumulate exactly in int32 "
+                         "(their operands carry a factor 16 each); use backend='reference'")
+
+
+def _out_dtype(out_dtype, out, default: torch.dtype) -> torch.dtype:
+    if out_dtype is None:
+        out_dtype = out.dtype if out is not None else default
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be float16, bfloat16 or float32, got {out_dtype}")
+    return out_dtype
+
+
 def w4a4_linear(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
                 bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None, *,
                 out: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
@@ -184,25 +227,77 @@ def w4a4_linear(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale:
     _tensor("q", q, rank=2, dtypes=(torch.uint8,))
     dev = q.device
     _tensor("scale", scale, rank=2, dtypes=OUT_DTYPES, device=dev)
-    _tensor("qw", qw, rank=2, dtypes=(torch.uint8,), device=dev)
-    _tensor("w_scale", w_scale, rank=2, dtypes=OUT_DTYPES, device=dev)
     m, kb = q.shape
-    n = qw.shape[0]
-    if qw.shape[1] != kb:
-        raise ValueError(f"q and qw disagree on K: q has {kb} bytes per row (K = {2 * kb}), qw has {qw.shape[1]}")
+    _check_weights(qw, w_scale, bias, kb, dev, "q")
     _shape("scale", scale, (m, 1))
-    _shape("w_scale", w_scale, (n, 1))
-    if bias is not None:
-        _tensor("bias", bias, rank=1, dtypes=OUT_DTYPES, device=dev)
-        _shape("bias", bias, (n,))
     _backend("backend", backend, ("auto", "triton", "reference"))
-    if out_dtype is None:
-        out_dtype = out.dtype if out is not None else scale.dtype
-    if out_dtype not in OUT_DTYPES:
-        raise TypeError(f"out_dtype must be float16, bfloat16 or float32, got {out_dtype}")
+    _k_bound(2 * kb, backend, dev)
+    out_dtype = _out_dtype(out_dtype, out, scale.dtype)
     if out is None:
         return _w4a4_op(q, scale, qw, w_scale, bias, out_dtype, backend)
     _tensor("out", out, rank=2, dtypes=(out_dtype,), device=dev)
-    _shape("out", out, (m, n))
+    _shape("out", out, (m, qw.shape[0]))
     _w4a4_out_op(q, scale, qw, w_scale, bias, backend, out)
+    return out
+
+
+# --- quant_linear: quantize and multiply ----------------------------------------------------------
+
+def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
+    which = _resolve(backend, x.device)
+    q = x.new_empty((x.shape[0], (x.shape[1] + 1) // 2), dtype=torch.uint8)
+    scale = x.new_empty((x.shape[0], 1))
+    if which == "triton" and _dp4a(q, qw):
+        # the GEMV follows its own quantizer, so it may start early and stream weights meanwhile (PDL)
+        from . import triton_gemv, triton_kernels
+        pdl = triton_gemv.pdl_available(x.device)
+        triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl)
+        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+        return
+    _quant_into(x, clip_ratio, which, q, scale)
+    _linear_into(q, scale, qw, w_scale, bias, which, out)
+
+
+@torch.library.custom_op("graphsafe::quant_linear", mutates_args=())
+def _quant_linear_op(x: torch.Tensor, clip_ratio: float, qw: torch.Tensor, w_scale: torch.Tensor,
+                     bias: Optional[torch.Tensor], out_dtype: torch.dtype, backend: str) -> torch.Tensor:
+    out = x.new_empty((x.shape[0], qw.shape[0]), dtype=out_dtype)
+    _quant_linear_into(x, clip_ratio, qw, w_scale, bias, backend, out)
+    return out
+
+
+@_quant_linear_op.register_fake
+def _(x, clip_ratio, qw, w_scale, bias, out_dtype, backend):
+    return x.new_empty((x.shape[0], qw.shape[0]), dtype=out_dtype)
+
+
+@torch.library.custom_op("graphsafe::quant_linear_out", mutates_args=("out",))
+def _quant_linear_out_op(x: torch.Tensor, clip_ratio: float, qw: torch.Tensor, w_scale: torch.Tensor,
+                         bias: Optional[torch.Tensor], backend: str, out: torch.Tensor) -> None:
+    _quant_linear_into(x, clip_ratio, qw, w_scale, bias, backend, out)
+
+
+@_quant_linear_out_op.register_fake
+def _(x, clip_ratio, qw, w_scale, bias, backend, out):
+    return None
+
+
+def quant_linear(x: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
+                 out_dtype: torch.dtype | None = None, *, clip_ratio: float = 1.0,
+                 out: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+    """Quantize ``x`` (M, K) per row and apply the INT4 weights: exactly
+    ``w4a4_linear(*sym_quant(x, clip_ratio), qw, w_scale, bias, out_dtype)`` (default ``out_dtype``:
+    x's dtype). What :class:`W4A4Linear` runs."""
+    _tensor("x", x, rank=2, dtypes=FLOAT_DTYPES)
+    dev = x.device
+    _check_weights(qw, w_scale, bias, (x.shape[1] + 1) // 2, dev, "x")
+    _clip(clip_ratio)
+    _backend("backend", backend, ("auto", "triton", "reference"))
+    _k_bound(x.shape[1], backend, dev)
+    out_dtype = _out_dtype(out_dtype, out, x.dtype)
+    if out is None:
+        return _quant_linear_op(x, float(clip_ratio), qw, w_scale, bias, out_dtype, backend)
+    _tensor("out", out, rank=2, dtypes=(out_dtype,), device=dev)
+    _shape("out", out, (x.shape[0], qw.shape[0]))
+    _quant_linear_out_op(x, float(clip_ratio), qw, w_scale, bias, backend, out)
     return out

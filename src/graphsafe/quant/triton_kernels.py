@@ -7,9 +7,10 @@ times kernels and synchronizes on the first call, which must not happen inside a
 Hopper has no INT4 tensor-core instruction, so the GEMM unpacks both operands to INT8 in registers and
 runs INT8 ``tl.dot`` with int32 accumulation. Unpacking is two 32-bit operations per four bytes: each
 nibble is kept in the top half of its byte, i.e. as 16 times its value, and the int32 sum is shifted
-right by 8 at the end (exact; it bounds K at 2**17). It never interleaves nibbles back into column order: a
-dot product is a sum over k, so summing the even columns (low nibbles) and the odd columns (high
-nibbles) as two dots of half depth gives the same exact integer.
+right by 8 at the end (exact; it bounds K below 2**17, ``ops.MAX_K``). It never interleaves nibbles
+back into column order: a dot product is a sum over k, so summing the even columns (low nibbles) and
+the odd columns (high nibbles) as two dots of half depth gives the same exact integer. For one or two
+rows :mod:`graphsafe.quant.triton_gemv` takes over (CUDA-core dp4a).
 
 Every pointer offset is computed in 64 bits (row indices are cast before the multiply), so M and N up
 to 65,536 and beyond do not overflow. Under ``TRITON_INTERPRET=1`` the kernels run on CPU tensors.
@@ -26,7 +27,6 @@ import triton.language as tl
 from .reference import rounded_clip
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-MAX_K = 1 << 17  # 256 * 64 * K must fit int32 (the GEMM's operands carry a factor 16 each)
 MAX_SINGLE_BLOCK = 8192  # columns a quantizer program holds in registers at once; wider rows loop
 _ROUND = tl.constexpr(12582912.0)  # 1.5 * 2**23: (y + _ROUND) - _ROUND rounds |y| < 2**22 half to even in float32
 
@@ -65,7 +65,9 @@ def _row_amax(x):
 
 @triton.jit
 def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, clip,
-                      BLOCK: tl.constexpr, SINGLE: tl.constexpr):
+                      BLOCK: tl.constexpr, SINGLE: tl.constexpr, TRIGGER: tl.constexpr):
+    if TRIGGER:  # let a dependent kernel (launched with PDL) start now; it waits for our results itself
+        tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
     q_row = q_ptr + row * stride_q
@@ -109,15 +111,16 @@ def quant_config(n: int, m: int = 1) -> tuple[int, bool, int]:
 
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
-                   config: tuple[int, bool, int] | None = None) -> None:
-    """Quantize contiguous (M, N) ``x`` into ``q`` (M, ceil(N/2)) uint8 and ``scale`` (M, 1)."""
+                   config: tuple[int, bool, int] | None = None, trigger: bool = False) -> None:
+    """Quantize contiguous (M, N) ``x`` into ``q`` (M, ceil(N/2)) uint8 and ``scale`` (M, 1).
+    ``trigger``: a kernel launched next with programmatic dependent launch may start at once."""
     m, n = x.shape
     if m == 0:
         return
     block, single, warps = config or quant_config(n, m)
     clip = rounded_clip(clip_ratio, x.dtype)
     _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[1], x.stride(0), q.stride(0), clip,
-                            BLOCK=block, SINGLE=single, num_warps=warps)
+                            BLOCK=block, SINGLE=single, TRIGGER=trigger and not _INTERPRET, num_warps=warps)
 
 
 @triton.jit
