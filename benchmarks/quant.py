@@ -77,7 +77,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     y_buf = torch.empty(m, n, dtype=torch.float16, device="cuda")
     qs = [sym_quant(x) for x in xs]
 
-    def w4a4(i):  # what W4A4Linear runs: quantize + GEMM (one fused kernel for M <= FUSE_MAX_M)
+    def w4a4(i):  # what W4A4Linear runs: the quantizer, then the GEMM (PDL-linked for M <= DP4A_MAX_M)
         quant_linear(xs[i], packed[i][0], packed[i][1], out=y_buf)
 
     def gemm_only(i):

@@ -9,6 +9,7 @@ pytestmark = pytest.mark.gpu
 
 from graphsafe import quant  # noqa: E402
 from graphsafe.doctor.check import check  # noqa: E402
+from graphsafe.quant import ops  # noqa: E402
 from graphsafe.quant import reference as ref  # noqa: E402
 
 SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]
@@ -126,14 +127,18 @@ def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, d
     q, s = ref.sym_quant_reference(x, 0.9)
     y_ref = ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float32)
     torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)  # float32 epilogue rounding only
-    assert torch.equal(y, quant.w4a4_linear(q, s, qw, ws, bias, torch.float32))  # the same kernel epilogue
+    if m <= ops.DP4A_MAX_M:  # the dp4a GEMV after the quantizer (PDL) and alone: the same result
+        assert torch.equal(y, quant.w4a4_linear(q, s, qw, ws, bias, torch.float32))
 
 
 @pytest.mark.parametrize("m", [1, 2])
 def test_dp4a_gemv_is_exact_across_graph_replays(m):
-    """The few-row GEMV (dp4a) in a graph, replay after replay with new inputs, against the exact sums."""
-    from graphsafe.quant import ops
+    """The few-row GEMV (dp4a), launched with PDL after the quantizer, in a graph: replay after replay
+    with new inputs, against the exact sums."""
+    from graphsafe.quant import triton_gemv
     assert m <= ops.DP4A_MAX_M
+    if torch.cuda.get_device_capability()[0] >= 9:
+        assert triton_gemv.pdl_available(torch.device("cuda")), "PDL should be on for Hopper and newer"
     k, n = 18944, 3584
     x = torch.zeros(m, k, device="cuda", dtype=torch.float16)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=7, scale=0.05))
@@ -151,6 +156,16 @@ def test_dp4a_gemv_is_exact_across_graph_replays(m):
         g.replay()
         qr, sr = ref.sym_quant_reference(x, 0.8)
         assert torch.equal(y, ref.int4_matmul_reference(qr, qw).float() * sr.float()), seed
+
+
+@pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K)])
+def test_the_largest_k_accumulates_exactly(m, k):
+    """Every code -8 in both operands at the largest K each kernel takes (dp4a, K % 8 == 0; tensor cores)."""
+    q = torch.full((m, k // 2), 0x88, dtype=torch.uint8, device="cuda")
+    qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8, device="cuda")
+    ones_m = torch.ones(m, 1, device="cuda")
+    y = quant.w4a4_linear(q, ones_m, qw, torch.ones(2, 1, device="cuda"), None, torch.float32)
+    assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda"))
 
 
 def test_non_finite_row_gives_nan_output_row():

@@ -130,6 +130,30 @@ def test_quant_linear_equals_quantize_then_linear(m, k, n, clip):
 
 
 @interpreted
+@pytest.mark.parametrize("m, k", [(1, (1 << 17) - 8), (3, (1 << 17) - 2)])
+def test_the_largest_k_accumulates_exactly(m, k):
+    """Every code -8 in both operands at the largest K each kernel takes (dp4a for one row, K % 8 == 0;
+    tensor cores for three): the sum 64 K is exact."""
+    from graphsafe.quant.ops import MAX_K
+    assert k <= MAX_K
+    q = torch.full((m, k // 2), 0x88, dtype=torch.uint8)
+    qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8)
+    y = quant.w4a4_linear(q, torch.ones(m, 1), qw, torch.ones(2, 1), None, torch.float32, backend="triton")
+    assert torch.equal(y, torch.full((m, 2), 64.0 * k))
+
+
+@interpreted
+def test_few_row_gemv_follows_the_non_finite_policy():
+    x = _x(2, 64)
+    x[0, 5] = float("nan")
+    x[1] = 0.0
+    qw, ws = quant.pack_int4_weights(_x(8, 64, seed=1, scale=0.1))
+    y = quant.quant_linear(x, qw, ws, backend="triton")
+    assert y[0].isnan().all() and torch.equal(y[1], torch.zeros(8, dtype=torch.float16))
+    assert _same_scale(y, ref.w4a4_linear_reference(*ref.sym_quant_reference(x), qw, ws))
+
+
+@interpreted
 def test_unaligned_operands_take_the_tensor_core_kernel():
     q, s = ref.sym_quant_reference(_x(1, 64))
     qw, ws = ref.pack_int4_weights_reference(_x(8, 64, seed=1))

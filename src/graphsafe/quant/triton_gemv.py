@@ -77,19 +77,19 @@ class Dp4aConfig:
 
 
 def dp4a_config(m: int, n: int, kb: int) -> Dp4aConfig:
-    """From H100 measurements (``benchmarks/quant.py --sweep-gemv``, benchmarks/README.md): small
+    """From H100 measurements (``benchmarks/quant.py --sweep-gemv``, benchmarks/README.md): tiny
     programs, so that many stream weights at once: 2 output columns, 256 words of K per step and one
-    warp for rows of 3584; 4 columns, 512 words and 2 warps for longer rows."""
-    if kb <= 2048:
-        return Dp4aConfig(2, 256, 1)
-    return Dp4aConfig(4, 512, 2)
+    warp; for a single row longer than 4096 codes, 4 columns, 512 words and 4 warps."""
+    if m == 1 and kb > 2048:
+        return Dp4aConfig(4, 512, 4)
+    return Dp4aConfig(2, 256, 1)
 
 
 def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
               bias: torch.Tensor | None, out: torch.Tensor, config: Dp4aConfig | None = None,
               after_quantizer: bool = False) -> None:
-    """``w4a4_into`` for a few rows (correct for any M; it pays for M <= ``ops.DP4A_MAX_M``) and K a
-    multiple of 8 (whole int32 words per row). ``after_quantizer``: the previous kernel on the stream is
+    """``w4a4_into`` for M <= ``ops.DP4A_MAX_M`` rows (other M are correct but slow: the kernel unrolls
+    one pass per row) and K a multiple of 8 (whole int32 words per row). ``after_quantizer``: the previous kernel on the stream is
     the quantizer writing ``q``/``scale`` and nothing else this kernel reads, so it may be launched
     early (programmatic dependent launch) and stream its weights while the quantizer runs."""
     m, kb = q.shape
