@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET
+from .triton_kernels import _INTERPRET, _dequant_store
 
 _F0 = tl.constexpr(-252645136)  # 0xF0F0F0F0 as int32
 
@@ -59,14 +59,8 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
             t = _dp4a(w_hi, (a & _F0)[None, :], t, USE_ASM)
             acc = tl.where(rm[:, None] == m, acc + tl.sum(t, axis=1)[None, :], acc)
         w = tl.load(b_ptrs + k + BW, mask=k + BW + rw[None, :] < KW, other=0)
-    sa = tl.load(sa_ptr + tl.where(rm < M, rm, 0)).to(tl.float32)
-    sb = tl.load(sb_ptr + rb).to(tl.float32)
-    y = (acc >> 8).to(tl.float32) * sa[:, None]
-    y = y * sb[None, :]
-    if HAS_BIAS:
-        y = y + tl.load(bias_ptr + rb).to(tl.float32)[None, :]
-    c_ptrs = c_ptr + rm.to(tl.int64)[:, None] * stride_c + rn[None, :]
-    tl.store(c_ptrs, y.to(c_ptr.dtype.element_ty), mask=(rm[:, None] < M) & (rn[None, :] < N))
+    _dequant_store(acc, sa_ptr + tl.where(rm < M, rm, 0), sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c,
+                   HAS_BIAS)
 
 
 @dataclass(frozen=True)

@@ -173,9 +173,17 @@ def _w4a4_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB,
         a_ptrs += BKB
         b_ptrs += BKB
 
-    sa = tl.load(sa_ptr + ra).to(tl.float32)
+    _dequant_store(acc, sa_ptr + ra, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c, HAS_BIAS)
+
+
+@triton.jit
+def _dequant_store(acc, sa_ptrs, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c, HAS_BIAS: tl.constexpr):
+    """The W4A4 epilogue every GEMM kernel shares, in the reference's order: ``(sum * sa) * sb (+ bias)``
+    in float32. ``acc`` holds 256 times the exact sums (both operands carried 16x); ``sa_ptrs`` point at
+    each row's activation scale, ``rb`` are the output columns clamped in range."""
+    sa = tl.load(sa_ptrs).to(tl.float32)
     sb = tl.load(sb_ptr + rb).to(tl.float32)
-    y = (acc >> 8).to(tl.float32) * sa[:, None]  # both operands carried 16x: acc = 256 * the exact sum
+    y = (acc >> 8).to(tl.float32) * sa[:, None]
     y = y * sb[None, :]
     if HAS_BIAS:
         y = y + tl.load(bias_ptr + rb).to(tl.float32)[None, :]
