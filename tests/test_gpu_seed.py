@@ -128,7 +128,10 @@ def test_cli_check_seed_isolated_json():
     assert proc.returncode == 1, proc.stderr[-3000:]
     rep = json.loads(proc.stdout)
     assert rep["verdict"] == "mismatch"
-    assert {f["code"] for f in rep["findings"]} == {"GSD001", "GSD002"}
+    assert {f["code"] for f in rep["findings"] if f["severity"] == "error"} == {"GSD001", "GSD002"}
+    located = {f["code"]: f for f in rep["findings"] if f["severity"] != "error"}
+    assert set(located) == {"GSD023", "GSD026"}  # the localization: where, and what the graph lacks
+    assert located["GSD023"]["data"]["op"] == "sym_quant_fuse"
 
 
 def test_cli_check_seed_text_names_kernel_stream_and_fix():

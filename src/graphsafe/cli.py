@@ -5,6 +5,7 @@ Exit status: 0 match or benign / clean, 1 mismatch / findings, 2 inconclusive, u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
@@ -28,6 +29,11 @@ def _add_check(sub) -> None:
     p.add_argument("--no-isolate", action="store_true", help="check in this process (default: a child process)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated check is stopped")
     p.add_argument("--verbose", action="store_true", help="also show what the target printed")
+    p.add_argument("--locate", choices=("auto", "always", "never"), default="auto",
+                   help="find the first divergent op, census the graph, look for frozen arguments and races "
+                        "(auto: on a mismatch; it never changes the verdict)")
+    p.add_argument("--html", metavar="FILE", help="write the captured graph beside the eager kernels as HTML")
+    p.add_argument("--repro", metavar="FILE.py", help="write a script that reproduces the first divergent op alone")
 
 
 def _add_run(sub) -> None:
@@ -82,7 +88,9 @@ def _check(args, console: Console) -> int:
     from .doctor.render import render_report
 
     opts = {"n_inputs": args.n_inputs, "capture_seed": args.capture_seed, "rtol": args.rtol, "atol": args.atol,
-            "trace": not args.no_trace}
+            "trace": not args.no_trace, "locate": args.locate,
+            "html": os.path.abspath(args.html) if args.html else None,
+            "repro": os.path.abspath(args.repro) if args.repro else None}
     if args.no_isolate:
         from .doctor.check import check
         from .doctor.target import resolve

@@ -91,6 +91,11 @@ def _demo_gpu(console: Console) -> int:
     console.print()
     if diagnosed and clean:
         console.print("[bold green]demo ok[/]: the seed's escaped launch was found and the fixed twin is clean")
+        where = next((f for f in bad.findings if f.code == "GSD023"), None)
+        if where is not None and where.location is not None:
+            console.print(f"the first divergent operation is `{escape(where.data.get('op', '?'))}` at "
+                          f"{escape(where.location.short())}; `graphsafe check graphsafe.cases.seed:buggy --html "
+                          "seed.html --repro seed_repro.py` draws the graph and writes it alone as a script")
         return 0
     console.print("[bold red]demo failed[/]: " + ("the seed was not diagnosed as expected; " if not diagnosed else "")
                   + ("the fixed twin was not clean" if not clean else ""))

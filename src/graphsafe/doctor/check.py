@@ -31,6 +31,7 @@ from .compare import (all_close, bitwise_equal, clone_tree, copy_into, leaves, n
 from .evidence import Census, Comparison, Evidence, Failure, HostValue, OutputEvidence, Overwrite, TensorState
 from .report import Report
 from .target import Target, call, definition_site
+from .locate.localize import localize_safely, should_locate
 from .trace import CaptureTracer
 
 _RNG_SHIFT = 7919  # a second RNG seed for the same input
@@ -44,7 +45,8 @@ class _Abort(Exception):
 def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | None = None, *,
           n_inputs: int = 3, capture_seed: int = 0, warmup: int = 2, rtol: float | None = None,
           atol: float | None = None, trace: bool = True, grad: bool = False, name: str | None = None,
-          probe: bool = True, timeout_s: float = 60.0) -> Report:
+          probe: bool = True, timeout_s: float = 60.0, locate: str | bool = "auto", html: str | None = None,
+          repro: str | None = None) -> Report:
     """Check that ``fn`` gives the same results replayed from a CUDA graph as run eagerly.
 
     Parameters
@@ -66,6 +68,13 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
         Run the behavioural probes (uninitialized memory, races, RNG, drift) besides the comparison.
     timeout_s : float
         Bound on every eager call and replay; a call that does not finish is reported (GSD021).
+    locate : "auto", "always" or "never"
+        After the verdict, localize: the first divergent operation (GSD023), the graph census (GSD026),
+        frozen kernel arguments (GSD024) and graph races (GSD025). ``"auto"`` runs it on a mismatch.
+        It runs separately from the verdict run and never changes the verdict.
+    html, repro : str, optional
+        Write the picture of the captured graph / a standalone script reproducing the first divergent
+        operation alone (either implies ``locate="always"``).
 
     Returns
     -------
@@ -91,8 +100,17 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
             if ev.failure is not None and ev.failure.timed_out_after_s is not None:
                 _HUNG.append(run)  # never free a graph or buffers the GPU may still be using
             del run
-    timings["total_s"] = time.perf_counter() - t0
     verdict, findings = classify(ev, definition_site(target.fn))
+    if should_locate(locate, verdict, html, repro) and ev.failure is None and ev.no_cuda is None \
+            and not ev.probes.graph_backed:
+        tick = time.perf_counter()
+        with torch.no_grad() if not grad else contextlib.nullcontext(), probes.rng_preserved():
+            ev.locate = localize_safely(target, ev, rtol=rtol, atol=atol, timeout_s=timeout_s, html=html, repro=repro)
+        timings["locate_s"] = time.perf_counter() - tick
+        settled = verdict
+        verdict, findings = classify(ev, definition_site(target.fn))
+        assert verdict == settled, "localization must not change the verdict"
+    timings["total_s"] = time.perf_counter() - t0
     return Report(target=target.name, verdict=verdict, findings=findings, evidence=ev,
                   environment=environment(), timings={k: round(v, 4) for k, v in timings.items()})
 

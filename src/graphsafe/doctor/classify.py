@@ -11,6 +11,14 @@ MATCH, BENIGN, MISMATCH, INCONCLUSIVE = "match", "benign", "mismatch", "inconclu
 
 
 def classify(ev: Evidence, target_location: Location | None = None) -> tuple[str, list[Finding]]:
+    """The verdict and its findings; a localization's findings follow them and never change the verdict."""
+    from .locate.findings import located
+
+    verdict, findings = _classify(ev, target_location)
+    return verdict, findings + located(ev.locate, ev.capture_seed)
+
+
+def _classify(ev: Evidence, target_location: Location | None) -> tuple[str, list[Finding]]:
     if ev.no_cuda:
         return INCONCLUSIVE, [Finding(
             "GSD006", "error", "no CUDA GPU is available, so nothing was captured or replayed",

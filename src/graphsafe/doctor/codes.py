@@ -305,6 +305,70 @@ named is where the error surfaced; kernels run asynchronously, so the faulting o
 before it.
 
 Fix: run the target eagerly with `CUDA_LAUNCH_BLOCKING=1` under `compute-sanitizer`."""),
+    Code(
+        "GSD023", "first-divergent-op", "note",
+        "the first operation whose replayed output differs from eager",
+        """When replay and eager disagree, graphsafe finds where they part without any probe from you. In a run
+separate from the verdict run it records every operation the target runs: aten and custom ops (through a
+`TorchDispatchMode`, which also sees the ops C++ extensions call) and calls into native code PyTorch cannot
+see into (pybind extension functions, Triton launchers, cuda-python), which are attributed to the user
+function that made them. Each operation's output is cloned as it is produced. Under capture the clones are
+captured too, so one replay on a verification input refills them with the graph's values, operation by
+operation, and they are compared with an eager run on the same input.
+
+The finding names the first operation, in execution order, whose output differs: the op (or the native
+call), its module path (`model.layers.3.mlp.down_proj`), the Python line, the error statistics, and the
+kernels it added to the graph. A native call that added no node at all launched its work outside the graph.
+If the replayed value equals eager on the capture input, the graph repeats that operation's capture-time
+result. `graphsafe check --repro out.py` writes a script that reproduces the divergence of that operation
+alone, with its arguments saved beside it.""",
+        _Z + "frozen_scalar:bad", _Z + "frozen_scalar:good"),
+    Code(
+        "GSD024", "frozen-kernel-argument", "warning",
+        "a kernel argument whose value is baked into the graph at capture",
+        """Kernel arguments are copied into the graph's kernel node when it is captured. A value computed on the host
+(a Python float, a step counter, a length read with `.item()` before capture) is therefore frozen: every
+replay passes the capture-time value, whatever the host holds then.
+
+graphsafe captures the target twice, with different inputs and host state, reads each kernel node's
+parameters through the driver (`cuGraphKernelNodeGetParams`, with the layout from `cuFuncGetParamInfo`),
+and compares them node by node. Device pointers differ between captures and are skipped; any other byte
+that differs is a baked-in value. It names the kernel, the parameter (by name for Triton kernels, by type
+for C++ kernels whose names carry their signature) and both values.
+
+Fix: pass the value in device memory the kernel loads, and write the new value there before each replay.""",
+        _Z + "frozen_scalar:bad", _Z + "frozen_scalar:good"),
+    Code(
+        "GSD025", "graph-race", "error",
+        "two graph nodes touch the same memory in no fixed order, one writing",
+        """A captured graph runs nodes in any order the edges allow. Work forked onto a side stream and joined
+late becomes branches with no path between them; if one branch writes memory the other reads or writes,
+replays race, even when eager execution happened to run them in a good order.
+
+graphsafe reads the graph's nodes and edges, computes which nodes always run before which, and gives
+each node the memory it touches: memcpy and memset nodes from their parameters, kernel nodes from the
+tensors their operation reads and writes (the op schema says which are written; pointer-sized words in
+the kernel's parameters say which of them a kernel touches). Any unordered pair with overlapping ranges
+where one writes is reported. Kernels of native calls are `may write` for pointers that are not `const`
+(a warning rather than an error).
+
+Fix: order the accesses, e.g. `torch.cuda.current_stream().wait_stream(side)` before the read.""",
+        _Z + "stream_race:bad", _Z + "stream_race:good"),
+    Code(
+        "GSD026", "graph-census", "note",
+        "the graph holds other kernels than eager runs on the same input",
+        """graphsafe lists the captured graph's nodes (kernel names demangled, grid and block, memcpy, memset,
+host, event, memory and child-graph nodes) and compares its kernels with those an eager call on the same
+input launched (from a torch.profiler trace): kernels missing from the graph (they ran outside the
+capture, GSD002, or behind a branch the capture did not take, GSD018), kernels only in the graph, kernels
+in another order, and kernels launched with another grid or block (shapes frozen at capture).""",
+        _SEED_BAD, _SEED_GOOD),
+    Code(
+        "GSD027", "localization-incomplete", "note",
+        "part of the localization could not run",
+        """A part of the localization (instrumented run, capture, census, second capture, race search, picture,
+repro) raised. The verdict and the other findings are unaffected; the evidence says which part failed
+and why."""),
 ]}
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import Location
+from .locate.model import Localization
 from .trace import EscapedOp
 
 
@@ -183,6 +184,7 @@ class Evidence:
     census: Census | None = None
     overwrites: list[Overwrite] = field(default_factory=list)
     probes: Probes = field(default_factory=Probes)
+    locate: Localization | None = None  # after the verdict: where replay and eager part (never changes it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

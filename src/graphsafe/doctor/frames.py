@@ -42,11 +42,21 @@ def location(file: str | None, line: int | None, function: str | None = None) ->
 _LIB_PARTS = ("/contextlib.py", "/runpy.py", "/functools.py", "/threading.py", "/importlib/")
 
 
+_USER: dict[str, bool] = {}
+
+
 def is_user(file: str | None) -> bool:
     """True for frames of the user's code: not torch, not the doctor itself, not the stdlib's
     plumbing, not frozen or generated code."""
     if not file or file.startswith("<"):
         return False
+    known = _USER.get(file)
+    if known is None:
+        known = _USER[file] = _is_user(file)
+    return known
+
+
+def _is_user(file: str) -> bool:
     p = Path(file)
     if not p.is_absolute():
         return not file.startswith("torch/") and (not file.startswith("graphsafe/")

@@ -68,6 +68,15 @@ def render_report(report: Report, console: Console | None = None) -> None:
                       f"{r['max_rel']:.3g}", f"{r['mismatched_inputs']}/{r['inputs']}",
                       f"{r['bitwise_equal_inputs']}/{r['inputs']}")
         console.print(t)
+    loc = report.evidence.locate if report.evidence else None
+    if loc is not None:
+        took = report.timings.get("locate_s")
+        console.print(f"localized: {loc.steps} operations recorded, {loc.nodes} graph nodes read"
+                      + (f", in {took:.2f} s" if took is not None else "") + " (a separate run: the verdict is "
+                      "unaffected)")
+        for what, path in (("picture", loc.html), ("repro", loc.repro)):
+            if path:
+                console.print(f"{what}: {escape(path)}")
     n_err = sum(f.severity == "error" for f in report.findings)
     n_warn = sum(f.severity == "warning" for f in report.findings)
     tail = f" ({n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)})" if report.findings else \
