@@ -82,9 +82,17 @@ def _ok(res, what: str):
     return res[1:] if len(res) > 2 else res[1]
 
 
+def driver():
+    try:
+        from cuda.bindings import driver as drv
+    except ImportError as exc:
+        raise RuntimeError("reading CUDA graphs needs cuda-bindings: pip install 'graphsafe[cuda]'") from exc
+    return drv
+
+
 def read_graph(graph_handle: int) -> RawGraph:
     """All nodes of the graph (flattened), their dependencies, kernel names, launch shapes and params."""
-    from cuda.bindings import driver as drv
+    drv = driver()
 
     _ok(drv.cuInit(0), "cuInit")
     out = RawGraph([], [], {})
@@ -213,8 +221,7 @@ def _params(drv, func: int, kern: int, p) -> KernelParams:
 
 def is_device_pointer(value: int) -> bool:
     """Does ``value`` point into device memory this process allocated?"""
-    from cuda.bindings import driver as drv
-
+    drv = driver()
     if value < 4096:
         return False
     res = drv.cuPointerGetAttribute(drv.CUpointer_attribute.CU_POINTER_ATTRIBUTE_MEMORY_TYPE, value)

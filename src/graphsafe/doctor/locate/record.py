@@ -357,7 +357,10 @@ class GraphWatch:
     """The nodes a capture gains, step by step (``cuGraphGetNodes`` on the graph being captured)."""
 
     def __init__(self, stream: torch.cuda.Stream) -> None:
-        from cuda.bindings import driver, runtime
+        from .cugraph import driver as _driver
+
+        driver = _driver()
+        from cuda.bindings import runtime
 
         self._drv = driver
         res = runtime.cudaStreamGetCaptureInfo(stream.cuda_stream)
