@@ -11,6 +11,7 @@ from ..diagnostics import Location
 _PKG = Path(__file__).resolve().parent.parent     # graphsafe's own frames are not the user's ...
 _CASES = _PKG / "cases"                            # ... except the bundled cases, which stand in for user code
 _TORCH_DIR: Path | None = None
+_TRITON_DIR: Path | None | bool = False  # False: not looked up yet
 
 
 def _torch_dir() -> Path | None:
@@ -22,6 +23,17 @@ def _torch_dir() -> Path | None:
         except Exception:  # noqa: BLE001 - torch missing: nothing is torch's
             return None
     return _TORCH_DIR
+
+
+def _triton_dir() -> Path | None:
+    global _TRITON_DIR
+    if _TRITON_DIR is False:
+        try:
+            import triton
+            _TRITON_DIR = Path(triton.__file__).resolve().parent
+        except Exception:  # noqa: BLE001 - no triton: nothing is triton's
+            _TRITON_DIR = None
+    return _TRITON_DIR  # type: ignore[return-value]
 
 
 def resolve(file: str | None) -> str | None:
@@ -46,7 +58,7 @@ _USER: dict[str, bool] = {}
 
 
 def is_user(file: str | None) -> bool:
-    """True for frames of the user's code: not torch, not the doctor itself, not the stdlib's
+    """True for frames of the user's code: not torch or triton, not the doctor itself, not the stdlib's
     plumbing, not frozen or generated code."""
     if not file or file.startswith("<"):
         return False
@@ -59,11 +71,14 @@ def is_user(file: str | None) -> bool:
 def _is_user(file: str) -> bool:
     p = Path(file)
     if not p.is_absolute():
-        return not file.startswith("torch/") and (not file.startswith("graphsafe/")
+        return not file.startswith(("torch/", "triton/")) and (not file.startswith("graphsafe/")
                                                   or file.startswith("graphsafe/cases/"))
     rp = p.resolve()
     td = _torch_dir()
     if td is not None and (rp == td or td in rp.parents):
+        return False
+    tt = _triton_dir()
+    if tt is not None and tt in rp.parents:
         return False
     if _PKG in rp.parents and _CASES not in rp.parents:
         return False

@@ -58,29 +58,25 @@ def real_deps(nodes: Sequence[GraphNodeInfo]) -> dict[int, list[int]]:
     """Each node's dependencies with graphsafe's own snapshot nodes contracted away (their dependencies
     take their place), so the target's graph reads as if it had been captured alone."""
     by_id = {n.id: n for n in nodes}
-    memo: dict[int, list[int]] = {}
+    snap = {n.id for n in nodes if n.instrumentation}
+    memo: dict[int, list[int]] = {}  # snapshot node -> the target's nodes it stands for
 
-    def through(i: int) -> list[int]:  # what instrumentation node ``i`` stands for
-        if i not in memo:
-            memo[i] = []  # cycles cannot happen in a graph; this only guards the recursion
-            out: list[int] = []
-            for d in by_id[i].deps:
-                out += through(d) if d in by_id and by_id[d].instrumentation else [d]
-            memo[i] = list(dict.fromkeys(out))
-        return memo[i]
+    def resolve(deps: list[int]) -> list[int]:
+        return list(dict.fromkeys(x for d in deps for x in (memo[d] if d in snap else [d])))
 
-    import sys
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 4 * len(nodes) + 100))
-    try:
-        for n in nodes:  # in capture order, so chains of snapshots resolve front to back
-            if n.instrumentation:
-                through(n.id)
-        return {n.id: list(dict.fromkeys(x for d in n.deps for x in (through(d) if d in by_id and
-                                                                     by_id[d].instrumentation else [d])))
-                for n in nodes if not n.instrumentation}
-    finally:
-        sys.setrecursionlimit(limit)
+    for n in nodes:
+        if n.id not in snap or n.id in memo:
+            continue
+        todo = [n.id]  # depth first, without recursion: chains of snapshots can be long
+        while todo:
+            i = todo[-1]
+            waiting = [d for d in by_id[i].deps if d in snap and d not in memo]
+            if waiting:
+                todo += waiting
+            else:
+                memo[i] = resolve(by_id[i].deps)
+                todo.pop()
+    return {n.id: resolve(n.deps) for n in nodes if n.id not in snap}
 
 
 def _dim(d) -> str:

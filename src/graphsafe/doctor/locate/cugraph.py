@@ -127,24 +127,23 @@ def _walk(drv, graph, parent: int | None, parent_deps: list[int], out: RawGraph,
                 ia, ib = index.get(int(a)), index.get(int(b))
                 if ia is not None and ib is not None:
                     out.nodes[ib].deps.append(ia)
+    bodies: list[tuple[GraphNodeInfo, list]] = []
     for i in range(first, first + len(handles)):
         node = out.nodes[i]
         if not node.deps:
             node.deps = list(parent_deps)
         try:
-            _describe(drv, drv.CUgraphNode(out.handles[i]), node, out)
+            bodies.append((node, _describe(drv, drv.CUgraphNode(out.handles[i]), node, out)))
         except Exception as exc:  # noqa: BLE001 - one unreadable node must not lose the rest
             node.note = f"not fully readable: {exc}"
             node.name = node.name or node.kind
-    for i in range(first, first + len(handles)):
-        node = out.nodes[i]
-        for body in getattr(node, "_bodies", []):
+    for node, graphs in bodies:
+        for body in graphs:
             _walk(drv, body, node.id, node.deps, out, index)
-        if hasattr(node, "_bodies"):
-            del node._bodies
 
 
-def _describe(drv, h, node: GraphNodeInfo, out: RawGraph) -> None:
+def _describe(drv, h, node: GraphNodeInfo, out: RawGraph) -> list:
+    """Fill ``node`` from the driver; returns the body graphs it contains (child graph, conditional)."""
     t = _ok(drv.cuGraphNodeGetType(h), "cuGraphNodeGetType")
     name = getattr(t, "name", str(t)).replace("CU_GRAPH_NODE_TYPE_", "")
     node.kind = _KINDS.get(name, f"unknown({int(t)})")
@@ -175,7 +174,7 @@ def _describe(drv, h, node: GraphNodeInfo, out: RawGraph) -> None:
     elif node.kind == "graph":
         body = _ok(drv.cuGraphChildGraphNodeGetGraph(h), "cuGraphChildGraphNodeGetGraph")
         node.name = "child graph"
-        node._bodies = [body]  # type: ignore[attr-defined]
+        return [body]
     elif node.kind == "conditional":
         node.name = "conditional"
         if not hasattr(drv, "cuGraphNodeGetParams"):
@@ -183,7 +182,7 @@ def _describe(drv, h, node: GraphNodeInfo, out: RawGraph) -> None:
         p = _ok(drv.cuGraphNodeGetParams(h), "cuGraphNodeGetParams").conditional
         bodies = list(p.phGraph_out[:int(p.size)]) if p.phGraph_out is not None else []
         node.name = f"conditional ({getattr(p.type, 'name', p.type)}, {len(bodies)} bod{'y' if len(bodies) == 1 else 'ies'})"
-        node._bodies = bodies  # type: ignore[attr-defined]
+        return bodies
     elif node.kind == "mem_alloc":
         p = _ok(drv.cuGraphMemAllocNodeGetParams(h), "cuGraphMemAllocNodeGetParams")
         node.name = f"mem_alloc {int(p.bytesize)} B"
@@ -191,6 +190,7 @@ def _describe(drv, h, node: GraphNodeInfo, out: RawGraph) -> None:
         node.name = "mem_free"
     else:
         node.name = node.kind
+    return []
 
 
 def _kernel_name(drv, func: int, kern: int) -> str:

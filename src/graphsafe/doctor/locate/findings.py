@@ -2,7 +2,10 @@
 never change it."""
 from __future__ import annotations
 
+import dataclasses
+
 from ...diagnostics import Finding, Location, display_path
+from ..trace import short_kernel_name
 from .model import Divergence, FrozenArg, GraphRace, Localization, StepInfo
 
 
@@ -13,8 +16,7 @@ def _n(k: int, word: str) -> str:
 def _at(step: StepInfo | None, label: str) -> Location | None:
     if step is None or step.location is None:
         return None
-    loc = step.location
-    return Location(loc.file, loc.line, loc.column, loc.function, label)
+    return dataclasses.replace(step.location, label=label)
 
 
 def _where(step: StepInfo | None) -> str:
@@ -78,7 +80,7 @@ def _divergence(d: Divergence, loc: Localization) -> Finding:
     if s.kind == "opaque" and not s.kernels:
         ev.append("this call added no node to the graph: the GPU work it launched is not in the graph")
     elif s.kernels:
-        ev.append("its kernels in the graph: " + ", ".join(f"`{k.split('(')[0]}`" for k in s.kernels[:4]))
+        ev.append("its kernels in the graph: " + ", ".join(f"`{short_kernel_name(k)}`" for k in s.kernels[:4]))
     frozen = [f for f in loc.frozen if f.step is not None and f.step.index == s.index]
     if frozen:
         ev.append("it has an argument baked in at capture (see GSD024): " + ", ".join(

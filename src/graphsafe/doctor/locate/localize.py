@@ -65,6 +65,7 @@ class Localizer:
         self.t, self.ev, self.rtol, self.atol, self.timeout_s = target, ev, rtol, atol, timeout_s
         self.html_path, self.repro_path = html, repro
         self.loc = Localization()
+        self._capture_steps: dict[int, Step | None] = {}
         self.names = module_names(target)
 
     def _timed(self, name: str, fn, *args):
@@ -91,6 +92,8 @@ class Localizer:
         if eager is not None and cap is not None:
             self._timed("compare", self._compare, eager, cap)
         raw_a = cap[2] if cap else None
+        if cap is not None:
+            self.loc.steps = len(cap[0])
         if raw_a is not None:
             self._timed("census", self._census, raw_a)
             self._timed("frozen", self._frozen, raw_a, cap[0])
@@ -166,7 +169,6 @@ class Localizer:
             copy_into(static, replay_with)
             graph.replay()
             probes.wait(self.dev, self.timeout_s, "instrumented replay")
-        self.loc.steps = len(rec.steps)
         return rec.steps, rec, raw, graph
 
     # -- 3: the first divergent step ---------------------------------------------------------------------
@@ -216,14 +218,19 @@ class Localizer:
             return True
         return any(a.start < hi and lo < a.end for later in eager[step.index + 1:] for a in later.accesses)
 
+    def _at_capture(self, index: int) -> Step | None:
+        """Step ``index`` of an eager run on the capture input (its output and its arguments), run once."""
+        if index not in self._capture_steps:
+            steps = self._eager(self.ev.capture_seed, self.cap_in, True, index)
+            self._capture_steps[index] = steps[index] if index < len(steps) else None
+        return self._capture_steps[index]
+
     def _equals_capture(self, index: int, j: int, replayed: torch.Tensor) -> bool | None:
         """Is the replayed value the one eager computes on the capture input (a stale step)?"""
-        steps = self._eager(self.ev.capture_seed, self.cap_in, True, index)
-        self._cap_args = steps[index].args if index < len(steps) else None
-        if index >= len(steps) or j >= len(steps[index].snaps) or steps[index].snaps[j] is None:
+        step = self._at_capture(index)
+        if step is None or j >= len(step.snaps) or step.snaps[j] is None:
             return None
-        a = steps[index].snaps[j]
-        return a.shape == replayed.shape and bool(torch.equal(a, replayed))
+        return step.snaps[j].shape == replayed.shape and bool(torch.equal(step.snaps[j], replayed))
 
     # -- 4-6: the graph ---------------------------------------------------------------------------------
     def _eager_kernels(self) -> list[dict]:
@@ -262,13 +269,11 @@ class Localizer:
 
         _, _, raw_a2, g_a2 = self._capture(self.ev.capture_seed, self.cap_in, False, None)
         _, _, raw_b, g_b = self._capture(self.seed, self.v, False, None)
-        names = {n.id: next((s.arg_names for s in steps_a if s.index == n.step), []) for n in raw_a.nodes
-                 if n.kind == "kernel" and n.step is not None}
+        names = {n.id: steps_a[n.step].arg_names for n in raw_a.nodes if n.kind == "kernel" and n.step is not None}
         self.loc.frozen = analysis.frozen_args(raw_a.nodes, raw_a.params, raw_b.nodes, raw_b.params,
                                                is_device_pointer, self._step_infos(steps_a), names,
                                                raw_a2.nodes, raw_a2.params)
         del g_a2, g_b  # after the comparison: their parameters point into their own buffers
-        self.loc.steps = len(steps_a)
 
     def _races(self, raw, steps: list[Step]) -> None:
         by_index = {s.index: s for s in steps}
@@ -304,11 +309,11 @@ class Localizer:
         d = self.loc.divergence
         if d is None:
             raise RuntimeError("no first divergent step was found, so there is nothing to reproduce alone")
-        if not hasattr(self, "_cap_args"):
-            self._equals_capture(d.step.index, max(d.output, 0), torch.empty(0))
+        at_capture = self._at_capture(d.step.index)
         steps = self._eager(self.seed, self.v, False, d.step.index)
         step = steps[d.step.index]
-        write_repro(self.repro_path, step, self._cap_args, step.args, d, self.rtol, self.atol)
+        write_repro(self.repro_path, step, at_capture.args if at_capture else None, step.args, d, self.rtol,
+                    self.atol)
         self.loc.repro = os.path.abspath(self.repro_path)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,21 +29,6 @@ from ..compare import leaves
 _UNDEFINED = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted")
 _SAFE_TOP = {"builtins", "torch", "numpy", "triton", "rich", "graphsafe", "typing", "_pytest", "pytest", "pluggy"}
 _MAX_STACK = 8
-
-
-def _triton_dir() -> str | None:
-    try:
-        import triton
-        return str(Path(triton.__file__).resolve().parent)
-    except Exception:  # noqa: BLE001 - no triton: nothing is triton's
-        return None
-
-
-_TRITON = _triton_dir()
-
-
-def user_file(file: str) -> bool:
-    return frames.is_user(file) and not (_TRITON and file.startswith(_TRITON))
 
 
 @dataclass
@@ -66,7 +50,6 @@ class Step:
     snaps: list[Any] = field(default_factory=list)      # cloned outputs (None: not comparable)
     spans: list[Any] = field(default_factory=list)      # where each snapshotted output lived
     alive: list[Any] = field(default_factory=list)      # the outputs themselves, held so memory is not reused
-    inputs: list[Any] = field(default_factory=list)     # clones of tensor inputs (when asked)
     accesses: list[Access] = field(default_factory=list)
     nodes: list[int] = field(default_factory=list)      # graph node handles it added
     kernels: list[str] = field(default_factory=list)    # names of the kernel nodes among them
@@ -86,14 +69,6 @@ def tensor_span(t: torch.Tensor) -> tuple[int, int] | None:
             lo += (size - 1) * stride
     start = t.data_ptr()
     return start + lo * t.element_size(), start + (hi + 1) * t.element_size()
-
-
-def _flat(obj: Any) -> list[Any]:
-    if isinstance(obj, (list, tuple)):
-        return [x for o in obj for x in _flat(o)]
-    if isinstance(obj, dict):
-        return [x for o in obj.values() for x in _flat(o)]
-    return [obj]
 
 
 class _Mode(TorchDispatchMode):
@@ -125,9 +100,9 @@ class Recorder:
 
     def __init__(self, module_names: dict[int, str] | None = None, *, snapshot: bool = True,
                  watch: GraphWatch | None = None, keep_args_for: int | None = None,
-                 keep_inputs: bool = False, keep_alive: bool = False) -> None:
+                 keep_alive: bool = False) -> None:
         self.names = module_names or {}
-        self.snapshot, self.watch, self.keep_args_for, self.keep_inputs = snapshot, watch, keep_args_for, keep_inputs
+        self.snapshot, self.watch, self.keep_args_for = snapshot, watch, keep_args_for
         self.keep_alive = keep_alive  # hold outputs: then an address read later is this output, not a reuse
         self.steps: list[Step] = []
         self.instrumentation_nodes: list[int] = []
@@ -175,7 +150,7 @@ class Recorder:
         f = frame
         while f is not None and len(out) < _MAX_STACK:
             file = f.f_code.co_filename
-            if user_file(file):
+            if frames.is_user(file):
                 out.append(Location(file=file, line=f.f_lineno, function=f.f_code.co_name))
             f = f.f_back
         return frames.dedupe(out)
@@ -194,13 +169,12 @@ class Recorder:
             for i, a in enumerate(schema.arguments):
                 v = args[i] if i < len(args) else kwargs.get(a.name)
                 w = a.alias_info is not None and a.alias_info.is_write
-                for t in _flat(v):
-                    if isinstance(t, torch.Tensor):
-                        self._access(step, t, bool(w), a.name)
-                        if w:
-                            written.append(t)
-            rets = _flat(out)
-            fresh = [t for r, t in zip(schema.returns, rets) if isinstance(t, torch.Tensor) and r.alias_info is None]
+                for t in leaves(v):
+                    self._access(step, t, bool(w), a.name)
+                    if w:
+                        written.append(t)
+            rets = out if isinstance(out, tuple) else (out,)
+            fresh = [t for r, v in zip(schema.returns, rets) if r.alias_info is None for t in leaves(v)]
             for t in fresh:
                 self._access(step, t, True, "out")
             self._attribute(step)
@@ -210,8 +184,6 @@ class Recorder:
                 step.snaps = [_clone(t) for t in keep]
                 step.spans = [tensor_span(t) for t in keep]
                 step.alive = list(keep) if self.keep_alive else []
-                if self.keep_inputs:
-                    step.inputs = [_clone(t) for t in leaves((args, kwargs))]
             if self.keep_args_for == step.index:
                 step.args = _to_cpu((tuple(args), dict(kwargs)))
             self._own_nodes()
@@ -245,19 +217,20 @@ class Recorder:
             if self.busy or not self._opaque(arg):
                 return
             f = frame
-            while f is not None and not user_file(f.f_code.co_filename):
+            while f is not None and not frames.is_user(f.f_code.co_filename):
                 f = f.f_back
             if f is None:
                 return
-            name = _triton_name(frame, f) or getattr(arg, "__name__", "native call")
+            jit = _jit_fn(frame, f)
+            name = jit.fn.__name__ if jit is not None else getattr(arg, "__name__", "native call")
+            names = [q.name for q in getattr(jit, "params", []) if not getattr(q, "is_constexpr", False)]
             p = self._pending.get(id(f))
             if p is not None and p.frame is f:
-                if name != p.name and p.name == getattr(arg, "__name__", None):
-                    p.name = name
+                if jit is not None and not p.arg_names:  # a Triton launch names the call better than a helper
+                    p.name, p.arg_names = name, names
                 return
             loc = Location(file=f.f_code.co_filename, line=f.f_lineno, function=f.f_code.co_name)
-            self._pending[id(f)] = _Pending(f, name, loc, self._user_stack(f), self.module, _call_args(f),
-                                            _triton_arg_names(frame, f))
+            self._pending[id(f)] = _Pending(f, name, loc, self._user_stack(f), self.module, _call_args(f), names)
         elif event == "return" and self._pending:
             p = self._pending.pop(id(frame), None)
             if p is not None and p.frame is frame:
@@ -271,12 +244,8 @@ class Recorder:
         step.arg_names = p.arg_names
         self.busy = True
         try:
-            outs, seen = [], set()
-            for t in [*_flat(ret), *_flat(p.call)]:
-                if isinstance(t, torch.Tensor) and id(t) not in seen:
-                    seen.add(id(t))
-                    outs.append(t)
-            rets = {id(t) for t in _flat(ret) if isinstance(t, torch.Tensor)}
+            outs = list({id(t): t for t in [*leaves(ret), *leaves(p.call)]}.values())
+            rets = {id(t) for t in leaves(ret)}
             for t in outs:
                 self._access(step, t, True if id(t) in rets else None, "result" if id(t) in rets else "argument")
             self._attribute(step)
@@ -335,22 +304,10 @@ def _jit_fn(frame, stop):
     f = frame
     while f is not None and f is not stop:
         me = f.f_locals.get("self")
-        if me is not None and type(me).__name__ == "JITFunction" and hasattr(me, "fn"):
+        if me is not None and type(me).__name__ == "JITFunction" and hasattr(getattr(me, "fn", None), "__name__"):
             return me
         f = f.f_back
     return None
-
-
-def _triton_name(frame, stop) -> str | None:
-    jf = _jit_fn(frame, stop)
-    return getattr(jf.fn, "__name__", None) if jf is not None else None
-
-
-def _triton_arg_names(frame, stop) -> list[str]:
-    jf = _jit_fn(frame, stop)
-    if jf is None:
-        return []
-    return [p.name for p in getattr(jf, "params", []) if not getattr(p, "is_constexpr", False)]
 
 
 class GraphWatch:
