@@ -8,18 +8,41 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Report", "Target", "__version__", "check", "target_factory"]
+__all__ = ["CaptureViolationError", "GraphCaptureWarning", "GraphMismatchError", "GraphRunner", "Report", "Target",
+           "__version__", "assert_graph_safe", "check", "sentinel", "target_factory"]
+
+_LAZY = {
+    "check": ("doctor.check", "check"),
+    "Report": ("doctor.report", "Report"),
+    "Target": ("doctor.target", "Target"),
+    "target_factory": ("doctor.target", "target_factory"),
+    "GraphRunner": ("runner.graph_runner", "GraphRunner"),
+    "GraphMismatchError": ("runner.graph_runner", "GraphMismatchError"),
+    "sentinel": ("runner.sentinel", "sentinel"),
+    "GraphCaptureWarning": ("runner.sentinel", "GraphCaptureWarning"),
+    "CaptureViolationError": ("runner.sentinel", "CaptureViolationError"),
+    "assert_graph_safe": ("pytest_plugin", "assert_graph_safe"),
+}
 
 
 def __getattr__(name: str):
     # imported lazily so that `graphsafe lint` and `graphsafe --help` start without importing torch
-    if name == "check":
-        from .doctor.check import check
-        return check
-    if name == "Report":
-        from .doctor.report import Report
-        return Report
-    if name in ("Target", "target_factory"):
-        from .doctor import target
-        return getattr(target, name)
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'graphsafe' has no attribute {name!r}")
+
+
+def _sentinel_from_environment() -> None:
+    """``GRAPHSAFE_SENTINEL=warn|strict``: a process that imports graphsafe watches all its captures."""
+    import os
+
+    if os.environ.get("GRAPHSAFE_SENTINEL", "").strip().lower() not in ("", "0", "off", "no", "false"):
+        from .runner.sentinel import from_environment
+
+        from_environment()
+
+
+_sentinel_from_environment()

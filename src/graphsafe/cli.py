@@ -41,6 +41,11 @@ def _add_run(sub) -> None:
                        description="Run SCRIPT unmodified; report each CUDA-graph capture in it that had "
                                    "escaped work or failed.")
     p.add_argument("--json", action="store_true", help="print the result as JSON after the script's output")
+    p.add_argument("--sentinel", action="store_const", const="warn", default=None,
+                   help="watch captures with the sentinel instead of the profiler: each problem is reported the "
+                        "moment it happens, at a few percent of capture time")
+    p.add_argument("--strict", dest="sentinel", action="store_const", const="strict",
+                   help="the sentinel, raising CaptureViolationError at the offending call")
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
@@ -115,7 +120,7 @@ def _check(args, console: Console) -> int:
 def _run(args, console: Console) -> int:
     from .doctor.runscript import render_run, run_script
 
-    result = run_script(args.script, args.args)
+    result = run_script(args.script, args.args, sentinel=args.sentinel)
     if args.json:
         console.out(result.to_json())
     else:
