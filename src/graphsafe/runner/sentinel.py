@@ -205,7 +205,7 @@ class Sentinel:
             if not self._table:
                 self._table = _watch_table(lib)
             callback = self._native_callback()
-            self._handle = lib.subscribe(callback)
+            self._handle = lib.subscribe(callback)  # unsubscribing at capture end disables them all again
             if self.native:  # two calls instead of ~90: the C callback drops the calls it does not watch
                 lib.enable_domain(self._handle, cupti.DOMAIN_RUNTIME, True)
                 lib.enable_domain(self._handle, cupti.DOMAIN_DRIVER, True)
