@@ -228,3 +228,13 @@ def _line() -> int:
     import sys
 
     return sys._getframe(1).f_lineno
+
+
+def test_a_failure_inside_the_callback_is_said_at_capture_end():
+    s = Sentinel("warn")
+    _fake_capture(s)
+    s._escaped = None  # the callback will fail calling it
+    s._on_notify(2, 211, 0, 0, b"k", 0)
+    assert s.unavailable.startswith("sentinel callback failed: TypeError")
+    with pytest.warns(GraphCaptureWarning, match="stopped watching captures"):
+        s._end(None)

@@ -99,6 +99,7 @@ class Sentinel:
         self._native = None
         self.native: bool | None = None  # True: the C callback; False: the Python one (slower captures)
         self._lock = threading.Lock()
+        self._said_failure = False
 
     # -- public ------------------------------------------------------------------------------------------
     @property
@@ -182,6 +183,10 @@ class Sentinel:
                 self._native.gs_end(threading.get_ident())
             if not self._live:
                 self._release()
+        if self.unavailable and self.unavailable.startswith("sentinel callback failed") and not self._said_failure:
+            self._said_failure = True  # a failure inside CUDA's call could not be raised there: say it now
+            warnings.warn(f"graphsafe sentinel stopped watching captures: {self.unavailable}", GraphCaptureWarning,
+                          stacklevel=3)
         if cap is not None and cap.pending is not None and exc is None:
             pending, cap.pending = cap.pending, None
             raise pending()  # strict: the offending call's frame ended without another event
