@@ -96,6 +96,11 @@ def _check(args, console: Console) -> int:
             "trace": not args.no_trace, "locate": args.locate,
             "html": os.path.abspath(args.html) if args.html else None,
             "repro": os.path.abspath(args.repro) if args.repro else None}
+    from .doctor.ranks import rank_info
+
+    info = rank_info()
+    if info is not None:
+        return _check_ranks(args, opts, info, console)
     if args.no_isolate:
         from .doctor.check import check
         from .doctor.target import resolve
@@ -115,6 +120,31 @@ def _check(args, console: Console) -> int:
     else:
         render_report(report, console)
     return report.exit_status
+
+
+def _check_ranks(args, opts: dict, info, console: Console) -> int:
+    """Under torchrun: each rank checks in its own process (no child: the ranks' process group lives here) on
+    its LOCAL_RANK GPU, and rank 0 prints the merged report; every rank exits with its status."""
+    import torch
+
+    from .doctor import ranks
+    from .doctor.check import check
+    from .doctor.render import render_report
+    from .doctor.target import resolve
+
+    if torch.cuda.is_available() and info.local_rank < torch.cuda.device_count():
+        torch.cuda.set_device(info.local_rank)
+    report = check(resolve(args.spec, args.inputs), **opts)
+    reports = ranks.gather(report, info, timeout_s=args.timeout)
+    status = 0
+    if reports is not None:
+        merged = ranks.merge(reports)
+        status = merged.exit_status
+        if args.json:
+            console.out(merged.to_json())
+        else:
+            render_report(merged, console)
+    return ranks.share_status(status, info)
 
 
 def _run(args, console: Console) -> int:

@@ -143,7 +143,11 @@ def _escaped(op: EscapedOp, ev: Evidence) -> Finding:
             x for x in (f"`{op.api}`" if op.api else None, f"`{op.entry}`" if op.entry else None) if x))
     if op.launch_note:
         evidence.append(op.launch_note)
-    if op.stream_role == "legacy":
+    if "nccl" in op.name.lower():
+        help_ = ("issue the collective inside the captured region on the capturing stream: no `async_op=True` "
+                 "work waited on outside the capture, no process group bound to a stream of its own; join any "
+                 "side stream back before the capture ends")
+    elif op.stream_role == "legacy":
         help_ = ("launch it on PyTorch's current stream: `<<<grid, block, 0, at::cuda::getCurrentCUDAStream()>>>` "
                  "(and check it with `C10_CUDA_KERNEL_LAUNCH_CHECK()`)")
     elif op.stream_role == "per_thread":

@@ -369,6 +369,27 @@ in another order, and kernels launched with another grid or block (shapes frozen
         """A part of the localization (instrumented run, capture, census, second capture, race search, picture,
 repro) raised. The verdict and the other findings are unaffected; the evidence says which part failed
 and why."""),
+    Code(
+        "GSD028", "collective-mismatch", "error",
+        "the ranks' graphs hold different sequences of collectives",
+        """Under `torchrun`, every rank checks its own graph and rank 0 merges the reports. A replayed graph launches
+its NCCL kernels in the order they were captured, and NCCL pairs collectives across ranks by that order. If
+the ranks captured different collectives, or a different number of them, or in another order, replays
+hang or exchange the wrong buffers, although each rank's graph looks fine on its own.
+
+graphsafe lists the NCCL kernels each rank's replay ran (from the same kineto census as GSD026) and
+compares the lists across ranks. A collective present on some ranks only is GSD029.
+
+Fix: capture the same collectives in the same order on every rank: the same code path and the same shapes
+and dtypes per collective."""),
+    Code(
+        "GSD029", "collective-on-some-ranks", "error",
+        "a collective is in the graphs of some ranks only",
+        """One kind of collective (an all-reduce, say) was captured on some ranks and not on others, typically because
+a branch on the rank (`if rank == 0:`) or on rank-dependent data sits inside the captured region. A replay on
+the ranks that have it waits for partners that never launch it.
+
+Fix: keep rank-dependent control flow out of the captured region, or make every rank issue the collective."""),
 ]}
 
 

@@ -68,6 +68,16 @@ def render_report(report: Report, console: Console | None = None) -> None:
                       f"{r['max_rel']:.3g}", f"{r['mismatched_inputs']}/{r['inputs']}",
                       f"{r['bitwise_equal_inputs']}/{r['inputs']}")
         console.print(t)
+    if report.ranks:
+        t = Table(title="ranks", title_justify="left")
+        for col in ("rank", "verdict", "codes", "collectives in the graph"):
+            t.add_column(col)
+        for r in report.ranks:
+            coll = r.get("collectives")
+            t.add_row(str(r["rank"]), r["verdict"], ", ".join(sorted(set(r["codes"]))) or "-",
+                      "not traced" if coll is None else (", ".join(coll[:4]) + (" …" if len(coll) > 4 else "")
+                                                        if coll else "none"))
+        console.print(t)
     loc = report.evidence.locate if report.evidence else None
     if loc is not None:
         took = report.timings.get("locate_s")

@@ -20,6 +20,7 @@ class Report:
     evidence: Evidence | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # under torchrun: each rank's verdict, codes, collectives
 
     @property
     def exit_status(self) -> int:
@@ -54,6 +55,7 @@ class Report:
             "environment": self.environment,
             "timings": self.timings,
             "evidence": self.evidence.to_dict() if self.evidence else None,
+            **({"ranks": self.ranks} if self.ranks else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -67,7 +69,7 @@ class Report:
             target=d["target"], verdict=d["verdict"],
             findings=[Finding.from_dict(f) for f in d.get("findings", [])],
             evidence=Evidence.from_dict(d["evidence"]) if d.get("evidence") else None,
-            environment=d.get("environment", {}), timings=d.get("timings", {}),
+            environment=d.get("environment", {}), timings=d.get("timings", {}), ranks=d.get("ranks", []),
         )
 
     @classmethod
