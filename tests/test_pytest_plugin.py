@@ -51,6 +51,23 @@ def test_fail_on_skip_from_the_ini_file(pytester):
     pytester.runpytest().assert_outcomes(failed=3)
 
 
+def test_the_marker_works_with_parametrize(pytester):
+    pytester.makepyfile(test_user="""
+import pytest, torch
+
+def inputs(seed):
+    return (torch.zeros(2),)
+
+@pytest.mark.parametrize("scale", [2.0, 3.0])
+@pytest.mark.graph_safe(inputs=inputs)
+def test_scaled(x, scale):
+    return x * scale
+""")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*graphsafe: needs a CUDA GPU*"])
+
+
 def test_a_marker_without_inputs_is_a_usage_error(pytester):
     pytester.makepyfile(test_user="import pytest\n@pytest.mark.graph_safe\ndef test_x():\n    pass\n")
     result = pytester.runpytest()

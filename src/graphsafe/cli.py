@@ -134,6 +134,8 @@ def _check_ranks(args, opts: dict, info, console: Console) -> int:
 
     if torch.cuda.is_available() and info.local_rank < torch.cuda.device_count():
         torch.cuda.set_device(info.local_rank)
+    if info.rank != 0:  # one picture and one repro, rank 0's
+        opts = {**opts, "html": None, "repro": None}
     report = check(resolve(args.spec, args.inputs), **opts)
     reports = ranks.gather(report, info, timeout_s=args.timeout)
     status = 0

@@ -122,8 +122,12 @@ _STEP = _StepArgument()
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("graph_safe") is None:
         return
-    step = [n for n in metafunc.fixturenames
-            if n not in metafunc._arg2fixturedefs and n in inspect.signature(metafunc.function).parameters]
+    parametrized = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        parametrized.update(n.strip() for n in (names.split(",") if isinstance(names, str) else names))
+    step = [n for n in metafunc.fixturenames if n not in metafunc._arg2fixturedefs and n not in parametrized
+            and n in inspect.signature(metafunc.function).parameters]
     if step:
         metafunc.parametrize(",".join(step), [tuple(_STEP for _ in step)] if len(step) > 1 else [_STEP],
                              ids=["graphsafe"])
@@ -140,7 +144,7 @@ def pytest_pyfunc_call(pyfuncitem):
         raise pytest.UsageError(f"{pyfuncitem.nodeid}: @pytest.mark.graph_safe needs inputs=callable(seed) "
                                 "returning the test function's arguments")
     params = inspect.signature(pyfuncitem.obj).parameters
-    step = [n for n in params if pyfuncitem.funcargs.get(n) is _STEP]
+    step = [n for n in params if pyfuncitem.funcargs.get(n) is _STEP]  # parametrized values stay fixtures
     fixtures = {n: pyfuncitem.funcargs[n] for n in params if n in pyfuncitem.funcargs and n not in step}
     test_fn = pyfuncitem.obj
 

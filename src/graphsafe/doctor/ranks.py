@@ -150,6 +150,9 @@ def _ranks_words(ranks: list[int], n: int) -> str:
     return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks)) + f" of {n}"
 
 
+_GROUP = None  # the gloo group gather() made
+
+
 # -- torch.distributed plumbing --------------------------------------------------------------------------------
 def gather(report: Report, info: RankInfo, timeout_s: float = 600.0) -> list[Report] | None:
     """Every rank's report on rank 0 (None elsewhere), through a gloo group (made, and the default process
@@ -160,7 +163,8 @@ def gather(report: Report, info: RankInfo, timeout_s: float = 600.0) -> list[Rep
 
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
-    group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
+    global _GROUP
+    group = _GROUP = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
     texts = [None] * info.world_size if info.rank == 0 else None
     dist.gather_object(report.to_json(indent=None), texts, dst=0, group=group)
     if info.rank != 0:
@@ -173,5 +177,5 @@ def share_status(status: int, info: RankInfo) -> int:
     import torch.distributed as dist
 
     box = [status if info.rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=_GROUP)  # gloo: not behind a hung NCCL stream
     return int(box[0])

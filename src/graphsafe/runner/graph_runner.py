@@ -153,6 +153,10 @@ class GraphRunner:
                 bucket.output = self.model(*args, **kwargs)
             bucket.graph = graph
         except Exception as exc:  # noqa: BLE001 - diagnosed and reported; the bucket runs eagerly
+            from .sentinel import CaptureViolationError
+
+            if isinstance(exc, CaptureViolationError):
+                raise  # a strict sentinel asked for the program to stop here
             bucket.failure = _diagnose_capture(exc, f"{self.name} at batch {size}")
             bucket.graph, bucket.output = None, None
             self._recover()
@@ -252,8 +256,8 @@ class GraphRunner:
         from ..doctor.compare import clone_tree
 
         args, kwargs = self._tree(bucket)
-        with torch.cuda.stream(self._stream):  # the same stream as the graph's work, ordered with it
-            self._stream.wait_stream(torch.cuda.current_stream(self._device))
+        self._stream.wait_stream(torch.cuda.current_stream(self._device))  # after the input copies
+        with torch.cuda.stream(self._stream):
             out = clone_tree(self.model(*args, **kwargs))
         torch.cuda.current_stream(self._device).wait_stream(self._stream)
         return out

@@ -77,6 +77,7 @@ class Capture:
     keys: dict = field(default_factory=dict)   # merge key -> finding (repeated launches are counted)
     broken: bool = False                       # a capture-breaking call was reported
     pending: type | None = None                # strict mode: the exception not raised yet
+    disarm: object = None                      # strict mode: undoes the one-shot trace
 
 
 class Sentinel:
@@ -100,6 +101,7 @@ class Sentinel:
         self.native: bool | None = None  # True: the C callback; False: the Python one (slower captures)
         self._lock = threading.Lock()
         self._said_failure = False
+        self._retry = False  # CUPTI was held by another client: try again at the next capture
 
     # -- public ------------------------------------------------------------------------------------------
     @property
@@ -170,7 +172,7 @@ class Sentinel:
         self.captures.append(cap)
         with self._lock:
             self._live[cap.thread] = cap
-            if self._handle is None and self.unavailable is None:
+            if self._handle is None and (self.unavailable is None or self._retry):
                 self._acquire()
             if self._native is not None and self._handle is not None:
                 self._native.gs_begin(cap.thread, stream)
@@ -187,6 +189,8 @@ class Sentinel:
             self._said_failure = True  # a failure inside CUDA's call could not be raised there: say it now
             warnings.warn(f"graphsafe sentinel stopped watching captures: {self.unavailable}", GraphCaptureWarning,
                           stacklevel=3)
+        if cap is not None and cap.disarm is not None:
+            cap.disarm()
         if cap is not None and cap.pending is not None and exc is None:
             pending, cap.pending = cap.pending, None
             raise pending()  # strict: the offending call's frame ended without another event
@@ -218,17 +222,23 @@ class Sentinel:
                 for domain, cbid in self._table:
                     lib.enable(self._handle, domain, cbid, True)
         except (cupti.CuptiUnavailable, OSError, AttributeError) as exc:
+            said = self.unavailable is not None
             self.unavailable = str(exc)
+            self._retry = "cuptiSubscribe failed" in str(exc)  # another client may let go later
             if self._handle is not None:
                 self._lib.unsubscribe(self._handle)
                 self._handle = None
-            warnings.warn(f"graphsafe sentinel is not watching captures: {exc}", GraphCaptureWarning, stacklevel=4)
+            if not said:
+                warnings.warn(f"graphsafe sentinel is not watching captures: {exc}", GraphCaptureWarning,
+                              stacklevel=4)
+            return
+        self.unavailable, self._retry = None, False
 
     def _native_callback(self) -> int:
         """The C callback's address, configured with the watch table; the Python callback's if the shim
         cannot be built (said once: it makes captures several times slower)."""
-        if self.native is None:
-            try:
+        if self.native is not False:
+            try:  # configured on every subscription: the shim's notify is process-wide, this sentinel's now
                 native = shim.load()
                 native.gs_configure(self._notify, ctypes.cast(_driver_is_capturing(), ctypes.c_void_p).value)
                 for (domain, cbid), (_name, ptsz, _kind, struct, path) in self._table.items():
@@ -366,16 +376,28 @@ class Sentinel:
         cap.pending = exc
         if frame is None:
             return  # no user frame: capture_end raises it
-        previous = sys.gettrace()
+        previous, armed_at = sys.gettrace(), frame.f_lineno
+
+        def disarm() -> None:
+            frame.f_trace = None
+            sys.settrace(previous)
+            cap.disarm = None
 
         def fire(fr, event, arg):
-            if event in ("line", "return", "exception") and cap.pending is exc:
-                frame.f_trace = None
-                sys.settrace(previous)
+            if cap.pending is not exc:
+                return None
+            if event == "line" and fr.f_lineno < armed_at:
+                # a jump back (the `with torch.cuda.graph` line as its block ends, a loop's head): raising
+                # here would skip the capture's __exit__; capture_end raises it instead
+                disarm()
+                return None
+            if event in ("line", "return", "exception"):
+                disarm()
                 cap.pending = None
                 raise exc()
             return fire
 
+        cap.disarm = disarm
         frame.f_trace = fire
         frame.f_trace_lines = True
         sys.settrace(previous or _no_trace)
@@ -400,7 +422,9 @@ def from_environment() -> Sentinel | None:
         return None
     mode = "warn" if value in ("1", "on", "yes", "true", "warn") else value
     if mode not in MODES:
-        raise ValueError(f"{ENV}={value!r}: expected one of 0, 1, warn, strict")
+        warnings.warn(f"{ENV}={value!r} is not one of 0, 1, warn, strict: no sentinel is installed",
+                      GraphCaptureWarning, stacklevel=2)
+        return None
     if _INSTALLED:
         return _INSTALLED[0]
     s = Sentinel(mode)

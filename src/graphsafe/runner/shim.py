@@ -35,21 +35,29 @@ def load() -> ctypes.CDLL:
     from .._build import build_root
 
     data = SOURCE.read_bytes()
-    out_dir = build_root().parent / "sentinel_shim"
+    root = build_root()
+    out_dir = (root if os.environ.get("GRAPHSAFE_BUILD_DIR") else root.parent) / "sentinel_shim"
     so = out_dir / f"sentinel_shim-{hashlib.sha256(data).hexdigest()[:16]}.so"
     if not so.is_file():
         cc = compiler()
         if cc is None:
             raise ShimUnavailable("no C compiler found (set CC, or install cc/gcc/clang)")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-        os.close(fd)
-        proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lpthread"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            os.unlink(tmp)
-            raise ShimUnavailable(f"{cc} failed to build {SOURCE.name}: {proc.stderr.strip()[-400:]}")
-        os.replace(tmp, so)
+        tmp = None
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+            os.close(fd)
+            proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lpthread"],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ShimUnavailable(f"{cc} failed to build {SOURCE.name}: {proc.stderr.strip()[-400:]}")
+            os.replace(tmp, so)
+            tmp = None
+        except OSError as exc:
+            raise ShimUnavailable(f"cannot build {SOURCE.name} in {out_dir}: {exc}") from exc
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
     try:
         lib = ctypes.CDLL(str(so))
     except OSError as exc:

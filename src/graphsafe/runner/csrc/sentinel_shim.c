@@ -41,8 +41,10 @@ static volatile uint64_t capture_stream[GS_MAX_CAPTURES];
 static gs_notify_fn notify;
 static gs_is_capturing_fn is_capturing;
 static __thread int runtime_depth;
+static __thread uint64_t depth_generation;
+static volatile uint64_t generation = 1;   /* a new subscription: entries seen before it may have no exit */
 
-void gs_configure(gs_notify_fn n, gs_is_capturing_fn f) { notify = n; is_capturing = f; }
+void gs_configure(gs_notify_fn n, gs_is_capturing_fn f) { notify = n; is_capturing = f; generation++; }
 
 int gs_watch_call(int domain, uint32_t cbid, int indirect, int offset, int ptsz) {
     if (domain < 0 || domain >= GS_DOMAINS || cbid >= GS_MAX_CBID) return -1;
@@ -67,9 +69,10 @@ void gs_callback(void *userdata, int domain, uint32_t cbid, const void *data) {
     if ((domain != 1 && domain != 2) || cbid >= GS_MAX_CBID) return;  /* whole domains may be enabled */
     gs_watch w = watch[domain][cbid];
     if (!w.watched) return;
+    if (depth_generation != generation) { depth_generation = generation; runtime_depth = 0; }
     if (domain == 2) {                   /* a watched runtime call: the driver calls it makes belong to it */
         if (cb->site == 0) { runtime_depth++; return; }
-        runtime_depth--;
+        if (runtime_depth > 0) runtime_depth--;
     } else if (runtime_depth > 0) {
         return;
     }
