@@ -101,3 +101,42 @@ def test_check_under_torchrun_merges_on_rank_0(tmp_path):
         (f,) = report["findings"]
         assert f["code"] == "GSD006" and f["data"]["ranks"] == [0, 1] and f["evidence"][0] == "on all 2 ranks"
         assert proc.returncode != 0, "torchrun reports the ranks' status 2"
+
+
+def _tp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from graphsafe.cases.tp_mlp import TPMLP, full_weights, reference
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(7)
+        x = torch.randn(3, 64)  # the same on every rank
+        y = TPMLP(64, 128, rank, world)(x)
+        expected = reference(x, *full_weights(64, 128))
+        torch.save({"max_err": float((y - expected).abs().max())}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_tensor_parallel_mlp_equals_the_unsharded_one_on_two_gloo_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = str(tmp_path / "err")
+    mp.spawn(_tp_worker, args=(2, port, out), nprocs=2, join=True)
+    errs = [torch.load(f"{out}.{r}")["max_err"] for r in range(2)]
+    assert max(errs) < 1e-5, errs
+
+
+def test_tensor_parallel_mlp_refuses_bad_shards():
+    from graphsafe.cases.tp_mlp import TPMLP
+
+    with pytest.raises(ValueError, match="divisible by the world size 3"):
+        TPMLP(8, 16, 0, 3)
+    with pytest.raises(ValueError, match="bug must be"):
+        TPMLP(8, 16, 0, 2, bug="nope")
