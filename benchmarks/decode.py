@@ -73,7 +73,7 @@ def sentinel_cost(model, batches, hidden, reps) -> list[dict]:
 
     from graphsafe.runner.sentinel import Sentinel
 
-    def capture_ms(x) -> float:
+    def capture_ms(x) -> tuple[float, object]:
         torch.cuda.synchronize()
         tick = time.perf_counter()
         g = torch.cuda.CUDAGraph()
@@ -94,24 +94,21 @@ def sentinel_cost(model, batches, hidden, reps) -> list[dict]:
             times.append(start.elapsed_time(end) / 20)
         return statistics.median(times)
 
-    def interleaved(x, sentinel, install) -> tuple[float, float, object, object]:
-        times = {False: [], True: []}
-        for i in range(2 * reps):  # interleaved, so drift hits both alike
-            if i % 2:
-                install()
-            took, g = capture_ms(x)
-            times[bool(i % 2)].append((took, g))
-            _park(sentinel)
-        return (statistics.median(t for t, _ in times[False]), statistics.median(t for t, _ in times[True]),
-                times[False][-1][1], times[True][-1][1])
-
     rows = []
     s = Sentinel()
     for b in batches:
         x = torch.randn(b, 1, hidden, device="cuda", dtype=torch.float16)
         for _ in range(2):
             model(x)
-        p_cap, w_cap, g_plain, g_watched = interleaved(x, s, s.install)
+        times = {False: [], True: []}
+        for i in range(2 * reps):  # interleaved, so drift hits both alike
+            watched = bool(i % 2)
+            if watched:
+                s.install()
+            times[watched].append(capture_ms(x))
+            s.uninstall()
+        p_cap, w_cap = (statistics.median(t for t, _ in times[k]) for k in (False, True))
+        g_plain, g_watched = times[False][-1][1], times[True][-1][1]
         p_rep = replay_ms(g_plain)
         s.install()  # installed but idle between captures: replays must not pay for it
         w_rep = replay_ms(g_watched)
@@ -133,15 +130,6 @@ def sentinel_cost(model, batches, hidden, reps) -> list[dict]:
     for r in rows:
         r["sentinel_fixed_ms"] = round(statistics.median(fixed), 3)
     return rows
-
-
-def _park(sentinel) -> None:
-    """Unpatch torch's capture methods but keep the held subscription (the benchmark's plain captures)."""
-    import torch
-
-    if sentinel._orig is not None:
-        torch.cuda.CUDAGraph.capture_begin, torch.cuda.CUDAGraph.capture_end = sentinel._orig
-        sentinel._orig = None
 
 
 def main() -> int:

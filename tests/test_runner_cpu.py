@@ -10,8 +10,9 @@ torch = pytest.importorskip("torch")
 
 from graphsafe.runner import cupti, shim  # noqa: E402
 from graphsafe.runner.graph_runner import GraphRunner  # noqa: E402
+from graphsafe.doctor.render import finding_text  # noqa: E402
 from graphsafe.runner.sentinel import (  # noqa: E402
-    Capture, CaptureViolationError, GraphCaptureWarning, Sentinel, from_environment, render_text,
+    Capture, CaptureViolationError, GraphCaptureWarning, Sentinel, from_environment,
 )
 
 
@@ -224,7 +225,7 @@ def test_capture_error_becomes_gsd003_once():
     (f,) = s.findings
     assert f.code == "GSD003" and "900" in f.message and cap.broken
     assert f.location.file == __file__
-    assert "`cudaDeviceSynchronize` returned 900" in render_text(f)
+    assert "`cudaDeviceSynchronize` returned 900" in finding_text(f)
 
 
 def test_sentinel_modes_and_environment(monkeypatch):

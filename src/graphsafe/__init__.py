@@ -39,7 +39,7 @@ def _sentinel_from_environment() -> None:
     """``GRAPHSAFE_SENTINEL=warn|strict``: a process that imports graphsafe watches all its captures."""
     import os
 
-    if os.environ.get("GRAPHSAFE_SENTINEL", "").strip().lower() not in ("", "0", "off", "no", "false"):
+    if os.environ.get("GRAPHSAFE_SENTINEL", "").strip():  # the sentinel module reads the value
         from .runner.sentinel import from_environment
 
         from_environment()

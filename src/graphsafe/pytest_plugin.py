@@ -6,7 +6,8 @@
   captured and replayed (its fixtures are bound first); ``inputs(seed)`` returns its remaining arguments.
 * Without a CUDA GPU both skip with a reason that starts with ``graphsafe:``; ``--graphsafe-fail-on-skip`` (or
   the ini option ``graphsafe_fail_on_skip = true``) turns those skips into failures, for GPU CI jobs.
-* ``--graphsafe-sentinel=warn|strict`` (or ``GRAPHSAFE_SENTINEL``) watches every capture the test session makes.
+* ``--graphsafe-sentinel=warn|strict`` watches every capture the test session makes (``GRAPHSAFE_SENTINEL`` does
+  too: importing this plugin imports graphsafe, which reads it).
 """
 from __future__ import annotations
 
@@ -38,10 +39,6 @@ def pytest_configure(config):
 
         config._graphsafe_sentinel = Sentinel(mode)
         config._graphsafe_sentinel.install()
-    elif os.environ.get("GRAPHSAFE_SENTINEL", "").strip().lower() not in ("", "0", "off", "no", "false"):
-        from .runner.sentinel import from_environment
-
-        config._graphsafe_sentinel = from_environment()
 
 
 def pytest_unconfigure(config):
@@ -91,10 +88,9 @@ def assert_graph_safe(fn, make_inputs=None, **options):
     errors = [f for f in report.findings if f.severity == "error"]
     if report.verdict in ("match", "benign") and not errors:
         return report
-    from .runner.graph_runner import _text
-    from .doctor.render import render_report
+    from .doctor.render import report_text
 
-    text = _text(lambda console: render_report(report, console))
+    text = report_text(report)
     raise GraphSafetyError(f"graphsafe: {report.target} is not graph-safe (verdict {report.verdict}, "
                            f"{len(errors)} error(s))\n\n{text}", report)
 

@@ -25,6 +25,8 @@ import torch
 
 from .. import __version__
 from . import capture_errors, frames, probes, state
+from ..diagnostics import Finding
+from .classify import _failure as classify_failure
 from .classify import classify
 from .compare import (all_close, bitwise_equal, clone_tree, copy_into, leaves, noise_floor, padded_like, padding,
                       same_values, stats, unpad)
@@ -133,6 +135,12 @@ def _failure(phase: str, exc: BaseException) -> Failure:
     if isinstance(root, probes.CallTimeout):
         f.timed_out_after_s = root.seconds
     return f
+
+
+def failure_finding(phase: str, exc: BaseException, target: str) -> tuple[Failure, Finding]:
+    """The doctor's diagnosis of one exception on its own (a runner's or the sentinel's failed capture)."""
+    failure = _failure(phase, exc)
+    return failure, classify_failure(Evidence(target=target, failure=failure))
 
 
 def _recover_from_failed_capture(dev: torch.device) -> None:

@@ -1,6 +1,7 @@
 """Python frames: resolving the profiler's file names, and telling user code from library code."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -10,30 +11,17 @@ from ..diagnostics import Location
 
 _PKG = Path(__file__).resolve().parent.parent     # graphsafe's own frames are not the user's ...
 _CASES = _PKG / "cases"                            # ... except the bundled cases, which stand in for user code
-_TORCH_DIR: Path | None = None
-_TRITON_DIR: Path | None | bool = False  # False: not looked up yet
+_DIRS: dict[str, Path | None] = {}
 
 
-def _torch_dir() -> Path | None:
-    global _TORCH_DIR
-    if _TORCH_DIR is None:
+def _package_dir(name: str) -> Path | None:
+    """Where library ``name`` (torch, triton) is installed, looked up once; None when it is not."""
+    if name not in _DIRS:
         try:
-            import torch
-            _TORCH_DIR = Path(torch.__file__).resolve().parent
-        except Exception:  # noqa: BLE001 - torch missing: nothing is torch's
-            return None
-    return _TORCH_DIR
-
-
-def _triton_dir() -> Path | None:
-    global _TRITON_DIR
-    if _TRITON_DIR is False:
-        try:
-            import triton
-            _TRITON_DIR = Path(triton.__file__).resolve().parent
-        except Exception:  # noqa: BLE001 - no triton: nothing is triton's
-            _TRITON_DIR = None
-    return _TRITON_DIR  # type: ignore[return-value]
+            _DIRS[name] = Path(importlib.import_module(name).__file__).resolve().parent
+        except Exception:  # noqa: BLE001 - not installed (or broken): none of its files exist here
+            _DIRS[name] = None
+    return _DIRS[name]
 
 
 def resolve(file: str | None) -> str | None:
@@ -74,10 +62,10 @@ def _is_user(file: str) -> bool:
         return not file.startswith(("torch/", "triton/")) and (not file.startswith("graphsafe/")
                                                   or file.startswith("graphsafe/cases/"))
     rp = p.resolve()
-    td = _torch_dir()
+    td = _package_dir("torch")
     if td is not None and (rp == td or td in rp.parents):
         return False
-    tt = _triton_dir()
+    tt = _package_dir("triton")
     if tt is not None and tt in rp.parents:
         return False
     if _PKG in rp.parents and _CASES not in rp.parents:
@@ -111,6 +99,16 @@ def user_frames(tb) -> list[Location]:
 
 def caller_frames(skip: int = 1) -> list[Location]:
     """User frames of the current call stack, innermost first."""
-    out = [Location(file=f.filename, line=f.lineno, function=f.name)
-           for f in reversed(traceback.extract_stack()[:-skip]) if is_user(f.filename)]
-    return dedupe(out)
+    return stack_from(sys._getframe(skip))[0]
+
+
+def stack_from(frame, depth: int | None = None):
+    """The user frames from ``frame`` outwards, innermost first, at most ``depth`` of them: (locations, the
+    innermost user frame object). Walks frame objects only: no source is read."""
+    out, first = [], None
+    while frame is not None and (depth is None or len(out) < depth):
+        if is_user(frame.f_code.co_filename):
+            first = first or frame
+            out.append(Location(file=frame.f_code.co_filename, line=frame.f_lineno, function=frame.f_code.co_name))
+        frame = frame.f_back
+    return dedupe(out), first

@@ -49,6 +49,23 @@ def _excerpt(console: Console, loc: Location) -> None:
     console.print(f"  [blue]{pad} |[/] {' ' * (col - 1)}[bold red]{'^' * span}[/][red]{label}[/]", soft_wrap=True)
 
 
+def plain_text(draw) -> str:
+    """What ``draw(console)`` prints, as uncoloured text (for warnings and exception messages)."""
+    import io
+
+    buf = io.StringIO()
+    draw(Console(file=buf, width=110, color_system=None, highlight=False, soft_wrap=True))
+    return buf.getvalue().rstrip()
+
+
+def finding_text(f: Finding) -> str:
+    return plain_text(lambda console: render_finding(console, f))
+
+
+def report_text(report: Report) -> str:
+    return plain_text(lambda console: render_report(report, console))
+
+
 def render_report(report: Report, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"[bold]graphsafe check[/] {escape(report.target)}")

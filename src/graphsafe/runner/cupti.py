@@ -128,13 +128,13 @@ def api_name(full: str) -> tuple[str, bool]:
 
 
 def read_stream(params: int, struct: type, path: str) -> int:
-    """The stream handle in an API call's parameter struct at address ``params``."""
-    obj = struct.from_address(params)
-    head, _, tail = path.partition(".")
-    if tail:
-        ptr = getattr(obj, head)
-        return getattr(ptr.contents, tail) or 0 if ptr else 0
-    return getattr(obj, head) or 0
+    """The stream handle in an API call's parameter struct at address ``params`` (as the C callback reads it)."""
+    indirect, offset = offsets(struct, path)
+    if indirect >= 0:
+        params = ctypes.c_void_p.from_address(params + indirect).value
+        if not params:
+            return 0
+    return ctypes.c_uint64.from_address(params + offset).value
 
 
 def offsets(struct: type, path: str) -> tuple[int, int]:

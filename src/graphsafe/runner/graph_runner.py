@@ -157,13 +157,15 @@ class GraphRunner:
 
             if isinstance(exc, CaptureViolationError):
                 raise  # a strict sentinel asked for the program to stop here
-            bucket.failure = _diagnose_capture(exc, f"{self.name} at batch {size}")
+            from ..doctor.check import failure_finding
+
+            _, bucket.failure = failure_finding("capture", exc, f"{self.name} at batch {size}")
             bucket.graph, bucket.output = None, None
             self._recover()
-            from .sentinel import render_text
+            from ..doctor.render import finding_text
 
             log.warning("GraphRunner: the capture of %s at batch %d failed; that bucket runs eagerly.\n%s",
-                        self.name, size, render_text(bucket.failure))
+                        self.name, size, finding_text(bucket.failure))
         return bucket
 
     def _recover(self) -> None:
@@ -287,9 +289,9 @@ class GraphRunner:
         if all_close(bucket.output, expected, self.rtol, self.atol):
             return
         report = self._diagnose(bucket)
-        from ..doctor.render import render_report
+        from ..doctor.render import report_text
 
-        buf = _text(lambda console: render_report(report, console)) if report is not None else ""
+        buf = report_text(report) if report is not None else ""
         raise GraphMismatchError(f"GraphRunner({self.name}): the first replay at batch {bucket.size} differs from "
                                  f"eager on {what}.\n{buf}", report)
 
@@ -357,21 +359,3 @@ def _draw_like(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return (torch.randn(t.shape, generator=gen, device=t.device) * (std or 1.0) + mean).to(t.dtype)
     lo, hi = int(t.min()), int(t.max())
     return torch.randint(lo, hi + 1, t.shape, generator=gen, device=t.device, dtype=t.dtype)
-
-
-def _diagnose_capture(exc: BaseException, what: str) -> Finding:
-    from ..doctor.check import _failure
-    from ..doctor.classify import _failure as finding_of
-    from ..doctor.evidence import Evidence
-
-    return finding_of(Evidence(target=what, failure=_failure("capture", exc)))
-
-
-def _text(draw) -> str:
-    import io
-
-    from rich.console import Console
-
-    buf = io.StringIO()
-    draw(Console(file=buf, width=110, color_system=None, highlight=False, soft_wrap=True))
-    return buf.getvalue()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import io
 import os
 import sys
 import threading
@@ -53,18 +52,10 @@ class CaptureViolationError(RuntimeError):
 
     def __init__(self, *args):
         if not args and self.finding is not None:
-            args = (render_text(self.finding),)
+            from ..doctor.render import finding_text
+
+            args = (finding_text(self.finding),)
         super().__init__(*args)
-
-
-def render_text(f: Finding) -> str:
-    from rich.console import Console
-
-    from ..doctor.render import render_finding
-
-    buf = io.StringIO()
-    render_finding(Console(file=buf, width=110, color_system=None, highlight=False, soft_wrap=True), f)
-    return buf.getvalue().rstrip()
 
 
 @dataclass
@@ -166,7 +157,7 @@ class Sentinel:
 
     # -- capture windows ---------------------------------------------------------------------------------
     def _begin(self, stream: int) -> None:
-        site, _ = _user_stack(depth=1)
+        site, _ = frames.stack_from(sys._getframe(2), depth=1)
         cap = Capture(index=len(self.captures) + 1, thread=threading.get_ident(), stream=stream,
                       site=site[0] if site else None)
         self.captures.append(cap)
@@ -196,15 +187,12 @@ class Sentinel:
             raise pending()  # strict: the offending call's frame ended without another event
         if cap is None or exc is None or cap.broken or isinstance(exc, CaptureViolationError):
             return
-        from ..doctor.check import _failure
-        from ..doctor.classify import _failure as finding_of
-        from ..doctor.evidence import Evidence
+        from ..doctor.check import failure_finding
 
-        failure = _failure("capture", exc)
+        failure, f = failure_finding("capture", exc, f"capture #{cap.index}")
         if failure.cuda_error is None:
             return  # an ordinary exception of the user's code: not the sentinel's business
         cap.broken = True
-        f = finding_of(Evidence(target=f"capture #{cap.index}", failure=failure))
         f.data["capture"] = cap.index
         self._report(cap, f, raise_now=False)
 
@@ -316,7 +304,7 @@ class Sentinel:
         from ..doctor.trace import EscapedOp
         from ..doctor.locate.cugraph import demangle
 
-        user, frame = _user_stack()
+        user, frame = frames.stack_from(sys._getframe(1), depth=12)
         role = "legacy" if handle in (0, _LEGACY) else "per_thread" if handle == _PER_THREAD else "other"
         name = demangle(symbol.decode(errors="replace")) if symbol else f"{api} ({_bytes(params, struct)})"
         key = (kind, name, role, (user[0].file, user[0].line) if user else None)
@@ -342,7 +330,7 @@ class Sentinel:
 
         cap.broken = True
         err = capture_errors.BY_CODE.get(rc)
-        user, frame = _user_stack()
+        user, frame = frames.stack_from(sys._getframe(1), depth=12)
         text = f"`{api}` returned {rc}" + (f" ({err.name}): {err.description}" if err else "")
         failure = Failure(phase="capture", exc_type="CUDA error", message=text, location=user[0] if user else None,
                           stack=user[:8], cuda_error=rc, last_entered=api,
@@ -358,9 +346,11 @@ class Sentinel:
         if self.mode == "strict" and raise_now:
             self._raise_later(cap, f, frame)
             return
+        from ..doctor.render import finding_text
+
         loc = f.location
         try:
-            warnings.warn_explicit(render_text(f), GraphCaptureWarning, (loc.file if loc else None) or "<capture>",
+            warnings.warn_explicit(finding_text(f), GraphCaptureWarning, (loc.file if loc else None) or "<capture>",
                                    (loc.line if loc else None) or 0, module="graphsafe.sentinel")
         except Warning:  # warnings turned into errors: deliver it as the exception it now is
             if raise_now:
@@ -457,17 +447,6 @@ def _capture_status(stream: int) -> int:
     status = ctypes.c_int(-1)
     rc = _driver_is_capturing()(stream or None, ctypes.byref(status))
     return status.value if rc == 0 else -rc
-
-
-def _user_stack(depth: int = 12):
-    """The user's frames around the current CUDA call, innermost first: (locations, innermost frame)."""
-    out, first, f = [], None, sys._getframe(1)
-    while f is not None and len(out) < depth:
-        if frames.is_user(f.f_code.co_filename):
-            first = first or f
-            out.append(Location(file=f.f_code.co_filename, line=f.f_lineno, function=f.f_code.co_name))
-        f = f.f_back
-    return frames.dedupe(out), first
 
 
 def _capture_words(cap: Capture) -> str:
