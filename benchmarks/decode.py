@@ -67,8 +67,14 @@ def latency(model, batches, hidden, steps, reps, use_compile) -> list[dict]:
     return rows
 
 
-def sentinel_cost(model, batches, hidden, reps) -> list[dict]:
-    """Capture (warm-up excluded) and replay time of one bucket's graph, without and with a sentinel installed."""
+def sentinel_cost(model, batches, hidden, reps, capture_reps) -> list[dict]:
+    """Capture (warm-up excluded) and replay time of one bucket's graph: without a sentinel, with one that
+    enables CUPTI's callback for the watched calls only (the default), and with one that enables whole domains.
+
+    Capture times move by several percent from one capture to the next (``torch.cuda.graph`` collects garbage
+    and synchronizes), so the captures are made in rounds of one per variant, in an order that rotates every
+    round, and the overhead is the median of the per-round differences (paired, so drift cancels) over the
+    median plain capture."""
     import torch
 
     from graphsafe.runner.sentinel import Sentinel
@@ -95,30 +101,44 @@ def sentinel_cost(model, batches, hidden, reps) -> list[dict]:
         return statistics.median(times)
 
     rows = []
-    s = Sentinel()
+    sentinels = {"calls": Sentinel(), "domains": Sentinel()}
+    sentinels["domains"].enable_scope = "domains"
+    variants = (None, "calls", "domains")
     for b in batches:
         x = torch.randn(b, 1, hidden, device="cuda", dtype=torch.float16)
         for _ in range(2):
             model(x)
-        times = {False: [], True: []}
-        for i in range(2 * reps):  # interleaved, so drift hits both alike
-            watched = bool(i % 2)
-            if watched:
-                s.install()
-            times[watched].append(capture_ms(x))
-            s.uninstall()
-        p_cap, w_cap = (statistics.median(t for t, _ in times[k]) for k in (False, True))
-        g_plain, g_watched = times[False][-1][1], times[True][-1][1]
-        p_rep = replay_ms(g_plain)
-        s.install()  # installed but idle between captures: replays must not pay for it
-        w_rep = replay_ms(g_watched)
-        s.uninstall()
-        rows.append({"batch": b, "capture_ms": round(p_cap, 2), "capture_sentinel_ms": round(w_cap, 2),
-                     "capture_overhead_pct": round(100 * (w_cap / p_cap - 1), 1),
+        times: dict = {v: [] for v in variants}
+        graphs: dict = {}
+        for i in range(capture_reps):
+            for v in variants[i % 3:] + variants[:i % 3]:
+                if v is not None:
+                    sentinels[v].install()
+                t, graphs[v] = capture_ms(x)
+                times[v].append(t)
+                if v is not None:
+                    sentinels[v].uninstall()
+        plain = statistics.median(times[None])
+
+        def added(v):
+            return statistics.median(w - p for w, p in zip(times[v], times[None]))
+
+        p_rep = replay_ms(graphs[None])
+        sentinels["calls"].install()  # installed but idle between captures: replays must not pay for it
+        w_rep = replay_ms(graphs["calls"])
+        sentinels["calls"].uninstall()
+        rows.append({"batch": b, "capture_ms": round(plain, 2),
+                     "capture_added_ms": round(added("calls"), 3),
+                     "capture_overhead_pct": round(100 * added("calls") / plain, 1),
+                     "capture_domains_added_ms": round(added("domains"), 3),
+                     "capture_domains_overhead_pct": round(100 * added("domains") / plain, 1),
                      "replay_ms": round(p_rep, 4), "replay_sentinel_ms": round(w_rep, 4),
                      "replay_overhead_pct": round(100 * (w_rep / p_rep - 1), 1)})
-    assert s.unavailable is None, s.unavailable
-    assert not s.findings, [f.message for f in s.findings]
+    for s in sentinels.values():
+        assert s.unavailable is None, s.unavailable
+        assert s.native, "the native CUPTI callback was not used"
+        assert not s.findings, [f.message for f in s.findings]
+    s = sentinels["calls"]
     fixed = []
     s.install()
     for _ in range(20):  # what every capture pays however long it is: subscribe, enable, unsubscribe
@@ -126,10 +146,45 @@ def sentinel_cost(model, batches, hidden, reps) -> list[dict]:
         s._acquire()
         s._release()
         fixed.append((time.perf_counter() - tick) * 1e3)
+    bare = []
+    for _ in range(20):  # of it, subscribing and unsubscribing alone (the rest enables the watched calls)
+        tick = time.perf_counter()
+        s._lib.unsubscribe(s._lib.subscribe(s._native_callback()))
+        bare.append((time.perf_counter() - tick) * 1e3)
     s.uninstall()
     for r in rows:
         r["sentinel_fixed_ms"] = round(statistics.median(fixed), 3)
+        r["sentinel_subscribe_ms"] = round(statistics.median(bare), 3)
     return rows
+
+
+def launch_cost(launches: int = 2000, rounds: int = 15) -> dict:
+    """Microseconds per captured kernel launch (``x.add_(1)``), without and with the sentinel: what a capture
+    pays per operation, free of the model's other costs."""
+    import torch
+
+    from graphsafe.runner.sentinel import Sentinel
+
+    x = torch.zeros(16, device="cuda")
+    sen = Sentinel()
+    out: dict = {None: [], "calls": []}
+    for i in range(rounds):
+        for v in ((None, "calls") if i % 2 else ("calls", None)):
+            g = torch.cuda.CUDAGraph()
+            if v:
+                sen.install()
+            torch.cuda.synchronize()
+            with torch.cuda.graph(g):
+                tick = time.perf_counter()
+                for _ in range(launches):
+                    x.add_(1)
+                out[v].append((time.perf_counter() - tick) * 1e6 / launches)
+            if v:
+                sen.uninstall()
+    assert not sen.findings and sen.unavailable is None
+    plain, watched = statistics.median(out[None]), statistics.median(out["calls"])
+    return {"launches": launches, "plain_us": round(plain, 3), "sentinel_us": round(watched, 3),
+            "added_us": round(watched - plain, 3)}
 
 
 def main() -> int:
@@ -139,6 +194,7 @@ def main() -> int:
     p.add_argument("--batches", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--reps", type=int, default=9)
+    p.add_argument("--capture-reps", type=int, default=31, help="captures per variant and batch (sentinel table)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--sentinel-only", action="store_true", help="only the sentinel's cost table")
     p.add_argument("--json")
@@ -157,7 +213,8 @@ def main() -> int:
     batches = [int(b) for b in a.batches.split(",")]
     with torch.inference_mode():
         lat = [] if a.sentinel_only else latency(model, batches, d, a.steps, a.reps, not a.no_compile)
-        cost = sentinel_cost(model, batches, d, a.reps)
+        cost = sentinel_cost(model, batches, d, a.reps, a.capture_reps)
+        launch = launch_cost()
     dev = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     t = Table(title=f"decode step, {a.layers} layers, hidden {d}, fp16 ({dev})", title_justify="left")
     for col in ("batch", "eager ms", "GraphRunner ms", "speed-up", "reduce-overhead ms", "speed-up", "compile s"):
@@ -167,24 +224,34 @@ def main() -> int:
         t.add_row(str(r["batch"]), f"{r['eager_ms']:.3f}", f"{r['runner_ms']:.3f}", f"{r['eager_ms'] / r['runner_ms']:.1f}x",
                   f"{c:.3f}" if c else "-", f"{r['eager_ms'] / c:.1f}x" if c else "-", str(r.get("compile_s", "-")))
     console.print(t)
-    t = Table(title="capture sentinel: one bucket's capture (median) and replay (median), without / with",
-              title_justify="left")
-    for col in ("batch", "capture ms", "sentinel", "overhead", "of it fixed ms", "replay ms", "sentinel", "overhead"):
+    t = Table(title="capture sentinel: one bucket's capture and replay (medians); added = median of paired differences; "
+                    "'domains': CUPTI enabled for every API call instead of the watched ones", title_justify="left")
+    for col in ("batch", "capture ms", "added ms", "overhead", "domains: added ms", "overhead", "of it fixed ms",
+                "replay ms", "sentinel", "overhead"):
         t.add_column(col, justify="right")
     for r in cost:
-        t.add_row(str(r["batch"]), f"{r['capture_ms']:.2f}", f"{r['capture_sentinel_ms']:.2f}",
-                  f"{r['capture_overhead_pct']:+.1f}%", f"{r['sentinel_fixed_ms']:.3f}", f"{r['replay_ms']:.4f}",
+        t.add_row(str(r["batch"]), f"{r['capture_ms']:.2f}", f"{r['capture_added_ms']:+.3f}",
+                  f"{r['capture_overhead_pct']:+.1f}%", f"{r['capture_domains_added_ms']:+.3f}",
+                  f"{r['capture_domains_overhead_pct']:+.1f}%", f"{r['sentinel_fixed_ms']:.3f}", f"{r['replay_ms']:.4f}",
                   f"{r['replay_sentinel_ms']:.4f}", f"{r['replay_overhead_pct']:+.1f}%")
     console.print(t)
+    if cost:
+        console.print(f"fixed cost per capture: {cost[0]['sentinel_fixed_ms']:.3f} ms, of it subscribe and unsubscribe "
+                      f"{cost[0]['sentinel_subscribe_ms']:.3f} ms")
+    console.print(f"per captured launch (x.add_(1), {launch['launches']} in one capture): {launch['plain_us']:.2f} us "
+                  f"without the sentinel, {launch['sentinel_us']:.2f} us with it ({launch['added_us']:+.2f} us)")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"device": dev, "layers": a.layers, "hidden": d, "latency": lat, "sentinel": cost}, fh, indent=2)
+            json.dump({"device": dev, "layers": a.layers, "hidden": d, "latency": lat, "sentinel": cost,
+                       "sentinel_per_launch": launch}, fh, indent=2)
+    sentinel_ok = all(r["capture_overhead_pct"] <= 5 and r["replay_overhead_pct"] <= 1 for r in cost)
+    console.print(f"sentinel: <= 5 % capture time and no replay time on every row: {'met' if sentinel_ok else 'NOT met'}")
     if not lat:
-        return 0
+        return 0 if sentinel_ok else 1
     b1 = lat[0]
     goal = b1["eager_ms"] / b1["runner_ms"] >= 3 and ("compiled_ms" not in b1 or b1["eager_ms"] / b1["compiled_ms"] >= 3)
     console.print(f"batch {b1['batch']}: graph paths >= 3x eager: {'met' if goal else 'NOT met'}")
-    return 0 if goal else 1
+    return 0 if goal and sentinel_ok else 1
 
 
 if __name__ == "__main__":

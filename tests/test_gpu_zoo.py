@@ -62,3 +62,6 @@ def test_hang_keeps_what_was_found_before_it():
     assert "GSD002" in report.codes  # the producer escaped the capture: the reason the replay waits
     hang = next(f for f in report.findings if f.code == "GSD021")
     assert hang.data["phase"] == "replay" and hang.data["timeout_s"] == 5.0
+    # the first replay finds the flag the capture raised; the second waits forever
+    assert hang.data["last_step"] == "replay on input 1"
+    assert "the last step that finished: the replay on input 1" in hang.evidence

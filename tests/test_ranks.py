@@ -140,3 +140,79 @@ def test_tensor_parallel_mlp_refuses_bad_shards():
         TPMLP(8, 16, 0, 3)
     with pytest.raises(ValueError, match="bug must be"):
         TPMLP(8, 16, 0, 2, bug="nope")
+
+
+def test_graph_read_at_capture_is_compared_even_when_a_replay_hung():
+    """Under torchrun the check reads each graph's kernels right after capture: a rank whose replay hung (no
+    replay census) still takes part in the collective comparison, and the ranks table says where each stopped."""
+    from graphsafe.doctor.evidence import Failure
+
+    hung = _report("inconclusive", graph=None)
+    hung.evidence.graph_kernels = [MM, AR]
+    hung.evidence.last_step = "replay on input 1"
+    hung.evidence.failure = Failure("replay", "CallTimeout", "the replay on input 2 did not finish", timed_out_after_s=5.0)
+    done = _report("mismatch", graph=None)
+    done.evidence.graph_kernels = [MM]
+    done.evidence.last_step = "replay on input 3"
+    m = merge([hung, done])
+    (f,) = [f for f in m.findings if f.code == "GSD029"]
+    assert f.data["ranks"] == [0] and f.data["missing_on"] == [1]
+    assert m.ranks[0]["last_step"] == "replay on input 1" and "hung in the replay" in m.ranks[0]["stopped"]
+    assert m.ranks[1]["stopped"] is None
+    from rich.console import Console
+
+    from graphsafe.doctor.render import render_report
+
+    console = Console(record=True, width=200)
+    render_report(m, console)
+    text = console.export_text()
+    assert "last step finished" in text and "hung in the replay, stopped after 5 s" in text
+
+
+def test_a_hang_names_the_last_finished_step_and_collective_help():
+    from graphsafe.doctor.classify import classify
+    from graphsafe.doctor.evidence import Failure
+
+    ev = Evidence(target="tp", census=Census(1, [MM, AR], [MM, AR]), last_step="replay on input 1",
+                  failure=Failure("replay", "CallTimeout", "the replay on input 2 did not finish", timed_out_after_s=5.0))
+    _, findings = classify(ev)
+    (f,) = [f for f in findings if f.code == "GSD021"]
+    assert "the last step that finished: the replay on input 1" in f.evidence
+    assert "collective" in f.help and f.data["last_step"] == "replay on input 1"
+    ev.census = Census(1, [MM], [MM])
+    (f,) = [f for f in classify(ev)[1] if f.code == "GSD021"]
+    assert "spin-waits" in f.help
+
+
+def test_the_two_collective_mlp_orders_its_collectives_per_rank_only_under_capture(tmp_path):
+    """Eagerly (all the gloo test can do) the bad order and its fixed twin compute the same thing, and both
+    equal the unsharded MLP: the bug is confined to the captured path."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = str(tmp_path / "err")
+    mp.spawn(_two_worker, args=(2, port, out), nprocs=2, join=True)
+    errs = [torch.load(f"{out}.{r}") for r in range(2)]
+    assert all(e["max_err"] < 1e-5 and e["same"] for e in errs), errs
+
+
+def _two_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from graphsafe.cases.tp_mlp import TPMLP, full_weights, reference
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(7)
+        x = torch.randn(3, 64)
+        y, s = TPMLP(64, 128, rank, world, bug="two_collectives")(x)
+        y2, s2 = TPMLP(64, 128, rank, world, bug="order")(x)
+        expected = reference(x, *full_weights(64, 128))
+        torch.save({"max_err": float((y - expected).abs().max()),
+                    "same": bool(torch.equal(y, y2) and torch.equal(s, s2))}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()

@@ -232,3 +232,14 @@ def test_padding_like_a_bucketed_runner():
     assert padded[0][:3].eq(1).all() and padded[0][3:].eq(0).all()
     assert unpad(torch.arange(8), (3, 8)).tolist() == [0, 1, 2]
     assert noise_floor(torch.tensor([2.0, -4.0], dtype=torch.bfloat16)) == 4 * 2 ** -7 * 4.0
+
+
+def test_collective_cases_are_registered_with_their_codes_and_twins():
+    import importlib
+
+    assert {c.code for c in cases.COLLECTIVES} == {"GSD002", "GSD021", "GSD028", "GSD029"}
+    for c in cases.COLLECTIVES:
+        assert c.ranks == 2 and c.code in CODES and c.good, c
+        for spec in (c.bad, c.good):
+            module, name = spec.split(":")
+            assert callable(getattr(importlib.import_module(module), name)), spec

@@ -136,7 +136,8 @@ def _check_ranks(args, opts: dict, info, console: Console) -> int:
         torch.cuda.set_device(info.local_rank)
     if info.rank != 0:  # one picture and one repro, rank 0's
         opts = {**opts, "html": None, "repro": None}
-    report = check(resolve(args.spec, args.inputs), **opts)
+    # the graph's collectives are read before any replay, so they are compared even when a replay hangs
+    report = check(resolve(args.spec, args.inputs), read_graph=True, **opts)
     reports = ranks.gather(report, info, timeout_s=args.timeout)
     status = 0
     if reports is not None:
@@ -146,13 +147,43 @@ def _check_ranks(args, opts: dict, info, console: Console) -> int:
             console.out(merged.to_json())
         else:
             render_report(merged, console)
-    return ranks.share_status(status, info)
+    status = ranks.share_status(status, info)
+    return _leave_if_hung(report, status)
+
+
+def _leave_if_hung(report, status: int) -> int:
+    """After a hung replay the GPU still runs the stuck kernel (a collective waiting for its partners): exit
+    without the interpreter's and NCCL's teardown, which would wait for it."""
+    failure = report.evidence.failure if report.evidence else None
+    if failure is not None and failure.timed_out_after_s is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def _run(args, console: Console) -> int:
+    from .doctor.ranks import rank_info
     from .doctor.runscript import render_run, run_script
 
+    info = rank_info()
     result = run_script(args.script, args.args, sentinel=args.sentinel)
+    if info is not None:  # under torchrun: rank 0 merges the ranks' results and prints them
+        import json
+
+        from .doctor import ranks
+        from .doctor.run_ranks import merge_runs, render_merged_run
+
+        texts = ranks.gather_texts(result.to_json(), info)
+        status = 0
+        if texts is not None:
+            merged = merge_runs([json.loads(t) for t in texts])
+            status = merged.exit_status
+            if args.json:
+                console.out(merged.to_json())
+            else:
+                render_merged_run(merged, console)
+        return ranks.share_status(status, info)
     if args.json:
         console.out(result.to_json())
     else:

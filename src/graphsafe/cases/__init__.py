@@ -20,6 +20,7 @@ class ZooCase:
     good: str | None = None          # spec of the fixed twin
     good_verdict: str = "match"      # the twin's verdict (no findings unless "benign")
     language: str = "PyTorch"
+    ranks: int = 1                   # processes under torchrun, one GPU each
 
 
 _C = "graphsafe.cases."
@@ -76,4 +77,17 @@ BAD_INPUT = [
     ZooCase(0, "illegal address", _C + "faults:illegal_address", "GSD022", "inconclusive", language="Triton"),
     ZooCase(0, "replay hangs (semaphore raised only at capture)", _C + "hang:replay_hangs", "GSD021",
             "inconclusive", language="Triton"),
+]
+
+# Collectives under torchrun (issue 8): ``torchrun --nproc-per-node 2 -m graphsafe check SPEC``, NVLink multicast
+# off. `verdict` is the merged verdict; `code` is a finding the merged report must hold.
+COLLECTIVES = [
+    ZooCase(0, "collective on a stream that is not captured", _C + "tp_mlp:bad_side_stream", "GSD002", "mismatch",
+            _C + "tp_mlp:good", ranks=2),
+    ZooCase(0, "collective captured on some ranks only", _C + "tp_mlp:bad_some_ranks", "GSD029", "mismatch",
+            _C + "tp_mlp:good", ranks=2),
+    ZooCase(0, "replay hangs on a collective without partners", _C + "tp_mlp:bad_some_ranks", "GSD021",
+            "mismatch", _C + "tp_mlp:good", ranks=2),
+    ZooCase(0, "ranks' graphs hold collectives in different orders", _C + "tp_mlp:bad_order", "GSD028",
+            "mismatch", _C + "tp_mlp:good_two_collectives", ranks=2),
 ]

@@ -33,6 +33,7 @@ from .compare import (all_close, bitwise_equal, clone_tree, copy_into, leaves, n
 from .evidence import Census, Comparison, Evidence, Failure, HostValue, OutputEvidence, Overwrite, TensorState
 from .report import Report
 from .target import Target, call, definition_site
+from .locate.cugraph import captured_kernels
 from .locate.findings import located
 from .locate.localize import localize_safely, should_locate
 from .trace import CaptureTracer
@@ -49,7 +50,7 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
           n_inputs: int = 3, capture_seed: int = 0, warmup: int = 2, rtol: float | None = None,
           atol: float | None = None, trace: bool = True, grad: bool = False, name: str | None = None,
           probe: bool = True, timeout_s: float = 60.0, locate: str | bool = "auto", html: str | None = None,
-          repro: str | None = None) -> Report:
+          repro: str | None = None, read_graph: bool = False) -> Report:
     """Check that ``fn`` gives the same results replayed from a CUDA graph as run eagerly.
 
     Parameters
@@ -78,6 +79,10 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
     html, repro : str, optional
         Write the picture of the captured graph / a standalone script reproducing the first divergent
         operation alone (either implies ``locate="always"``).
+    read_graph : bool
+        Read the captured graph's kernel nodes (cuda-bindings) right after capture, before any replay, into
+        ``evidence.graph_kernels``. Checks under torchrun do, so the ranks' collectives can be compared even
+        when a replay hangs.
 
     Returns
     -------
@@ -97,7 +102,7 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
     else:
         with torch.no_grad() if not grad else contextlib.nullcontext(), probes.rng_preserved():
             run = _Run(target, ev, timings, warmup=warmup, rtol=rtol, atol=atol, trace=trace, probe=probe,
-                       timeout_s=timeout_s)
+                       timeout_s=timeout_s, read_graph=read_graph)
             with contextlib.suppress(_Abort):
                 run.run()
             if ev.failure is not None and ev.failure.timed_out_after_s is not None:
@@ -177,10 +182,10 @@ class _Run:
     """One check's state; ``run()`` fills ``ev`` or raises ``_Abort`` with ``ev.failure`` set."""
 
     def __init__(self, target: Target, ev: Evidence, timings: dict, *, warmup, rtol, atol, trace, probe,
-                 timeout_s):
+                 timeout_s, read_graph=False):
         self.t, self.ev, self.timings = target, ev, timings
         self.warmup, self.rtol, self.atol, self.trace, self.probe = warmup, rtol, atol, trace, probe
-        self.timeout_s = timeout_s
+        self.timeout_s, self.read_graph = timeout_s, read_graph
         self.tracer: CaptureTracer | None = None
 
     # -- one step of the program ---------------------------------------------------------------------
@@ -206,6 +211,7 @@ class _Run:
             args = clone_tree(inputs)
             out = call(self.t.fn, args)
             probes.wait(self.dev, self.timeout_s, f"eager call on input {seed}")
+            self.ev.last_step = f"eager call on input {seed}"
             if keep is not None:
                 keep.append((out, args))
             return clone_tree(out)
@@ -219,6 +225,7 @@ class _Run:
             copy_into(self.static, inputs)
             self.graph.replay()
             probes.wait(self.dev, self.timeout_s, f"replay on input {seed}")
+            self.ev.last_step = f"replay on input {seed}"
             return clone_tree(self.static_out)
         return self._guard("replay", go)
 
@@ -339,7 +346,7 @@ class _Run:
             self._guard("eager", lambda: self.t.prepare(cs))
         probes.seed_all(cs)
         tick = time.perf_counter()
-        graph = torch.cuda.CUDAGraph()
+        graph = torch.cuda.CUDAGraph(keep_graph=True) if self.read_graph else torch.cuda.CUDAGraph()
         tracer = self.tracer
         if tracer is not None:
             tracer.calibrate(stream)
@@ -355,6 +362,7 @@ class _Run:
                     if tracer is not None:
                         tracer.close_window()
             probes.wait(dev, self.timeout_s, "capture")
+            ev.last_step = f"capture on input {cs}"
         except Exception as exc:  # noqa: BLE001 - recorded
             failure = _failure("capture", exc)
         ev.capture_warnings = sorted({str(w.message) for w in caught if "graph" in str(w.message).lower()})
@@ -366,6 +374,9 @@ class _Run:
                 failure.cuda_usable_after = _cuda_usable(dev)
             ev.failure = failure
             raise _Abort
+        if self.read_graph:  # the captured kernels, before a replay (which may hang) instantiates the graph
+            ev.graph_kernels = captured_kernels(graph, ev.probes.errors)
+            graph.instantiate()
         self.graph, self.static, self.static_out = graph, static, static_out
         self.snap_capture = state.snapshot(self.objs, sums=False)
         self.snapshot_out = clone_tree(static_out)

@@ -213,6 +213,13 @@ def _diverged(o: OutputEvidence, target_location: Location | None) -> Finding:
         data={"output": o.index, "max_abs": worst.max_abs, "max_rel": worst.max_rel})
 
 
+def _holds_collectives(ev: Evidence) -> bool:
+    from .ranks import collectives
+
+    names = ev.graph_kernels if ev.graph_kernels is not None else ev.census.graph if ev.census is not None else []
+    return bool(collectives(names))
+
+
 def _failure(ev: Evidence) -> Finding:
     f = ev.failure
     assert f is not None
@@ -225,13 +232,18 @@ def _failure(ev: Evidence) -> Finding:
             "GSD021", "error", f"the {f.phase} did not finish within {f.timed_out_after_s:g} s",
             location=_labelled(f.location, "waiting here when the time ran out"),
             evidence=[_first_line(f.message),
+                      *([f"the last step that finished: the {ev.last_step}"] if ev.last_step else []),
                       "the GPU is still running it: a kernel waits for something that never happens (a flag or "
-                      "semaphore set by work outside the graph), or loops forever",
+                      "semaphore set by work outside the graph, a collective partner rank that never joins), or "
+                      "loops forever",
                       "findings above were gathered before it hung"],
             stack=f.stack[1:],
-            help="look for spin-waits on flags that eager code sets outside the captured region; every signal a "
-                 "captured kernel waits for must be produced (and reset) inside the graph",
-            data={"phase": f.phase, "timeout_s": f.timed_out_after_s})
+            help=("the graph holds collectives: a replayed collective waits for the same collective on every other "
+                  "rank, so every rank must capture the same collectives on captured streams (see the ranks table "
+                  "under torchrun)" if _holds_collectives(ev) else
+                  "look for spin-waits on flags that eager code sets outside the captured region; every signal a "
+                  "captured kernel waits for must be produced (and reset) inside the graph"),
+            data={"phase": f.phase, "timeout_s": f.timed_out_after_s, "last_step": ev.last_step})
     err = capture_errors.BY_CODE.get(f.cuda_error) if f.cuda_error else None
     if err is not None and err.code < 900:
         evidence = [f"CUDA error {err.code} ({err.name}): {err.plain}", f"{f.exc_type}: {_first_line(f.message)}"]

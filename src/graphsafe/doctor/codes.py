@@ -377,19 +377,34 @@ its NCCL kernels in the order they were captured, and NCCL pairs collectives acr
 the ranks captured different collectives, or a different number of them, or in another order, replays
 hang or exchange the wrong buffers, although each rank's graph looks fine on its own.
 
-graphsafe lists the NCCL kernels each rank's replay ran (from the same kineto census as GSD026) and
+graphsafe reads the NCCL kernels of each rank's graph right after capture, before any replay (so a replay that
+hangs does not hide them), or else takes those its first replay ran (the kineto census of GSD026), and
 compares the lists across ranks. A collective present on some ranks only is GSD029.
 
 Fix: capture the same collectives in the same order on every rank: the same code path and the same shapes
-and dtypes per collective."""),
+and dtypes per collective.
+
+Example (two GPUs): `torchrun --nproc-per-node 2 -m graphsafe check graphsafe.cases.tp_mlp:bad_order`, fixed
+in `graphsafe.cases.tp_mlp:good_two_collectives`."""),
     Code(
         "GSD029", "collective-on-some-ranks", "error",
         "a collective is in the graphs of some ranks only",
         """One kind of collective (an all-reduce, say) was captured on some ranks and not on others, typically because
 a branch on the rank (`if rank == 0:`) or on rank-dependent data sits inside the captured region. A replay on
-the ranks that have it waits for partners that never launch it.
+the ranks that have it waits for partners that never launch it. NCCL's rule is that whether a collective is
+captured must be the same on every rank; a collective issued on a stream that is not captured on one rank only
+(a per-rank overlap or communication-stream setting) breaks it the same way: that rank runs the collective once
+at capture, the others replay it, and their next replay hangs (GSD021).
 
-Fix: keep rank-dependent control flow out of the captured region, or make every rank issue the collective."""),
+`graphsafe check` under torchrun compares the collectives of the ranks' graphs; `graphsafe run` under torchrun
+reports a collective that escaped a capture on some ranks only, and ranks that made different numbers of
+captures.
+
+Fix: keep rank-dependent control flow out of the captured region, or make every rank issue the collective, on
+the capturing stream (or a stream joined to it).
+
+Example (two GPUs): `torchrun --nproc-per-node 2 -m graphsafe check graphsafe.cases.tp_mlp:bad_some_ranks`,
+fixed in `graphsafe.cases.tp_mlp:good`."""),
 ]}
 
 

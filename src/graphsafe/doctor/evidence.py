@@ -185,6 +185,8 @@ class Evidence:
     overwrites: list[Overwrite] = field(default_factory=list)
     probes: Probes = field(default_factory=Probes)
     locate: Localization | None = None  # after the verdict: where replay and eager part (never changes it)
+    graph_kernels: list[str] | None = None  # the captured kernel nodes, read before any replay (under torchrun)
+    last_step: str | None = None  # the last eager call, capture or replay that finished (what a hang followed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
+import threading
 import time
 import warnings
 from typing import Any, Callable
@@ -45,7 +46,24 @@ def wait(dev: torch.device, timeout_s: float, phase: str) -> None:
             raise CallTimeout(phase, timeout_s)
         time.sleep(pause)
         pause = min(pause * 2, 0.01)
-    torch.cuda.synchronize(dev)  # work on other streams (e.g. escaped work) too
+    # then the work on other streams (escaped work, an un-joined side stream's collective), bounded too: a
+    # device-wide synchronize cannot be polled, so it waits in a helper thread (it releases the GIL)
+    outcome: list[BaseException | None] = []
+
+    def sync() -> None:
+        try:
+            torch.cuda.synchronize(dev)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(exc)
+
+    helper = threading.Thread(target=sync, name="graphsafe-sync", daemon=True)
+    helper.start()
+    helper.join(max(deadline - time.monotonic(), 1.0))
+    if not outcome:
+        raise CallTimeout(f"{phase} (work on another stream)", timeout_s)
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 # -- host values ---------------------------------------------------------------------------------

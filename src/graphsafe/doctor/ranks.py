@@ -67,8 +67,14 @@ def _kind(kernel: str) -> str:
 
 
 def graph_collectives(report: Report) -> list[str] | None:
-    census = report.evidence.census if report.evidence else None
-    return collectives(census.graph) if census is not None else None
+    """The NCCL kernels of a rank's graph: read from the graph right after capture where the check did (it does
+    under torchrun), else from the kernels its first replay ran; None if neither was seen."""
+    ev = report.evidence
+    if ev is None:
+        return None
+    if ev.graph_kernels is not None:
+        return collectives(ev.graph_kernels)
+    return collectives(ev.census.graph) if ev.census is not None else None
 
 
 def merge(reports: list[Report]) -> Report:
@@ -99,8 +105,19 @@ def merge(reports: list[Report]) -> Report:
                      "total_s": max((r.timings.get("total_s", 0.0) for r in reports), default=0.0)})
     out.environment["ranks"] = str(n)
     out.ranks = [{"rank": i, "verdict": r.verdict, "codes": r.codes, "collectives": graph_collectives(r),
-                  "device": r.environment.get("device")} for i, r in enumerate(reports)]
+                  "device": r.environment.get("device"), "last_step": r.evidence.last_step if r.evidence else None,
+                  "stopped": _stopped(r)} for i, r in enumerate(reports)]
     return out
+
+
+def _stopped(report: Report) -> str | None:
+    """What ended a rank's check early: a hang (with its bound) or a failure, in a few words."""
+    f = report.evidence.failure if report.evidence else None
+    if f is None:
+        return None
+    if f.timed_out_after_s is not None:
+        return f"hung in the {f.phase}, stopped after {f.timed_out_after_s:g} s"
+    return f"{f.exc_type} in the {f.phase}"
 
 
 def cross_rank_findings(reports: list[Report]) -> list[Finding]:
@@ -154,9 +171,9 @@ _GROUP = None  # the gloo group gather() made
 
 
 # -- torch.distributed plumbing --------------------------------------------------------------------------------
-def gather(report: Report, info: RankInfo, timeout_s: float = 600.0) -> list[Report] | None:
-    """Every rank's report on rank 0 (None elsewhere), through a gloo group (made, and the default process
-    group initialized from torchrun's environment if the target did not)."""
+def gather_texts(text: str, info: RankInfo, timeout_s: float = 600.0) -> list[str] | None:
+    """Every rank's ``text`` on rank 0 (None elsewhere), through a gloo group (made, and the default process
+    group initialized from torchrun's environment if the target did not, or if the script destroyed it)."""
     from datetime import timedelta
 
     import torch.distributed as dist
@@ -166,10 +183,14 @@ def gather(report: Report, info: RankInfo, timeout_s: float = 600.0) -> list[Rep
     global _GROUP
     group = _GROUP = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
     texts = [None] * info.world_size if info.rank == 0 else None
-    dist.gather_object(report.to_json(indent=None), texts, dst=0, group=group)
-    if info.rank != 0:
-        return None
-    return [Report.from_json(t) for t in texts]
+    dist.gather_object(text, texts, dst=0, group=group)
+    return texts if info.rank == 0 else None
+
+
+def gather(report: Report, info: RankInfo, timeout_s: float = 600.0) -> list[Report] | None:
+    """Every rank's report on rank 0 (None elsewhere)."""
+    texts = gather_texts(report.to_json(indent=None), info, timeout_s)
+    return None if texts is None else [Report.from_json(t) for t in texts]
 
 
 def share_status(status: int, info: RankInfo) -> int:

@@ -87,13 +87,15 @@ def render_report(report: Report, console: Console | None = None) -> None:
         console.print(t)
     if report.ranks:
         t = Table(title="ranks", title_justify="left")
-        for col in ("rank", "verdict", "codes", "collectives in the graph"):
+        for col in ("rank", "verdict", "codes", "collectives in the graph", "last step finished"):
             t.add_column(col)
         for r in report.ranks:
             coll = r.get("collectives")
             t.add_row(str(r["rank"]), r["verdict"], ", ".join(sorted(set(r["codes"]))) or "-",
                       "not traced" if coll is None else (", ".join(coll[:4]) + (" …" if len(coll) > 4 else "")
-                                                        if coll else "none"))
+                                                        if coll else "none"),
+                      escape(r.get("last_step") or "-") + (f" [red](then: {escape(r['stopped'])})[/]"
+                                                           if r.get("stopped") else ""))
         console.print(t)
     loc = report.evidence.locate if report.evidence else None
     if loc is not None:

@@ -93,6 +93,9 @@ class Sentinel:
         self._lock = threading.Lock()
         self._said_failure = False
         self._retry = False  # CUPTI was held by another client: try again at the next capture
+        # "calls": CUPTI calls in for the watched calls only; "domains": for every runtime and driver call (the
+        # C callback drops the rest). Kept for benchmarks/decode.py, which measures both.
+        self.enable_scope = "calls"
 
     # -- public ------------------------------------------------------------------------------------------
     @property
@@ -203,9 +206,14 @@ class Sentinel:
                 self._table = _watch_table(lib)
             callback = self._native_callback()
             self._handle = lib.subscribe(callback)  # unsubscribing at capture end disables them all again
-            if self.native:  # two calls instead of ~90: the C callback drops the calls it does not watch
+            if self.native and self.enable_scope == "domains":  # CUPTI calls in for every API call
                 lib.enable_domain(self._handle, cupti.DOMAIN_RUNTIME, True)
                 lib.enable_domain(self._handle, cupti.DOMAIN_DRIVER, True)
+            elif self.native:  # ~90 cuptiEnableCallback calls, made in C (0.1-0.2 ms a capture on an H100)
+                rc = self._native.gs_enable_watched(self._handle, ctypes.cast(lib.lib.cuptiEnableCallback,
+                                                                              ctypes.c_void_p).value)
+                if rc != 0:
+                    raise cupti.CuptiUnavailable(f"cuptiEnableCallback failed: {lib.error(rc)}")
             else:
                 for domain, cbid in self._table:
                     lib.enable(self._handle, domain, cbid, True)
@@ -226,12 +234,14 @@ class Sentinel:
         """The C callback's address, configured with the watch table; the Python callback's if the shim
         cannot be built (said once: it makes captures several times slower)."""
         if self.native is not False:
-            try:  # configured on every subscription: the shim's notify is process-wide, this sentinel's now
-                native = shim.load()
+            try:  # notify is set on every subscription (it is process-wide: this sentinel's now); the watch
+                native = shim.load()  # table, the same for every sentinel, once per process
                 native.gs_configure(self._notify, ctypes.cast(_driver_is_capturing(), ctypes.c_void_p).value)
-                for (domain, cbid), (_name, ptsz, _kind, struct, path) in self._table.items():
-                    indirect, offset = cupti.offsets(struct, path) if struct is not None else (-1, -1)
-                    native.gs_watch_call(domain, cbid, indirect, offset, int(ptsz))
+                if not _SHIM_WATCHING:
+                    for (domain, cbid), (_name, ptsz, _kind, struct, path) in self._table.items():
+                        indirect, offset = cupti.offsets(struct, path) if struct is not None else (-1, -1)
+                        native.gs_watch_call(domain, cbid, indirect, offset, int(ptsz))
+                    _SHIM_WATCHING.append(True)
                 self._native, self.native = native, True
             except shim.ShimUnavailable as exc:
                 self.native = False
@@ -434,6 +444,9 @@ def _watch_table(lib: cupti.Cupti) -> dict[tuple[int, int], tuple]:
     if not table:
         raise cupti.CuptiUnavailable("CUPTI reported none of the launch/copy callback names")
     return table
+
+
+_SHIM_WATCHING: list[bool] = []  # the shim's watch table is loaded (it lives as long as the process)
 
 
 @functools.cache

@@ -64,6 +64,7 @@ def load() -> ctypes.CDLL:
         raise ShimUnavailable(f"cannot load {so}: {exc}") from exc
     lib.gs_configure.argtypes = [NOTIFY, ctypes.c_void_p]
     lib.gs_watch_call.argtypes = [ctypes.c_int, ctypes.c_uint32, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.gs_enable_watched.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.gs_begin.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
     lib.gs_end.argtypes = [ctypes.c_uint64]
     return lib

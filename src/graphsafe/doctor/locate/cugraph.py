@@ -101,6 +101,16 @@ def read_graph(graph_handle: int) -> RawGraph:
     return out
 
 
+def captured_kernels(graph, errors: list[str]) -> list[str] | None:
+    """The kernel names of a ``torch.cuda.CUDAGraph(keep_graph=True)``, in node order; None (and why, appended
+    to ``errors``) if the graph cannot be read."""
+    try:
+        return [n.name for n in read_graph(graph.raw_cuda_graph()).nodes if n.kind == "kernel"]
+    except Exception as exc:  # noqa: BLE001 - said by the caller's report
+        errors.append(f"reading the captured graph failed: {type(exc).__name__}: {exc}")
+        return None
+
+
 def _walk(drv, graph, parent: int | None, parent_deps: list[int], out: RawGraph, index: dict[int, int]) -> None:
     _, n = _ok(drv.cuGraphGetNodes(graph, 0), "cuGraphGetNodes")
     nodes, _ = _ok(drv.cuGraphGetNodes(graph, n), "cuGraphGetNodes") if n else ([], 0)

@@ -52,6 +52,21 @@ int gs_watch_call(int domain, uint32_t cbid, int indirect, int offset, int ptsz)
     return 0;
 }
 
+typedef int (*gs_enable_fn)(uint32_t enable, void *subscriber, int domain, uint32_t cbid);
+
+/* Enables CUPTI's callback for each watched call only (cuptiEnableCallback, passed in): every other API
+ * call of the capture then costs nothing, where enabling whole domains made CUPTI call in for all of them.
+ * Returns 0, or the first CUPTI error. */
+int gs_enable_watched(void *subscriber, gs_enable_fn enable) {
+    for (int d = 0; d < GS_DOMAINS; d++)
+        for (uint32_t c = 0; c < GS_MAX_CBID; c++)
+            if (watch[d][c].watched) {
+                int rc = enable(1, subscriber, d, c);
+                if (rc != 0) return rc;
+            }
+    return 0;
+}
+
 int gs_begin(uint64_t thread, uint64_t stream) {
     for (int i = 0; i < GS_MAX_CAPTURES; i++)
         if (capture_thread[i] == 0) { capture_stream[i] = stream; capture_thread[i] = thread; return i; }
