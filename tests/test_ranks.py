@@ -216,3 +216,8 @@ def _two_worker(rank: int, world: int, port: int, out: str) -> None:
                     "same": bool(torch.equal(y, y2) and torch.equal(s, s2))}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
+
+
+def test_mangled_nccl_kernel_names_are_collectives():
+    mangled = "_Z39ncclDevKernel_AllReduce_Sum_f16_RING_LL24ncclDevKernelArgsStorageILm4096EE"
+    assert collectives([mangled, "_Z3fooPfi"]) == ["ncclDevKernel_AllReduce_Sum_f16_RING_LL"]

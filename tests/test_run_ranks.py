@@ -87,3 +87,52 @@ def test_run_under_torchrun_merges_on_rank_0(tmp_path):
     assert "rank one failed" in merged["per_rank"][1]["script_error"]
     assert merged["exit_status"] == 2 and proc.returncode != 0
     assert "rank zero ran" in out
+
+
+def test_run_under_torchrun_after_the_script_destroyed_its_process_group(tmp_path):
+    """The usual script ends with ``destroy_process_group()``: the merge then makes its own group again."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+        t = torch.ones(2)
+        dist.all_reduce(t)
+        print("sum", int(t[0]))
+        dist.destroy_process_group()
+    """))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "graphsafe",
+           "run", "--json", str(script)]
+    proc = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = proc.stdout
+    assert "sum 2" in out, out + proc.stderr[-2000:]
+    merged = json.loads(out[out.index('{\n  "schema": "graphsafe.run.ranks/1"'):out.rindex("}") + 1])
+    assert [r["script_error"] for r in merged["per_rank"]] == [None, None]
+    assert [r["captures"] for r in merged["per_rank"]] == [0, 0] and merged["cross_rank"] == []
+
+
+def test_sentinel_runs_find_escaped_collectives_through_their_findings():
+    """`run --sentinel` records hold the sentinel's GSD002 findings only (no traced ops): the kernel named in the
+    finding's data counts, mangled or not."""
+    mangled = "_Z39ncclDevKernel_AllReduce_Sum_f16_RING_LL24ncclDevKernelArgsStorageILm4096EE"
+    f = _escape_finding(mangled)
+    f["data"] = {"kernel": mangled}
+    m = merge_runs([_result([_capture()]), _result([_capture(findings=[f])], 1)])
+    (g,) = m.cross
+    assert g.code == "GSD029" and g.data["collective"] == "AllReduce" and g.data["escaped_on"] == [1]
+
+
+def test_a_rank_whose_script_raised_is_not_a_capture_count_mismatch():
+    m = merge_runs([_result([_capture(1), _capture(2)]), _result([_capture(1)], 2, script_error="OOM at x.py:3")])
+    assert m.cross == [] and m.exit_status == 2
+
+
+def test_ranks_localize_all_or_none():
+    from graphsafe.cli import rank_options
+
+    base = {"locate": "auto", "html": None, "repro": None}
+    assert rank_options(base, 0)["locate"] == "never" and rank_options(base, 1)["locate"] == "never"
+    pic = {**base, "html": "/tmp/g.html"}
+    assert rank_options(pic, 0) == {"locate": "always", "html": "/tmp/g.html", "repro": None}
+    assert rank_options(pic, 1) == {"locate": "always", "html": None, "repro": None}
+    assert rank_options({**base, "locate": "always"}, 1)["locate"] == "always"

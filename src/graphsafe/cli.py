@@ -31,7 +31,8 @@ def _add_check(sub) -> None:
     p.add_argument("--verbose", action="store_true", help="also show what the target printed")
     p.add_argument("--locate", choices=("auto", "always", "never"), default="auto",
                    help="find the first divergent op, census the graph, look for frozen arguments and races "
-                        "(auto: on a mismatch; it never changes the verdict)")
+                        "(auto: on a mismatch; it never changes the verdict; under torchrun auto means never, "
+                        "because every rank must localize or none)")
     p.add_argument("--html", metavar="FILE", help="write the captured graph beside the eager kernels as HTML")
     p.add_argument("--repro", metavar="FILE.py", help="write a script that reproduces the first divergent op alone")
 
@@ -134,8 +135,7 @@ def _check_ranks(args, opts: dict, info, console: Console) -> int:
 
     if torch.cuda.is_available() and info.local_rank < torch.cuda.device_count():
         torch.cuda.set_device(info.local_rank)
-    if info.rank != 0:  # one picture and one repro, rank 0's
-        opts = {**opts, "html": None, "repro": None}
+    opts = rank_options(opts, info.rank)
     # the graph's collectives are read before any replay, so they are compared even when a replay hangs
     report = check(resolve(args.spec, args.inputs), read_graph=True, **opts)
     reports = ranks.gather(report, info, timeout_s=args.timeout)
@@ -151,11 +151,26 @@ def _check_ranks(args, opts: dict, info, console: Console) -> int:
     return _leave_if_hung(report, status)
 
 
+def rank_options(opts: dict, rank: int) -> dict:
+    """A rank's check options. Localizing re-runs the target, collectives included, so every rank does it or
+    none: "auto" (on a mismatch, which may be one rank's) becomes "never", and a picture or repro (rank 0
+    writes them) makes every rank localize."""
+    if opts.get("html") or opts.get("repro"):
+        opts = {**opts, "locate": "always"}
+    elif opts.get("locate") == "auto":
+        opts = {**opts, "locate": "never"}
+    if rank != 0:  # one picture and one repro, rank 0's
+        opts = {**opts, "html": None, "repro": None}
+    return opts
+
+
 def _leave_if_hung(report, status: int) -> int:
     """After a hung replay the GPU still runs the stuck kernel (a collective waiting for its partners): exit
     without the interpreter's and NCCL's teardown, which would wait for it."""
-    failure = report.evidence.failure if report.evidence else None
-    if failure is not None and failure.timed_out_after_s is not None:
+    ev = report.evidence
+    hung = ev is not None and ev.failure is not None and ev.failure.timed_out_after_s is not None
+    hung = hung or (ev is not None and ev.locate is not None and any("CallTimeout" in e for e in ev.locate.errors))
+    if hung:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

@@ -33,7 +33,7 @@ from .compare import (all_close, bitwise_equal, clone_tree, copy_into, leaves, n
 from .evidence import Census, Comparison, Evidence, Failure, HostValue, OutputEvidence, Overwrite, TensorState
 from .report import Report
 from .target import Target, call, definition_site
-from .locate.cugraph import captured_kernels
+from .locate.cugraph import captured_kernels, keepable_graph
 from .locate.findings import located
 from .locate.localize import localize_safely, should_locate
 from .trace import CaptureTracer
@@ -346,7 +346,7 @@ class _Run:
             self._guard("eager", lambda: self.t.prepare(cs))
         probes.seed_all(cs)
         tick = time.perf_counter()
-        graph = torch.cuda.CUDAGraph(keep_graph=True) if self.read_graph else torch.cuda.CUDAGraph()
+        graph, kept = keepable_graph(ev.probes.errors) if self.read_graph else (torch.cuda.CUDAGraph(), False)
         tracer = self.tracer
         if tracer is not None:
             tracer.calibrate(stream)
@@ -362,6 +362,9 @@ class _Run:
                     if tracer is not None:
                         tracer.close_window()
             probes.wait(dev, self.timeout_s, "capture")
+            if kept:  # the captured kernels before a replay (which may hang); capture_end did not instantiate
+                ev.graph_kernels = captured_kernels(graph, ev.probes.errors)
+                graph.instantiate()
             ev.last_step = f"capture on input {cs}"
         except Exception as exc:  # noqa: BLE001 - recorded
             failure = _failure("capture", exc)
@@ -374,9 +377,6 @@ class _Run:
                 failure.cuda_usable_after = _cuda_usable(dev)
             ev.failure = failure
             raise _Abort
-        if self.read_graph:  # the captured kernels, before a replay (which may hang) instantiates the graph
-            ev.graph_kernels = captured_kernels(graph, ev.probes.errors)
-            graph.instantiate()
         self.graph, self.static, self.static_out = graph, static, static_out
         self.snap_capture = state.snapshot(self.objs, sums=False)
         self.snapshot_out = clone_tree(static_out)

@@ -51,9 +51,11 @@ def rank_info(environ=None) -> RankInfo | None:
 
 def collectives(names: list[str]) -> list[str]:
     """The NCCL kernels among kernel names, in order, by their short name (``ncclDevKernel_AllReduce_Sum_f32_RING_LL``)."""
+    from .locate.cugraph import demangle
+
     out = []
     for n in names:
-        head = n.split("(")[0].split("<")[0].split()
+        head = demangle(n).split("(")[0].split("<")[0].split()
         short = head[-1].split("::")[-1] if head else n
         if short.lower().startswith("nccl"):
             out.append(short)

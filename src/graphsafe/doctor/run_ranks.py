@@ -62,8 +62,10 @@ def merge_runs(results: list[dict]) -> MergedRun:
         for c in res.get("captures", []):
             cap = by_index.setdefault(c["index"], MergedCapture(c["index"], Location.from_dict(c.get("site"))))
             cap.ranks.append(rank)
-            escaped.setdefault(c["index"], {})[rank] = {
-                _kind(k) for k in collectives([op.get("name", "") for op in c.get("escaped", [])])}
+            names = [op.get("name", "") for op in c.get("escaped", [])]  # traced runs
+            names += [fd.get("data", {}).get("kernel") or "" for fd in c.get("findings", [])  # sentinel runs
+                      if fd.get("code") == "GSD002"]
+            escaped.setdefault(c["index"], {})[rank] = {_kind(k) for k in collectives(names)}
             for fd in c.get("findings", []):
                 f = Finding.from_dict(fd)
                 loc = f.location
@@ -80,13 +82,15 @@ def merge_runs(results: list[dict]) -> MergedRun:
              "with_findings": sum(any(f.get("severity") == "error" for f in c.get("findings", []))
                                   for c in res.get("captures", [])),
              "exit_status": res.get("exit_status", 2), "script_error": res.get("script_error"),
+             "script_exit": res.get("script_exit", 0),
              "sentinel_note": res.get("sentinel_note")} for r, res in enumerate(results)]
     return MergedRun(str(results[0].get("script", "?")), n, captures, rows, _cross(captures, escaped, rows, n))
 
 
 def _cross(captures: list[MergedCapture], escaped: dict, rows: list[dict], n: int) -> list[Finding]:
     out = []
-    counts = {r["rank"]: r["captures"] for r in rows}
+    # a rank whose script raised or exited early made fewer captures for that reason: its exit says so
+    counts = {r["rank"]: r["captures"] for r in rows if not r["script_error"] and not r.get("script_exit")}
     if len(set(counts.values())) > 1:
         out.append(Finding(
             "GSD029", "error", "the ranks made different numbers of captures",

@@ -101,6 +101,19 @@ def read_graph(graph_handle: int) -> RawGraph:
     return out
 
 
+def keepable_graph(errors: list[str]):
+    """(``torch.cuda.CUDAGraph(keep_graph=True)``, True), or a plain graph and False on a torch without
+    ``keep_graph`` (before 2.8), said in ``errors``."""
+    import torch
+
+    try:
+        return torch.cuda.CUDAGraph(keep_graph=True), True
+    except TypeError:
+        errors.append(f"torch {torch.__version__} cannot keep a captured graph to read it (keep_graph needs torch "
+                      "2.8 or newer): the graph's collectives come from its first replay instead")
+        return torch.cuda.CUDAGraph(), False
+
+
 def captured_kernels(graph, errors: list[str]) -> list[str] | None:
     """The kernel names of a ``torch.cuda.CUDAGraph(keep_graph=True)``, in node order; None (and why, appended
     to ``errors``) if the graph cannot be read."""
