@@ -214,10 +214,9 @@ def _diverged(o: OutputEvidence, target_location: Location | None) -> Finding:
 
 
 def _holds_collectives(ev: Evidence) -> bool:
-    from .ranks import collectives
+    from .ranks import evidence_collectives
 
-    names = ev.graph_kernels if ev.graph_kernels is not None else ev.census.graph if ev.census is not None else []
-    return bool(collectives(names))
+    return bool(evidence_collectives(ev))
 
 
 def _failure(ev: Evidence) -> Finding:

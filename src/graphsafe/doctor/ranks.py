@@ -71,9 +71,11 @@ def _kind(kernel: str) -> str:
 def graph_collectives(report: Report) -> list[str] | None:
     """The NCCL kernels of a rank's graph: read from the graph right after capture where the check did (it does
     under torchrun), else from the kernels its first replay ran; None if neither was seen."""
-    ev = report.evidence
-    if ev is None:
-        return None
+    return evidence_collectives(report.evidence) if report.evidence is not None else None
+
+
+def evidence_collectives(ev) -> list[str] | None:
+    """The NCCL kernels of the graph ``ev`` (an Evidence) saw, as ``graph_collectives`` says."""
     if ev.graph_kernels is not None:
         return collectives(ev.graph_kernels)
     return collectives(ev.census.graph) if ev.census is not None else None
@@ -85,20 +87,7 @@ def merge(reports: list[Report]) -> Report:
         raise ValueError("no rank reports to merge")
     n = len(reports)
     verdict = max((r.verdict for r in reports), key=VERDICT_ORDER.index)
-    merged: dict[tuple, Finding] = {}
-    for rank, report in enumerate(reports):
-        for f in report.findings:
-            loc = f.location
-            key = (f.code, f.message, loc.file if loc else None, loc.line if loc else None)
-            if key not in merged:
-                merged[key] = copy.deepcopy(f)
-                merged[key].data["ranks"] = []
-            merged[key].data["ranks"].append(rank)
-    findings = []
-    for f in merged.values():
-        ranks = f.data["ranks"]
-        f.evidence.insert(0, f"on {_ranks_words(ranks, n)}")
-        findings.append(f)
+    findings = tag_findings([(rank, f) for rank, report in enumerate(reports) for f in report.findings], n)
     cross = cross_rank_findings(reports)
     if cross and verdict in ("match", "benign"):
         verdict = "mismatch"
@@ -120,6 +109,22 @@ def _stopped(report: Report) -> str | None:
     if f.timed_out_after_s is not None:
         return f"hung in the {f.phase}, stopped after {f.timed_out_after_s:g} s"
     return f"{f.exc_type} in the {f.phase}"
+
+
+def tag_findings(pairs: list[tuple[int, Finding]], n: int) -> list[Finding]:
+    """(rank, finding) pairs -> the distinct findings (same code, message and place), in first-seen order, each
+    a copy with ``data["ranks"]`` and a first evidence line saying on which of the ``n`` ranks it was seen."""
+    merged: dict[tuple, Finding] = {}
+    for rank, f in pairs:
+        loc = f.location
+        key = (f.code, f.message, loc.file if loc else None, loc.line if loc else None)
+        if key not in merged:
+            merged[key] = copy.deepcopy(f)
+            merged[key].data["ranks"] = []
+        merged[key].data["ranks"].append(rank)
+    for f in merged.values():
+        f.evidence.insert(0, f"on {_ranks_words(f.data['ranks'], n)}")
+    return list(merged.values())
 
 
 def cross_rank_findings(reports: list[Report]) -> list[Finding]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..diagnostics import Finding, Location
-from .ranks import _kind, _ranks_words, collectives
+from .ranks import _kind, _ranks_words, collectives, tag_findings
 
 SCHEMA = "graphsafe.run.ranks/1"
 
@@ -56,7 +56,7 @@ def merge_runs(results: list[dict]) -> MergedRun:
         raise ValueError("no rank results to merge")
     n = len(results)
     by_index: dict[int, MergedCapture] = {}
-    seen: dict[tuple, Finding] = {}
+    found: dict[int, list[tuple[int, Finding]]] = {}  # capture -> (rank, finding)
     escaped: dict[int, dict[int, set[str]]] = {}  # capture -> rank -> escaped collectives
     for rank, res in enumerate(results):
         for c in res.get("captures", []):
@@ -66,17 +66,9 @@ def merge_runs(results: list[dict]) -> MergedRun:
             names += [fd.get("data", {}).get("kernel") or "" for fd in c.get("findings", [])  # sentinel runs
                       if fd.get("code") == "GSD002"]
             escaped.setdefault(c["index"], {})[rank] = {_kind(k) for k in collectives(names)}
-            for fd in c.get("findings", []):
-                f = Finding.from_dict(fd)
-                loc = f.location
-                key = (c["index"], f.code, f.message, loc.file if loc else None, loc.line if loc else None)
-                if key not in seen:
-                    seen[key] = f
-                    f.data["ranks"] = []
-                    cap.findings.append(f)
-                seen[key].data["ranks"].append(rank)
-    for f in seen.values():
-        f.evidence.insert(0, f"on {_ranks_words(f.data['ranks'], n)}")
+            found.setdefault(c["index"], []).extend((rank, Finding.from_dict(fd)) for fd in c.get("findings", []))
+    for index, cap in by_index.items():
+        cap.findings = tag_findings(found.get(index, []), n)
     captures = sorted(by_index.values(), key=lambda c: c.index)
     rows = [{"rank": r, "captures": len(res.get("captures", [])),
              "with_findings": sum(any(f.get("severity") == "error" for f in c.get("findings", []))
