@@ -186,7 +186,11 @@ def gather_texts(text: str, info: RankInfo, timeout_s: float = 600.0) -> list[st
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+        # torchrun's store, under a prefix of graphsafe's own: a script that destroyed its default group left
+        # that group's keys (its ranks' old addresses) under the prefix a plain re-init would use again
+        store, rank, world = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout_s)))
+        dist.init_process_group("gloo", store=dist.PrefixStore("graphsafe-merge", store), rank=rank,
+                                world_size=world, timeout=timedelta(seconds=timeout_s))
     global _GROUP
     group = _GROUP = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
     texts = [None] * info.world_size if info.rank == 0 else None
