@@ -7,7 +7,7 @@ copies to exceed the L2 cache, so weights come from HBM as in a real model. Roof
 (inputs read once, outputs written once) over the copy bandwidth measured on the same GPU.
 
     python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
-    python benchmarks/quant.py --sweep          # time GEMM launch configurations (for gemm_config)
+    python benchmarks/quant.py --sweep          # time quantizer and GEMM launch configurations
     python benchmarks/quant.py --sweep-gemv     # time dp4a GEMV configurations (for dp4a_config)
     python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
 """
@@ -68,6 +68,9 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     import torch
 
     from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant, w4a4_linear
+    from graphsafe.quant.ops import SMALL_MAX_M
+    from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.triton_swap import big_into
 
     w_bytes = n * k * 2
     copies = _copies(w_bytes // 4 + m * k * 2)
@@ -77,15 +80,24 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     y_buf = torch.empty(m, n, dtype=torch.float16, device="cuda")
     qs = [sym_quant(x) for x in xs]
 
-    def w4a4(i):  # what W4A4Linear runs: the quantizer, then the GEMM (PDL-linked for M <= DP4A_MAX_M)
+    def w4a4(i):  # what W4A4Linear runs: the quantizer, then the GEMM (PDL-linked for M <= SMALL_MAX_M)
         quant_linear(xs[i], packed[i][0], packed[i][1], out=y_buf)
 
-    def gemm_only(i):
-        w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
+    if m > SMALL_MAX_M:  # quant_linear's GEMM there reads INT8 planes written by the quantizer
+        planes = [torch.empty(2, m, (k + 1) // 2, dtype=torch.int8, device="cuda") for _ in range(copies)]
+        for x, p, (_, s) in zip(xs, planes, qs):
+            sym_quant_into(x, 1.0, p, s)
+
+    def gemm_only(i):  # the GEMM quant_linear runs, alone
+        if m > SMALL_MAX_M:
+            big_into(planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
+        else:
+            w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
 
     row = {"K": k, "N": n, "M": m, "w4a4_us": _timed_graph(w4a4, copies, reps),
            "gemm_us": _timed_graph(gemm_only, copies, reps)}
     del packed
+    planes = None
     f_copies = _copies(w_bytes + m * k * 2)
     ws = [torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05 for _ in range(f_copies)]
     xs16 = xs[:f_copies] if len(xs) >= f_copies else [xs[i % len(xs)] for i in range(f_copies)]
@@ -114,11 +126,10 @@ def bench_quant(n: int, m: int, backend: str, reps: int) -> dict:
 
 
 def sweep_quant(reps: int) -> list[dict]:
-    """Time quantizer launch configurations (BLOCK, SINGLE, num_warps) for quant_config."""
+    """Time quantizer launch configurations (triton_kernels.QuantConfig) for quant_config."""
     import torch
-    import triton
 
-    from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.triton_kernels import QuantConfig, quant_config, sym_quant_into
 
     out = []
     for n in (3584, 18944):
@@ -126,12 +137,12 @@ def sweep_quant(reps: int) -> list[dict]:
             xs = [torch.randn(m, n, dtype=torch.float16, device="cuda") for _ in range(_copies(m * n * 2))]
             q = torch.empty(m, (n + 1) // 2, dtype=torch.uint8, device="cuda")
             s = torch.empty(m, 1, dtype=torch.float16, device="cuda")
-            full = triton.next_power_of_2(n)
-            configs = [(4096, False, w) for w in (4, 8, 16)] + [(2048, False, w) for w in (4, 8)]
-            configs += [(full, True, w) for w in (4, 8, 16, 32)]
+            tiles = quant_config(n, m)
+            configs = [QuantConfig(tiles.block, tiles.block_b, False, w) for w in (4, 8, 16, 32)]
+            configs += [QuantConfig(b, 0, True, w) for b in (2048, 4096) for w in (4, 8)]
             for cfg in configs:
                 us = _timed_graph(lambda i: sym_quant_into(xs[i], 1.0, q, s, cfg), len(xs), reps)
-                out.append({"N": n, "M": m, "config": list(cfg), "us": us,
+                out.append({"N": n, "M": m, "config": cfg.__dict__, "us": us,
                             "TB_s": (m * n * 2 + q.numel() + 2 * m) / (us * 1e-6) / 1e12})
             best = min((r for r in out if (r["N"], r["M"]) == (n, m)), key=lambda r: r["us"])
             print(f"quant N={n:6d} M={m:5d} best {best['us']:8.2f} us {best['TB_s']:.2f} TB/s {best['config']}",
@@ -140,15 +151,18 @@ def sweep_quant(reps: int) -> list[dict]:
     return out
 
 
-def sweep(reps: int, ms=(1, 4, 16, 512, 2048, 8192)) -> list[dict]:
+def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
+    """Time the swapped-operand GEMMs' launch configurations (triton_swap.SmallConfig for M <= 16 on
+    packed codes, BigConfig beyond on INT8 planes) for small_config and big_config."""
     import torch
 
     from graphsafe.quant import pack_int4_weights, sym_quant
-    from graphsafe.quant.triton_kernels import GemmConfig, w4a4_into
+    from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.triton_swap import BigConfig, SmallConfig, big_into, small_into
 
-    small = [GemmConfig(16, bn, bkb, 1, w, s) for bn in (16, 32, 64) for bkb in (128, 256, 512)
-             for w in (2, 4) for s in (4, 6)]
-    big = [GemmConfig(bm, bn, bkb, 8, w, s) for bm, bn in ((128, 128), (128, 256), (256, 128))
+    small = [SmallConfig(bn, bkb, w, s) for bn in (32, 64, 128) for bkb in (128, 256, 512)
+             for w in ((4,) if bn < 128 else (4, 8)) for s in (3, 4, 6)]
+    big = [BigConfig(bn, bm, bkb, 8, w, s) for bn, bm in ((128, 128), (128, 256), (256, 128), (64, 256))
            for bkb in (64, 128) for w in (4, 8) for s in (3, 4)]
     out = []
     for k, n in SHAPES:
@@ -156,12 +170,20 @@ def sweep(reps: int, ms=(1, 4, 16, 512, 2048, 8192)) -> list[dict]:
             configs = small if m <= 16 else big
             copies = _copies(n * k // 2)
             packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda")) for _ in range(copies)]
-            q, s = sym_quant(torch.randn(m, k, dtype=torch.float16, device="cuda"))
+            x = torch.randn(m, k, dtype=torch.float16, device="cuda")
+            q, s = sym_quant(x)
+            planes = torch.empty(2, m, (k + 1) // 2, dtype=torch.int8, device="cuda")
+            sym_quant_into(x, 1.0, planes, s)
             y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+
+            def run(i, cfg):
+                if m <= 16:
+                    small_into(q, s, packed[i][0], packed[i][1], None, y, cfg)
+                else:
+                    big_into(planes, s, packed[i][0], packed[i][1], None, y, cfg)
             for cfg in configs:
                 try:
-                    us = _timed_graph(lambda i: w4a4_into(q, s, packed[i][0], packed[i][1], None, y, cfg),
-                                      copies, reps)
+                    us = _timed_graph(lambda i: run(i, cfg), copies, reps)
                 except Exception as e:  # noqa: BLE001 - a config that does not compile (shared memory)
                     print(f"  skip {cfg}: {type(e).__name__}: {str(e)[:80]}", file=sys.stderr)
                     continue

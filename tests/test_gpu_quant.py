@@ -127,16 +127,16 @@ def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, d
     q, s = ref.sym_quant_reference(x, 0.9)
     y_ref = ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float32)
     torch.testing.assert_close(y, y_ref, rtol=1e-6, atol=1e-6)  # float32 epilogue rounding only
-    if m <= ops.DP4A_MAX_M:  # the dp4a GEMV after the quantizer (PDL) and alone: the same result
-        assert torch.equal(y, quant.w4a4_linear(q, s, qw, ws, bias, torch.float32))
+    # quant_linear's own paths (PDL after the quantizer; INT8 planes beyond 16 rows) give w4a4_linear's bits
+    assert torch.equal(y, quant.w4a4_linear(q, s, qw, ws, bias, torch.float32))
 
 
-@pytest.mark.parametrize("m", [1, 2])
-def test_dp4a_gemv_is_exact_across_graph_replays(m):
-    """The few-row GEMV (dp4a), launched with PDL after the quantizer, in a graph: replay after replay
-    with new inputs, against the exact sums."""
+@pytest.mark.parametrize("m", [1, 2, 4, 16, 40])
+def test_quant_linear_is_exact_across_graph_replays(m):
+    """Each of quant_linear's paths in a graph (dp4a GEMV or the few-row GEMM launched with PDL after the
+    quantizer; the many-row GEMM on INT8 planes): replay after replay with new inputs, against the exact
+    sums."""
     from graphsafe.quant import triton_gemv
-    assert m <= ops.DP4A_MAX_M
     if torch.cuda.get_device_capability()[0] >= 9:
         assert triton_gemv.pdl_available(torch.device("cuda")), "PDL should be on for Hopper and newer"
     k, n = 18944, 3584
@@ -158,13 +158,18 @@ def test_dp4a_gemv_is_exact_across_graph_replays(m):
         assert torch.equal(y, ref.int4_matmul_reference(qr, qw).float() * sr.float()), seed
 
 
-@pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K)])
+@pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K), (20, ops.MAX_K)])
 def test_the_largest_k_accumulates_exactly(m, k):
-    """Every code -8 in both operands at the largest K each kernel takes (dp4a, K % 8 == 0; tensor cores)."""
+    """Every code -8 in both operands at the largest K each kernel takes (dp4a, K % 8 == 0; the few-row
+    and the tile GEMM; the many-row GEMM on INT8 planes)."""
+    from graphsafe.quant import triton_swap
     q = torch.full((m, k // 2), 0x88, dtype=torch.uint8, device="cuda")
     qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8, device="cuda")
     ones_m = torch.ones(m, 1, device="cuda")
     y = quant.w4a4_linear(q, ones_m, qw, torch.ones(2, 1, device="cuda"), None, torch.float32)
+    assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda"))
+    planes = torch.full((2, m, k // 2), -128, dtype=torch.int8, device="cuda")
+    triton_swap.big_into(planes, ones_m, qw, torch.ones(2, 1, device="cuda"), None, y)
     assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda"))
 
 

@@ -78,6 +78,78 @@ def test_triton_w4a4_matches_reference_and_accumulates_exactly(m, k, n):
 
 
 @interpreted
+@pytest.mark.parametrize("n, cfg", [(300, (512, 0, False)), (5000, (4096, 1024, False)), (2300, (2048, 256, False)),
+                                    (9000, (1024, 0, True)), (9001, (4096, 0, True))])
+def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
+    """Every tiling (one tile, two tiles, the loop) gives the reference's codes, packed or as INT8 planes
+    of 16 x the even and the odd columns' codes."""
+    tk = _triton()
+    x = _x(3, n)
+    x[1, n - 1] = float("nan")
+    x[2, : n // 2] = 0.0
+    config = tk.QuantConfig(*cfg, num_warps=4)
+    q_ref, s_ref = ref.sym_quant_reference(x, 0.9)
+    q, s = torch.empty_like(q_ref), torch.empty_like(s_ref)
+    tk.sym_quant_into(x, 0.9, q, s, config)
+    assert torch.equal(q, q_ref) and _same_scale(s, s_ref)
+    planes = torch.full((2, 3, q_ref.shape[1]), 99, dtype=torch.int8)
+    tk.sym_quant_into(x, 0.9, planes, s, config)
+    codes = ref.unpack_int4(q_ref, n + n % 2)
+    assert torch.equal(planes[0], (codes[:, 0::2] * 16).to(torch.int8))
+    assert torch.equal(planes[1], (codes[:, 1::2] * 16).to(torch.int8))
+
+
+def test_quant_config_keeps_rows_in_registers_with_the_fewest_idle_lanes():
+    tk = _triton()
+    assert tk.quant_config(3584, 1) == tk.QuantConfig(4096, 0, False, 8)
+    assert tk.quant_config(3584, 8192) == tk.QuantConfig(4096, 0, False, 4)
+    assert tk.quant_config(18944, 8192) == tk.QuantConfig(16384, 4096, False, 8)
+    assert tk.quant_config(16384, 1) == tk.QuantConfig(16384, 0, False, 8)
+    assert tk.quant_config(40000, 4).loop
+
+
+@interpreted
+@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (3, 7, 5), (16, 300, 70), (40, 136, 33)])
+@pytest.mark.parametrize("bn, bkb", [(16, 16), (32, 64), (64, 32)])
+def test_swapped_few_row_gemm_is_exact_for_every_tiling(m, k, n, bn, bkb):
+    ts = pytest.importorskip("graphsafe.quant.triton_swap", reason="triton is not installed")
+    q, s = ref.sym_quant_reference(_x(m, k), 0.8)  # clip < 1: codes reach -8
+    qw, ws = ref.pack_int4_weights_reference(_x(n, k, seed=1))
+    cfg = ts.SmallConfig(bn=bn, bkb=bkb, num_warps=4, num_stages=2)
+    acc = torch.full((m, n), -7.0)
+    ts.small_into(q, torch.ones(m, 1), qw, torch.ones(n, 1), None, acc, cfg)
+    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
+    bias = _x(1, n, seed=2).flatten()
+    y = torch.empty(m, n, dtype=torch.float16)
+    ts.small_into(q, s, qw, ws, bias, y, cfg)
+    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+    with pytest.raises(ValueError, match="at most 64 rows"):
+        ts.small_into(torch.zeros(65, 4, dtype=torch.uint8), torch.ones(65, 1), qw[:, :4], ws, None,
+                      torch.empty(65, n))
+
+
+@interpreted
+@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (20, 7, 5), (33, 300, 70)])
+@pytest.mark.parametrize("bn, bm, bkb", [(16, 16, 16), (32, 16, 64)])
+def test_swapped_many_row_gemm_on_int8_planes_is_exact(m, k, n, bn, bm, bkb):
+    tk = _triton()
+    ts = pytest.importorskip("graphsafe.quant.triton_swap", reason="triton is not installed")
+    x = _x(m, k)
+    q, s = ref.sym_quant_reference(x, 0.8)
+    qw, ws = ref.pack_int4_weights_reference(_x(n, k, seed=1))
+    planes = torch.empty((2, m, q.shape[1]), dtype=torch.int8)
+    tk.sym_quant_into(x, 0.8, planes, torch.empty_like(s))
+    cfg = ts.BigConfig(bn=bn, bm=bm, bkb=bkb, group_n=2, num_warps=4, num_stages=2)
+    acc = torch.full((m, n), -7.0)
+    ts.big_into(planes, torch.ones(m, 1), qw, torch.ones(n, 1), None, acc, cfg)
+    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
+    bias = _x(1, n, seed=2).flatten()
+    y = torch.empty(m, n, dtype=torch.float16)
+    ts.big_into(planes, s, qw, ws, bias, y, cfg)
+    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+
+
+@interpreted
 def test_triton_gemm_large_tile_config():
     tk = _triton()
     q, s = ref.sym_quant_reference(_x(130, 256))
@@ -107,7 +179,7 @@ def test_dp4a_gemv_is_exact_for_every_tiling(m, k, n, bn, bw):
 
 
 @interpreted
-@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (2, 7, 5), (4, 300, 40), (9, 130, 24)])
+@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (2, 7, 5), (4, 300, 40), (9, 130, 24), (17, 7, 5), (20, 300, 40)])
 @pytest.mark.parametrize("clip", [1.0, 0.9])
 def test_quant_linear_equals_quantize_then_linear(m, k, n, clip):
     _triton()

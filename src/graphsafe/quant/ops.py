@@ -21,6 +21,7 @@ from .reference import FLOAT_DTYPES
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
 DP4A_MAX_M = 2  # rows up to which the W4A4 GEMM runs as a dp4a GEMV (triton_gemv); tensor cores beyond
+SMALL_MAX_M = 16  # rows up to which it runs as the swapped-operand GEMM for few rows (triton_swap.small_into)
 MAX_K = (1 << 17) - 2  # the Triton kernels' int32 bound: 256 * 64 * K < 2**31 (both operands carry 16x)
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -160,6 +161,9 @@ def _linear_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor) -
     if which == "triton" and _dp4a(q, qw):
         from . import triton_gemv
         triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out)
+    elif which == "triton" and q.shape[0] <= SMALL_MAX_M:
+        from . import triton_swap
+        triton_swap.small_into(q, scale, qw, w_scale, bias, out)
     elif which == "triton":
         from . import triton_kernels
         triton_kernels.w4a4_into(q, scale, qw, w_scale, bias, out)
@@ -245,17 +249,27 @@ def w4a4_linear(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale:
 
 def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
     which = _resolve(backend, x.device)
-    q = x.new_empty((x.shape[0], (x.shape[1] + 1) // 2), dtype=torch.uint8)
-    scale = x.new_empty((x.shape[0], 1))
-    if which == "triton" and _dp4a(q, qw):
-        # the GEMV follows its own quantizer, so it may start early and stream weights meanwhile (PDL)
-        from . import triton_gemv, triton_kernels
-        pdl = triton_gemv.pdl_available(x.device)
-        triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl)
-        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+    m, kb = x.shape[0], (x.shape[1] + 1) // 2
+    scale = x.new_empty((m, 1))
+    if which != "triton":
+        q = x.new_empty((m, kb), dtype=torch.uint8)
+        _quant_into(x, clip_ratio, which, q, scale)
+        _linear_into(q, scale, qw, w_scale, bias, which, out)
         return
-    _quant_into(x, clip_ratio, which, q, scale)
-    _linear_into(q, scale, qw, w_scale, bias, which, out)
+    from . import triton_gemv, triton_kernels, triton_swap
+    if m > SMALL_MAX_M:  # the quantizer writes INT8 operands, which the GEMM reads without unpacking
+        x16 = x.new_empty((2, m, kb), dtype=torch.int8)
+        triton_kernels.sym_quant_into(x, clip_ratio, x16, scale)
+        triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
+        return
+    # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
+    q = x.new_empty((m, kb), dtype=torch.uint8)
+    pdl = triton_gemv.pdl_available(x.device)
+    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl)
+    if _dp4a(q, qw):
+        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+    else:
+        triton_swap.small_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
 
 
 @torch.library.custom_op("graphsafe::quant_linear", mutates_args=())

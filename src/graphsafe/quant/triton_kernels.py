@@ -1,16 +1,17 @@
-"""Triton kernels: per-row INT4 quantization and the W4A4 GEMM (the default backend on CUDA).
+"""Triton kernels: per-row INT4 quantization and the W4A4 tile GEMM (the default backend on CUDA).
 
 Both follow :mod:`graphsafe.quant.reference` bit for bit. Launch configurations come from fixed
 heuristics (:func:`quant_config`, :func:`gemm_config`), never from ``triton.autotune``: autotuning
 times kernels and synchronizes on the first call, which must not happen inside a graph capture.
 
-Hopper has no INT4 tensor-core instruction, so the GEMM unpacks both operands to INT8 in registers and
-runs INT8 ``tl.dot`` with int32 accumulation. Unpacking is two 32-bit operations per four bytes: each
-nibble is kept in the top half of its byte, i.e. as 16 times its value, and the int32 sum is shifted
-right by 8 at the end (exact; it bounds K below 2**17, ``ops.MAX_K``). It never interleaves nibbles
-back into column order: a dot product is a sum over k, so summing the even columns (low nibbles) and
-the odd columns (high nibbles) as two dots of half depth gives the same exact integer. For one or two
-rows :mod:`graphsafe.quant.triton_gemv` takes over (CUDA-core dp4a).
+Hopper has no INT4 tensor-core instruction, so the GEMMs unpack to INT8 in registers and run INT8
+``tl.dot`` with int32 accumulation. Unpacking is two 32-bit operations per four bytes: each nibble is
+kept in the top half of its byte, i.e. as 16 times its value, and the int32 sum is shifted right by 8 at
+the end (exact; it bounds K below 2**17, ``ops.MAX_K``). It never interleaves nibbles back into column
+order: a dot product is a sum over k, so summing the even columns (low nibbles) and the odd columns
+(high nibbles) as two dots of half depth gives the same exact integer. The tile GEMM here serves
+``w4a4_linear`` beyond 16 rows; :mod:`graphsafe.quant.triton_gemv` (one or two rows, dp4a) and
+:mod:`graphsafe.quant.triton_swap` (3 to 16 rows, and ``quant_linear`` beyond) take the rest.
 
 Every pointer offset is computed in 64 bits (row indices are cast before the multiply), so M and N up
 to 65,536 and beyond do not overflow. Under ``TRITON_INTERPRET=1`` the kernels run on CPU tensors.
@@ -27,45 +28,60 @@ import triton.language as tl
 from .reference import rounded_clip
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-MAX_SINGLE_BLOCK = 8192  # columns a quantizer program holds in registers at once; wider rows loop
+MAX_REGISTER_ROW = 32768  # columns a quantizer program holds in registers at once; wider rows loop
 _ROUND = tl.constexpr(12582912.0)  # 1.5 * 2**23: (y + _ROUND) - _ROUND rounds |y| < 2**22 half to even in float32
 
 
 @triton.jit
-def _codes(x, scale, rcp, dt: tl.constexpr):
+def _codes(x, scale, rcp, dt: tl.constexpr, USE_ASM: tl.constexpr):
     """float32 values -> int32 INT4 codes: T(x / scale), NaN -> 0, clamp to [-8, 7], round half even.
 
     The quotient is the correctly rounded float32 x / scale without a division per element: with
     rcp = RN(1 / scale), q = RN(x * rcp) is within an ulp and one FMA residual step makes it exact
-    (Markstein's theorem). scale == 0 keeps x * rcp, i.e. x / 0 (+-Inf, or NaN for 0)."""
+    (Markstein's theorem). scale == 0 keeps x * rcp, i.e. x / 0 (+-Inf, or NaN for 0). With USE_ASM one
+    ``cvt.rni`` rounds half to even, turns NaN into 0 and saturates +-Inf; the interpreter spells it out."""
     q = x * rcp
     q = tl.where(scale == 0.0, q, tl.fma(tl.fma(-q, scale, x), rcp, q))
     y = q.to(dt).to(tl.float32)
-    y = tl.where(y != y, 0.0, y)
-    y = tl.minimum(tl.maximum(y, -8.0), 7.0)
-    return ((y + _ROUND) - _ROUND).to(tl.int32)
+    if USE_ASM:
+        c = tl.inline_asm_elementwise("cvt.rni.s32.f32 $0, $1;", "=r,r", [y], dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        y = tl.where(y != y, 0.0, tl.minimum(tl.maximum(y, -8.0), 7.0))
+        c = ((y + _ROUND) - _ROUND).to(tl.int32)
+    return tl.minimum(tl.maximum(c, -8), 7)
 
 
 @triton.jit
-def _pack(x, scale, rcp, dt: tl.constexpr, BLOCK: tl.constexpr):
-    """(BLOCK,) float32 -> (BLOCK // 2,) uint8, element 2j in the low nibble of byte j."""
+def _abs_bits_max(x):
+    """The largest |x| of a float16/bfloat16 tile, as the int32 of its bits. Without the sign bit,
+    larger magnitudes have larger bits and every NaN's bits exceed Inf's, so the row's NaN wins."""
+    return tl.max(x.to(tl.int16, bitcast=True) & 0x7FFF, axis=0)
+
+
+@triton.jit
+def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK: tl.constexpr,
+                 X16: tl.constexpr, USE_ASM: tl.constexpr):
+    """Codes of columns [start, start + BLOCK) of one row. Packed: byte j holds column 2j in its low
+    nibble. X16: 16 x the even columns' codes as int8 at q_row[j] and the odd columns' at q_row[plane + j]
+    (the large-M GEMM's operand, :mod:`graphsafe.quant.triton_swap`)."""
     lo, hi = tl.split(tl.reshape(x, (BLOCK // 2, 2)))
-    byte = (_codes(lo, scale, rcp, dt) & 0xF) | ((_codes(hi, scale, rcp, dt) & 0xF) << 4)
-    return byte.to(tl.uint8)
+    c_lo = _codes(lo.to(tl.float32), scale, rcp, dt, USE_ASM)
+    c_hi = _codes(hi.to(tl.float32), scale, rcp, dt, USE_ASM)
+    b = start // 2 + tl.arange(0, BLOCK // 2)
+    if X16:
+        tl.store(q_row + b, (c_lo << 4).to(tl.int8), mask=b < NB)
+        tl.store(q_row + plane + b, (c_hi << 4).to(tl.int8), mask=b < NB)
+    else:
+        tl.store(q_row + b, ((c_lo & 0xF) | (c_hi << 4)).to(tl.uint8), mask=b < NB)
 
 
 @triton.jit
-def _row_amax(x):
-    """max |x| that propagates NaN (tl.max alone would drop it)."""
-    a = tl.abs(x)
-    has_nan = tl.max((a != a).to(tl.int32), axis=0)
-    m = tl.max(tl.where(a != a, 0.0, a), axis=0)
-    return tl.where(has_nan > 0, float("nan"), m)
-
-
-@triton.jit
-def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, clip,
-                      BLOCK: tl.constexpr, SINGLE: tl.constexpr, TRIGGER: tl.constexpr):
+def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, clip,
+                      BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, X16: tl.constexpr,
+                      TRIGGER: tl.constexpr, USE_ASM: tl.constexpr):
+    """One program per row. Without LOOP the row stays in registers as one tile of BLOCK columns and,
+    when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
+    + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2)."""
     if TRIGGER:  # let a dependent kernel (launched with PDL) start now; it waits for our results itself
         tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
@@ -73,54 +89,73 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, clip,
     q_row = q_ptr + row * stride_q
     dt: tl.constexpr = x_ptr.dtype.element_ty
     cols = tl.arange(0, BLOCK)
-    bytes_ = tl.arange(0, BLOCK // 2)
-    if SINGLE:
-        x = tl.load(x_row + cols, mask=cols < N, other=0.0).to(tl.float32)
-        amax = _row_amax(x)
-    else:
-        amax = tl.zeros((), tl.float32)
+    if LOOP:
+        bits = tl.zeros((), tl.int32)
         for start in range(0, N, BLOCK):
-            x = tl.load(x_row + start + cols, mask=start + cols < N, other=0.0).to(tl.float32)
-            m = _row_amax(x)
-            amax = tl.where((m != m) | (m > amax), m, amax)
+            bits = tl.maximum(bits, _abs_bits_max(tl.load(x_row + start + cols, mask=start + cols < N, other=0.0)))
+    else:
+        xa = tl.load(x_row + cols, mask=cols < N, other=0.0)
+        bits = _abs_bits_max(xa)
+        if BLOCK_B > 0:
+            cols_b = BLOCK + tl.arange(0, BLOCK_B)
+            xb = tl.load(x_row + cols_b, mask=cols_b < N, other=0.0)
+            bits = tl.maximum(bits, _abs_bits_max(xb))
+    amax = bits.to(tl.int16).to(dt, bitcast=True).to(tl.float32)
     scale = (amax / 7.0).to(dt).to(tl.float32)
     scale = (scale * clip).to(dt)  # clip arrives already rounded to T
     tl.store(s_ptr + row, scale)
     scale = scale.to(tl.float32)
     rcp = tl.math.div_rn(1.0, scale)
-    if SINGLE:
-        tl.store(q_row + bytes_, _pack(x, scale, rcp, dt, BLOCK), mask=bytes_ < NB)
-    else:
+    if LOOP:
         for start in range(0, N, BLOCK):
-            x = tl.load(x_row + start + cols, mask=start + cols < N, other=0.0).to(tl.float32)
-            b = start // 2 + bytes_
-            tl.store(q_row + b, _pack(x, scale, rcp, dt, BLOCK), mask=b < NB)
+            x = tl.load(x_row + start + cols, mask=start + cols < N, other=0.0)
+            _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, BLOCK, X16, USE_ASM)
+    else:
+        _store_codes(xa, q_row, 0, NB, plane, scale, rcp, dt, BLOCK, X16, USE_ASM)
+        if BLOCK_B > 0:
+            _store_codes(xb, q_row, BLOCK, NB, plane, scale, rcp, dt, BLOCK_B, X16, USE_ASM)
 
 
-def quant_config(n: int, m: int = 1) -> tuple[int, bool, int]:
-    """(BLOCK, SINGLE, num_warps) for ``m`` rows of ``n`` columns, from H100 measurements
-    (benchmarks/README.md): the whole row in registers up to MAX_SINGLE_BLOCK columns (and up to
-    32768 for a few rows, where one program per row is all the parallelism there is), chunks of 4096
-    beyond."""
-    block = max(triton.next_power_of_2(max(n, 1)), 64)
-    if block <= MAX_SINGLE_BLOCK:
-        return block, True, 4 if block <= 4096 else 8
-    if block <= 32768 and m <= 64:
-        return block, True, 16
-    return 4096, False, 8
+@dataclass(frozen=True)
+class QuantConfig:
+    block: int  # columns of the first tile (LOOP: of every tile)
+    block_b: int  # columns of the second tile, 0 for none
+    loop: bool
+    num_warps: int
+
+
+def quant_config(n: int, m: int = 1) -> QuantConfig:
+    """For ``m`` rows of ``n`` columns, from H100 measurements (benchmarks/README.md): rows up to
+    MAX_REGISTER_ROW stay in registers, as one power-of-two tile or as two when that wastes fewer lanes;
+    4 warps for many short rows, 8 otherwise; wider rows loop over tiles of 4096."""
+    full = max(triton.next_power_of_2(max(n, 1)), 64)
+    if full > MAX_REGISTER_ROW:
+        return QuantConfig(4096, 0, True, 8)
+    a, b = full, 0
+    if full > 2048 and n < full:
+        rest = max(triton.next_power_of_2(n - full // 2), 64)
+        if full // 2 + rest < full:
+            a, b = full // 2, rest
+    return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8)
 
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
-                   config: tuple[int, bool, int] | None = None, trigger: bool = False) -> None:
-    """Quantize contiguous (M, N) ``x`` into ``q`` (M, ceil(N/2)) uint8 and ``scale`` (M, 1).
-    ``trigger``: a kernel launched next with programmatic dependent launch may start at once."""
+                   config: QuantConfig | None = None, trigger: bool = False) -> None:
+    """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
+    codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
+    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). ``trigger``: a kernel
+    launched next with programmatic dependent launch may start at once."""
     m, n = x.shape
     if m == 0:
         return
-    block, single, warps = config or quant_config(n, m)
+    cfg = config or quant_config(n, m)
+    x16 = q.dim() == 3
+    plane = q.stride(0) if x16 else 0
+    stride_q = q.stride(1) if x16 else q.stride(0)
     clip = rounded_clip(clip_ratio, x.dtype)
-    _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[1], x.stride(0), q.stride(0), clip,
-                            BLOCK=block, SINGLE=single, TRIGGER=trigger and not _INTERPRET, num_warps=warps)
+    _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
+                            BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, X16=x16,
+                            TRIGGER=trigger and not _INTERPRET, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps)
 
 
 @triton.jit
