@@ -108,6 +108,19 @@ def test_quant_config_keeps_rows_in_registers_with_the_fewest_idle_lanes():
     assert tk.quant_config(40000, 4).loop
 
 
+def _assert_gemm_exact(gemm, q, s, qw, ws):
+    """``gemm(scale, w_scale, bias, out)`` on codes ``q``/``qw``: unit scales give the exact int32 sums in
+    an output that starts as garbage, and real scales with a bias give the reference's epilogue bits."""
+    m, n = q.shape[0], qw.shape[0]
+    acc = torch.full((m, n), -7.0)
+    gemm(torch.ones(m, 1), torch.ones(n, 1), None, acc)
+    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
+    bias = _x(1, n, seed=2).flatten()
+    y = torch.empty(m, n, dtype=torch.float16)
+    gemm(s, ws, bias, y)
+    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+
+
 @interpreted
 @pytest.mark.parametrize("m, k, n", [(1, 64, 16), (3, 7, 5), (16, 300, 70), (40, 136, 33)])
 @pytest.mark.parametrize("bn, bkb", [(16, 16), (32, 64), (64, 32)])
@@ -116,13 +129,7 @@ def test_swapped_few_row_gemm_is_exact_for_every_tiling(m, k, n, bn, bkb):
     q, s = ref.sym_quant_reference(_x(m, k), 0.8)  # clip < 1: codes reach -8
     qw, ws = ref.pack_int4_weights_reference(_x(n, k, seed=1))
     cfg = ts.SmallConfig(bn=bn, bkb=bkb, num_warps=4, num_stages=2)
-    acc = torch.full((m, n), -7.0)
-    ts.small_into(q, torch.ones(m, 1), qw, torch.ones(n, 1), None, acc, cfg)
-    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
-    bias = _x(1, n, seed=2).flatten()
-    y = torch.empty(m, n, dtype=torch.float16)
-    ts.small_into(q, s, qw, ws, bias, y, cfg)
-    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+    _assert_gemm_exact(lambda sa, sb, bias, out: ts.small_into(q, sa, qw, sb, bias, out, cfg), q, s, qw, ws)
     with pytest.raises(ValueError, match="at most 64 rows"):
         ts.small_into(torch.zeros(65, 4, dtype=torch.uint8), torch.ones(65, 1), qw[:, :4], ws, None,
                       torch.empty(65, n))
@@ -140,13 +147,7 @@ def test_swapped_many_row_gemm_on_int8_planes_is_exact(m, k, n, bn, bm, bkb):
     planes = torch.empty((2, m, q.shape[1]), dtype=torch.int8)
     tk.sym_quant_into(x, 0.8, planes, torch.empty_like(s))
     cfg = ts.BigConfig(bn=bn, bm=bm, bkb=bkb, group_n=2, num_warps=4, num_stages=2)
-    acc = torch.full((m, n), -7.0)
-    ts.big_into(planes, torch.ones(m, 1), qw, torch.ones(n, 1), None, acc, cfg)
-    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
-    bias = _x(1, n, seed=2).flatten()
-    y = torch.empty(m, n, dtype=torch.float16)
-    ts.big_into(planes, s, qw, ws, bias, y, cfg)
-    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+    _assert_gemm_exact(lambda sa, sb, bias, out: ts.big_into(planes, sa, qw, sb, bias, out, cfg), q, s, qw, ws)
 
 
 @interpreted
@@ -167,15 +168,9 @@ def test_dp4a_gemv_is_exact_for_every_tiling(m, k, n, bn, bw):
     q, s = ref.sym_quant_reference(_x(m, k), 0.8)  # clip < 1: codes reach -8
     qw, ws = ref.pack_int4_weights_reference(_x(n, k, seed=1))
     cfg = tg.Dp4aConfig(bn=bn, bw=bw, num_warps=4)
-    acc = torch.full((m, n), -7.0)
-    tg.dp4a_into(q, torch.ones(m, 1), qw, torch.ones(n, 1), None, acc, cfg)
-    assert torch.equal(acc, ref.int4_matmul_reference(q, qw).float())
-    bias = _x(1, n, seed=2).flatten()
-    y = torch.empty(m, n, dtype=torch.float16)
-    tg.dp4a_into(q, s, qw, ws, bias, y, cfg)
-    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+    _assert_gemm_exact(lambda sa, sb, bias, out: tg.dp4a_into(q, sa, qw, sb, bias, out, cfg), q, s, qw, ws)
     with pytest.raises(ValueError, match="K % 8 == 0"):
-        tg.dp4a_into(q[:, :1], s, qw[:, :1], ws, None, y)
+        tg.dp4a_into(q[:, :1], s, qw[:, :1], ws, None, torch.empty(m, n, dtype=torch.float16))
 
 
 @interpreted

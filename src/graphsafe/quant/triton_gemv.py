@@ -9,6 +9,7 @@ in flight; no workspace, no atomics, one kernel.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -101,8 +102,10 @@ def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
         BW=cfg.bw, PDL=pdl, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps, **({"launch_pdl": True} if pdl else {}))
 
 
+@functools.lru_cache(maxsize=None)
 def pdl_available(device: torch.device) -> bool:
-    """Programmatic dependent launch: Hopper or newer, and a Triton that can launch with it."""
+    """Programmatic dependent launch: Hopper or newer, and a Triton that can launch with it. Cached per
+    device: ``quant_linear`` and the GEMM it launches both ask, on every call."""
     if _INTERPRET or device.type != "cuda":
         return False
     from triton.backends.nvidia.compiler import CUDAOptions

@@ -176,19 +176,21 @@ def _nibbles_x16(p, USE_ASM: tl.constexpr):
 
 
 @triton.jit
+def _grouped_tile(pid, grid_a, grid_b, GROUP: tl.constexpr):
+    """Program ``pid`` -> its (tile along a, tile along b), in groups of GROUP tiles along a that walk b
+    together, so that the tiles running at once share operands in L2."""
+    width = GROUP * grid_b
+    first = (pid // width) * GROUP
+    size = min(grid_a - first, GROUP)
+    return first + (pid % width) % size, (pid % width) // size
+
+
+@triton.jit
 def _w4a4_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB,
                  stride_a, stride_b, stride_c,
                  HAS_BIAS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BKB: tl.constexpr,
                  GROUP_M: tl.constexpr, USE_ASM: tl.constexpr):
-    pid = tl.program_id(0)
-    grid_m = tl.cdiv(M, BM)
-    grid_n = tl.cdiv(N, BN)
-    width = GROUP_M * grid_n
-    group = pid // width
-    first_m = group * GROUP_M
-    size_m = min(grid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % width) % size_m
-    pid_n = (pid % width) // size_m
+    pid_m, pid_n = _grouped_tile(tl.program_id(0), tl.cdiv(M, BM), tl.cdiv(N, BN), GROUP_M)
 
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)

@@ -22,7 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET, _dequant_store, _nibbles_x16
+from .triton_gemv import pdl_available
+from .triton_kernels import _INTERPRET, _dequant_store, _grouped_tile, _nibbles_x16
 
 NUM_SMS_H100 = 132
 
@@ -65,14 +66,7 @@ def _big_kernel(x_ptr, plane, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, 
                 HAS_BIAS: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr, BKB: tl.constexpr,
                 GROUP_N: tl.constexpr, USE_ASM: tl.constexpr):
     """acc^T (BN, BM): packed weights unpacked in registers times INT8 activation planes (even, odd)."""
-    pid = tl.program_id(0)
-    grid_n = tl.cdiv(N, BN)
-    grid_m = tl.cdiv(M, BM)
-    width = GROUP_N * grid_m
-    first_n = (pid // width) * GROUP_N
-    size_n = min(grid_n - first_n, GROUP_N)
-    pid_n = first_n + (pid % width) % size_n
-    pid_m = (pid % width) // size_n
+    pid_n, pid_m = _grouped_tile(tl.program_id(0), tl.cdiv(N, BN), tl.cdiv(M, BM), GROUP_N)
     rn = pid_n * BN + tl.arange(0, BN)
     rm = pid_m * BM + tl.arange(0, BM)
     rb = tl.where(rn < N, rn, 0).to(tl.int64)
@@ -141,7 +135,6 @@ def small_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: 
     if m > 64:
         raise ValueError(f"small_into takes at most 64 rows, got {m}")
     cfg = config or small_config(m, n, kb)
-    from .triton_gemv import pdl_available
     pdl = after_quantizer and pdl_available(out.device)
     _small_kernel[(triton.cdiv(n, cfg.bn),)](
         q, scale, qw, w_scale, bias if bias is not None else w_scale, out, m, n, kb, q.stride(0), qw.stride(0),
