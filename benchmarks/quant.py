@@ -8,7 +8,7 @@ copies to exceed the L2 cache, so weights come from HBM as in a real model. Roof
 
     python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
     python benchmarks/quant.py --sweep          # time quantizer and GEMM launch configurations
-    python benchmarks/quant.py --sweep-gemv     # time dp4a GEMV configurations (for dp4a_config)
+    python benchmarks/quant.py --sweep-few      # time few-row GEMM configurations (dp4a_config, small_config)
     python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 
 SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]  # (K in, N out)
 MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
+DEFAULT_MS = ",".join(map(str, MS))
 L2_ROTATE_BYTES = 160 << 20
 
 
@@ -96,6 +97,11 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
 
     row = {"K": k, "N": n, "M": m, "w4a4_us": _timed_graph(w4a4, copies, reps),
            "gemm_us": _timed_graph(gemm_only, copies, reps)}
+    if m <= SMALL_MAX_M:  # consecutive quant_linear calls overlap (PDL); after a torch kernel writing x they
+        def foreign(i):  # cannot: time (x *= 1; quant_linear) minus (x *= 1)
+            xs[i].mul_(1.0)
+        row["w4a4_after_torch_us"] = (_timed_graph(lambda i: (foreign(i), w4a4(i)), copies, reps)
+                                      - _timed_graph(foreign, copies, reps))
     del packed
     planes = None
     f_copies = _copies(w_bytes + m * k * 2)
@@ -195,33 +201,61 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
     return out
 
 
-def sweep_gemv(reps: int, ms=(1, 2, 4)) -> list[dict]:
-    """Time dp4a GEMV launch configurations (triton_gemv.Dp4aConfig) for dp4a_config."""
+def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16)) -> list[dict]:
+    """Time dp4a GEMV launch configurations (triton_gemv.Dp4aConfig, up to 4 rows) for dp4a_config,
+    alone ("gemm_us") and after the quantizer as quant_linear chains them with PDL ("chain_us"; and
+    "chain_nowait_us" with the quantizer launched without PDL), next to the swapped tensor-core GEMM
+    (small_config) from 3 rows. Each output is checked first."""
     import torch
 
-    from graphsafe.quant import pack_int4_weights, sym_quant
-    from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_into
+    from graphsafe.quant import pack_int4_weights, reference, sym_quant
+    from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_into, pdl_available
+    from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.triton_swap import small_config, small_into
 
+    shapes = [(bn, bw, w) for bn in (2, 4, 8) for bw in (128, 256, 512) for w in (1, 2, 4)
+              if 16 <= bn * bw // (32 * w) <= 64]  # words per thread and step
     out = []
     for k, n in SHAPES:
         copies = _copies(n * k // 2)
-        packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda")) for _ in range(copies)]
-        y = torch.empty(max(ms), n, dtype=torch.float16, device="cuda")
+        packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05)
+                  for _ in range(copies)]
         for m in ms:
-            q, s = sym_quant(torch.randn(m, k, dtype=torch.float16, device="cuda"))
-            configs = [Dp4aConfig(bn, bw, w) for bn in (2, 4, 8) for bw in (256, 512, 1024) for w in (1, 2, 4)
-                       if bn * bw // (32 * w) <= 64]  # words per thread
-            for cfg in configs:
+            x = torch.randn(m, k, dtype=torch.float16, device="cuda")
+            q, s = sym_quant(x)
+            y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+            ref = reference.w4a4_linear_reference(q, s, packed[0][0], packed[0][1], None, torch.float16)
+            pdl = pdl_available(x.device)
+            cands = [("dp4a", Dp4aConfig(bn, bw, w, pf)) for bn, bw, w in shapes for pf in (0, 16)
+                     if m <= 4 and m * bn * bw // (32 * w) <= 128]  # accumulator registers per thread
+            if m >= 3:
+                cands.append(("small", small_config(m, n, k // 2)))
+            for kind, cfg in cands:
+                gemm = dp4a_into if kind == "dp4a" else small_into
+
+                def alone(i, cfg=cfg, gemm=gemm):
+                    gemm(q, s, packed[i][0], packed[i][1], None, y, cfg)
+
+                def chain(i, cfg=cfg, gemm=gemm, wait=True):
+                    sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl)
+                    gemm(q, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
                 try:
-                    us = _timed_graph(lambda i: dp4a_into(q, s, packed[i][0], packed[i][1], None, y[:m], cfg),
-                                      copies, reps)
-                except Exception as e:  # noqa: BLE001 - a config that does not compile
-                    print(f"  skip {cfg}: {type(e).__name__}: {str(e)[:80]}", file=sys.stderr)
+                    chain(0)
+                    torch.cuda.synchronize()
+                    if not torch.equal(y, ref):
+                        print(f"  WRONG {kind} {cfg}", file=sys.stderr)
+                        continue
+                    row = {"K": k, "N": n, "M": m, "kind": kind, "config": cfg.__dict__,
+                           "gemm_us": _timed_graph(alone, copies, reps), "chain_us": _timed_graph(chain, copies, reps),
+                           "chain_nowait_us": _timed_graph(lambda i: chain(i, wait=False), copies, reps)}
+                except Exception as e:  # noqa: BLE001 - a config that does not compile (registers)
+                    print(f"  skip {kind} {cfg}: {type(e).__name__}: {str(e)[:120]}", file=sys.stderr)
                     continue
-                out.append({"K": k, "N": n, "M": m, "config": cfg.__dict__, "us": us})
-            best = sorted((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["us"])[:4]
-            print(f"dp4a K={k:6d} N={n:6d} M={m}: "
-                  + "; ".join(f"{r['us']:.2f} us {tuple(r['config'].values())}" for r in best), flush=True)
+                out.append(row)
+            best = sorted((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["chain_us"])[:4]
+            print(f"few K={k:6d} N={n:6d} M={m}: "
+                  + "; ".join(f"{r['chain_us']:.2f}/{r['gemm_us']:.2f} us {r['kind']} {tuple(r['config'].values())}"
+                              for r in best), flush=True)
         del packed
         torch.cuda.empty_cache()
     return out
@@ -229,11 +263,13 @@ def sweep_gemv(reps: int, ms=(1, 2, 4)) -> list[dict]:
 
 def _table(rows: list[dict], quant_rows: list[dict], bw: float) -> str:
     lines = [f"copy bandwidth: {bw / 1e12:.2f} TB/s", "",
-             "| K→N | M | fp16 cuBLAS µs | W4A4 µs | GEMM only µs | roofline µs | speed-up | W4A4 TFLOP/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| K→N | M | fp16 cuBLAS µs | W4A4 µs | W4A4 after a torch op µs | GEMM only µs | roofline µs "
+             "| speed-up | W4A4 TFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['K']}→{r['N']} | {r['M']} | {r['fp16_us']:.1f} | {r['w4a4_us']:.1f} | {r['gemm_us']:.1f} "
-                     f"| {r['roofline_us']:.1f} | {r['speedup']:.2f}× | {r['tflops_w4a4']:.0f} |")
+        after = f"{r['w4a4_after_torch_us']:.1f}" if "w4a4_after_torch_us" in r else "–"
+        lines.append(f"| {r['K']}→{r['N']} | {r['M']} | {r['fp16_us']:.1f} | {r['w4a4_us']:.1f} | {after} "
+                     f"| {r['gemm_us']:.1f} | {r['roofline_us']:.1f} | {r['speedup']:.2f}× | {r['tflops_w4a4']:.0f} |")
     lines += ["", "| sym_quant N | M | backend | µs | TB/s |", "|---|---|---|---|---|"]
     for r in quant_rows:
         lines.append(f"| {r['N']} | {r['M']} | {r['backend']} | {r['us']:.2f} | {r['TB_s']:.2f} |")
@@ -252,6 +288,10 @@ def plot(data: dict, path: str) -> None:
         for key, label in (("fp16_us", "fp16 cuBLAS"), ("w4a4_us", "W4A4 (quantize+GEMM)"),
                            ("roofline_us", "HBM roofline (W4A4 bytes)")):
             ax.plot(ms, [r[key] for r in rows], marker="o", label=label)
+        after = [r for r in rows if "w4a4_after_torch_us" in r]
+        if after:
+            ax.plot([r["M"] for r in after], [r["w4a4_after_torch_us"] for r in after], marker="x", linestyle="--",
+                    label="W4A4 after a torch op")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(f"{k} → {n}")
@@ -269,10 +309,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--sweep", action="store_true", help="time GEMM launch configurations instead")
-    ap.add_argument("--sweep-gemv", action="store_true", help="time dp4a GEMV (M <= 4) configurations instead")
+    ap.add_argument("--sweep-few", action="store_true",
+                    help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
-    ap.add_argument("--ms", default=",".join(map(str, MS)), help="comma-separated M values")
+    ap.add_argument("--ms", default=DEFAULT_MS, help="comma-separated M values")
     args = ap.parse_args(argv)
     if args.plot_from:
         plot(json.load(open(args.plot_from)), args.plot or "quant.png")
@@ -281,8 +322,8 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("benchmarks/quant.py needs a CUDA GPU", file=sys.stderr)
         return 2
-    if args.sweep_gemv:
-        rows = sweep_gemv(args.reps)
+    if args.sweep_few:
+        rows = sweep_few(args.reps, [int(v) for v in args.ms.split(",")] if args.ms != DEFAULT_MS else (1, 2, 3, 4, 8, 16))
         if args.json:
             json.dump(rows, open(args.json, "w"), indent=1)
         return 0

@@ -158,6 +158,44 @@ def test_quant_linear_is_exact_across_graph_replays(m):
         assert torch.equal(y, ref.int4_matmul_reference(qr, qw).float() * sr.float()), seed
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 8, 16])
+def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m):
+    """quant_linear's kernels launch early (PDL) and let the next kernel launch early too; each waits for
+    its input first. Here x is written by a copy and a torch kernel, and the second layer reads the
+    first's output, which its quantizer may start before: every replay must match the reference."""
+    k, h = 3584, 4608
+    src = torch.zeros(m, k, device="cuda", dtype=torch.float16)
+    x = torch.empty_like(src)
+    w1 = quant.pack_int4_weights(_x(h, k, seed=11, scale=0.05))
+    w2 = quant.pack_int4_weights(_x(k, h, seed=12, scale=0.05))
+    y1 = torch.empty(m, h, device="cuda", dtype=torch.float16)
+    y2 = torch.empty(m, k, device="cuda", dtype=torch.float16)
+
+    def step():
+        x.copy_(src)
+        x.mul_(2.0)
+        quant.quant_linear(x, *w1, out=y1)
+        quant.quant_linear(y1, *w2, out=y2)
+
+    def expected():
+        r1 = ref.w4a4_linear_reference(*ref.sym_quant_reference(src * 2.0), *w1, None, torch.float16)
+        return ref.w4a4_linear_reference(*ref.sym_quant_reference(r1), *w2, None, torch.float16)
+
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        src.copy_(_x(m, k, seed=99))
+        step()
+    torch.cuda.synchronize()
+    assert _same_scale(y2, expected()), "eager"
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        step()
+    for seed in range(4):
+        src.copy_(_x(m, k, seed=seed))
+        g.replay()
+        assert _same_scale(y2, expected()), seed
+
+
 @pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K), (20, ops.MAX_K)])
 def test_the_largest_k_accumulates_exactly(m, k):
     """Every code -8 in both operands at the largest K each kernel takes (dp4a, K % 8 == 0; the few-row

@@ -161,7 +161,7 @@ def test_triton_gemm_large_tile_config():
 
 
 @interpreted
-@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (2, 136, 40), (4, 256, 33), (3, 1000, 70)])
+@pytest.mark.parametrize("m, k, n", [(1, 64, 16), (2, 136, 40), (4, 256, 33), (3, 1000, 70), (4, 8, 3)])
 @pytest.mark.parametrize("bn, bw", [(4, 32), (8, 16), (16, 512)])
 def test_dp4a_gemv_is_exact_for_every_tiling(m, k, n, bn, bw):
     tg = pytest.importorskip("graphsafe.quant.triton_gemv", reason="triton is not installed")
@@ -171,6 +171,9 @@ def test_dp4a_gemv_is_exact_for_every_tiling(m, k, n, bn, bw):
     _assert_gemm_exact(lambda sa, sb, bias, out: tg.dp4a_into(q, sa, qw, sb, bias, out, cfg), q, s, qw, ws)
     with pytest.raises(ValueError, match="K % 8 == 0"):
         tg.dp4a_into(q[:, :1], s, qw[:, :1], ws, None, torch.empty(m, n, dtype=torch.float16))
+    with pytest.raises(ValueError, match="at most 4 rows"):
+        q5 = q.repeat(5, 1)[:5]
+        tg.dp4a_into(q5, s.repeat(5, 1)[:5], qw, ws, None, torch.empty(5, n, dtype=torch.float16))
 
 
 @interpreted

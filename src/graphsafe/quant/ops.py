@@ -20,7 +20,6 @@ from . import reference
 from .reference import FLOAT_DTYPES
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
-DP4A_MAX_M = 2  # rows up to which the W4A4 GEMM runs as a dp4a GEMV (triton_gemv); tensor cores beyond
 SMALL_MAX_M = 16  # rows up to which it runs as the swapped-operand GEMM for few rows (triton_swap.small_into)
 MAX_K = (1 << 17) - 2  # the Triton kernels' int32 bound: 256 * 64 * K < 2**31 (both operands carry 16x)
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -150,9 +149,11 @@ def pack_int4_weights(w: torch.Tensor, *, backend: str = "auto") -> tuple[torch.
 # --- w4a4_linear ----------------------------------------------------------------------------------
 
 def _dp4a(q: torch.Tensor, qw: torch.Tensor) -> bool:
-    """Whether the few-row dp4a GEMV takes this GEMM: M <= DP4A_MAX_M, K > 0 a multiple of 8, and both
-    operands aligned for reading as int32 words."""
-    return (q.shape[0] <= DP4A_MAX_M and q.shape[1] % 4 == 0 and q.shape[1] > 0
+    """Whether the dp4a GEMV takes this GEMM: up to 3 rows, or 4 unless the layer is wide (H100 sweeps,
+    ``triton_gemv.dp4a_config``); K > 0 a multiple of 8; both operands aligned for int32 words."""
+    from .triton_gemv import wide
+    m, kb = q.shape
+    return ((m <= 3 or (m == 4 and not wide(qw.shape[0], kb))) and kb % 4 == 0 and kb > 0
             and q.data_ptr() % 4 == 0 and qw.data_ptr() % 4 == 0)
 
 
@@ -265,7 +266,7 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
     # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
     q = x.new_empty((m, kb), dtype=torch.uint8)
     pdl = triton_gemv.pdl_available(x.device)
-    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl)
+    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
     if _dp4a(q, qw):
         triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
     else:

@@ -10,8 +10,8 @@ kept in the top half of its byte, i.e. as 16 times its value, and the int32 sum 
 the end (exact; it bounds K below 2**17, ``ops.MAX_K``). It never interleaves nibbles back into column
 order: a dot product is a sum over k, so summing the even columns (low nibbles) and the odd columns
 (high nibbles) as two dots of half depth gives the same exact integer. The tile GEMM here serves
-``w4a4_linear`` beyond 16 rows; :mod:`graphsafe.quant.triton_gemv` (one or two rows, dp4a) and
-:mod:`graphsafe.quant.triton_swap` (3 to 16 rows, and ``quant_linear`` beyond) take the rest.
+``w4a4_linear`` beyond 16 rows; :mod:`graphsafe.quant.triton_gemv` (up to 4 rows, dp4a) and
+:mod:`graphsafe.quant.triton_swap` (up to 16 rows, and ``quant_linear`` beyond) take the rest.
 
 Every pointer offset is computed in 64 bits (row indices are cast before the multiply), so M and N up
 to 65,536 and beyond do not overflow. Under ``TRITON_INTERPRET=1`` the kernels run on CPU tensors.
@@ -78,12 +78,14 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
 @triton.jit
 def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, clip,
                       BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, X16: tl.constexpr,
-                      TRIGGER: tl.constexpr, USE_ASM: tl.constexpr):
+                      TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
     """One program per row. Without LOOP the row stays in registers as one tile of BLOCK columns and,
     when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
     + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2)."""
-    if TRIGGER:  # let a dependent kernel (launched with PDL) start now; it waits for our results itself
-        tl.extra.cuda.gdc_launch_dependents()
+    if WAIT:  # we were launched with PDL, early: the previous kernel may still be writing x
+        tl.extra.cuda.gdc_wait()
+    if TRIGGER:  # a kernel launched next with PDL may start now (it waits for our results itself); not
+        tl.extra.cuda.gdc_launch_dependents()  # before our wait, or it would crowd the previous kernel
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
     q_row = q_ptr + row * stride_q
@@ -140,11 +142,12 @@ def quant_config(n: int, m: int = 1) -> QuantConfig:
 
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
-                   config: QuantConfig | None = None, trigger: bool = False) -> None:
+                   config: QuantConfig | None = None, trigger: bool = False, wait: bool = False) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
-    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). ``trigger``: a kernel
-    launched next with programmatic dependent launch may start at once."""
+    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger``
+    lets a kernel launched next with PDL start at once; ``wait`` launches this one with PDL, so it
+    starts while the previous kernel finishes and waits for it before reading ``x``."""
     m, n = x.shape
     if m == 0:
         return
@@ -155,7 +158,8 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     clip = rounded_clip(clip_ratio, x.dtype)
     _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
                             BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, X16=x16,
-                            TRIGGER=trigger and not _INTERPRET, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps)
+                            TRIGGER=trigger and not _INTERPRET, WAIT=wait and not _INTERPRET, USE_ASM=not _INTERPRET,
+                            num_warps=cfg.num_warps, **({"launch_pdl": True} if wait and not _INTERPRET else {}))
 
 
 @triton.jit

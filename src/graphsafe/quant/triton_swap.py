@@ -4,8 +4,8 @@
 the MMA's M side, which must be at least 64 rows for Hopper's wgmma, and the short dimension (the rows
 of X) on its N side, which may be as small as 8. So:
 
-- **few rows** (:func:`small_into`, 3 to 16 rows): a 16-row tile of X is no longer 15/16 padding of a
-  64-row MMA, and one program covers 32 or 64 output columns instead of 16 x 64.
+- **few rows** (:func:`small_into`, 5 to 16 rows, or 4 in wide layers): a 16-row tile of X is no longer
+  15/16 padding of a 64-row MMA, and one program covers 32 or 64 output columns instead of 16 x 64.
 - **many rows** (:func:`big_into`): the weights, unpacked from nibbles to INT8 in registers, can feed
   the MMA from registers (wgmma's first operand may live there; the second must be in shared memory).
   The activations come as INT8 already (the quantizer writes them as 16 x codes, even and odd columns
@@ -48,6 +48,8 @@ def _small_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, strid
                                       [b_ptr + rb[:, None] * stride_b + lines[None, :]], dtype=tl.int32,
                                       is_pure=False, pack=1)
         tl.extra.cuda.gdc_wait()  # the activations come from the previous kernel (the quantizer)
+        # the next kernel, if launched with PDL, may start now and wait for our results; not before the
+        tl.extra.cuda.gdc_launch_dependents()  # wait, or calls in a row would all launch at once
     acc = tl.zeros((BN, MP), dtype=tl.int32)
     for k in range(0, KB, BKB):
         w = tl.load(w_ptrs, mask=rk[None, :] < KB - k, other=0)
