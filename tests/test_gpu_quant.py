@@ -158,11 +158,13 @@ def test_quant_linear_is_exact_across_graph_replays(m):
         assert torch.equal(y, ref.int4_matmul_reference(qr, qw).float() * sr.float()), seed
 
 
+@pytest.mark.parametrize("before", ["kernel", "copy", "other_stream"])
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 8, 16])
-def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m):
+def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m, before):
     """quant_linear's kernels launch early (PDL) and let the next kernel launch early too; each waits for
-    its input first. Here x is written by a copy and a torch kernel, and the second layer reads the
-    first's output, which its quantizer may start before: every replay must match the reference."""
+    its input first. x is written just before by a torch kernel, by a copy, or on another stream, and
+    the second layer reads the first's output, which its quantizer may start before: eager and every
+    replay must match the reference."""
     k, h = 3584, 4608
     src = torch.zeros(m, k, device="cuda", dtype=torch.float16)
     x = torch.empty_like(src)
@@ -170,10 +172,19 @@ def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m):
     w2 = quant.pack_int4_weights(_x(k, h, seed=12, scale=0.05))
     y1 = torch.empty(m, h, device="cuda", dtype=torch.float16)
     y2 = torch.empty(m, k, device="cuda", dtype=torch.float16)
+    side = torch.cuda.Stream()
 
     def step():
-        x.copy_(src)
-        x.mul_(2.0)
+        if before == "kernel":
+            torch.mul(src, 2.0, out=x)
+        elif before == "copy":
+            x.copy_(src * 2.0)
+            x.copy_(x.clone())  # a device-to-device copy is the last thing before the quantizer
+        else:
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                torch.mul(src, 2.0, out=x)
+            torch.cuda.current_stream().wait_stream(side)
         quant.quant_linear(x, *w1, out=y1)
         quant.quant_linear(y1, *w2, out=y2)
 
@@ -193,6 +204,7 @@ def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m):
     for seed in range(4):
         src.copy_(_x(m, k, seed=seed))
         g.replay()
+        torch.cuda.synchronize()
         assert _same_scale(y2, expected()), seed
 
 
