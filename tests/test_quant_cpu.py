@@ -108,6 +108,22 @@ def test_quant_config_keeps_rows_in_registers_with_the_fewest_idle_lanes():
     assert tk.quant_config(40000, 4).loop
 
 
+@pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584), (64, 16), (8192, 1024)])
+def test_few_row_gemms_route_by_rows_and_layer_width(k, n):
+    """dp4a for up to 3 rows, and 4 unless the layer is wide (N > 2K); each dp4a configuration keeps its
+    per-row accumulators within 128 registers per thread; the swapped GEMM takes the rest up to 16."""
+    tg = pytest.importorskip("graphsafe.quant.triton_gemv", reason="triton is not installed")
+    qw = torch.zeros(n, k // 2, dtype=torch.uint8)
+    for m in range(1, 17):
+        q = torch.zeros(m, k // 2, dtype=torch.uint8)
+        expected = m <= 3 or (m == 4 and n <= 2 * k)
+        assert quant.ops._dp4a(q, qw) == expected, m
+        if expected:
+            cfg = tg.dp4a_config(m, n, k // 2)
+            assert m * cfg.bn * cfg.bw // (32 * cfg.num_warps) <= 128, cfg
+    assert not quant.ops._dp4a(torch.zeros(1, 3, dtype=torch.uint8), torch.zeros(n, 3, dtype=torch.uint8))  # K % 8
+
+
 def _assert_gemm_exact(gemm, q, s, qw, ws):
     """``gemm(scale, w_scale, bias, out)`` on codes ``q``/``qw``: unit scales give the exact int32 sums in
     an output that starts as garbage, and real scales with a bias give the reference's epilogue bits."""

@@ -44,6 +44,7 @@ def _row_step(acc, w_lo, w_hi, a, USE_ASM: tl.constexpr):
 
 @triton.jit
 def _words(ptr, k, rw, KW):
+    """Words [k, k + BW) of one row, 0 past its end."""
     return tl.load(ptr + k + rw, mask=k + rw < KW, other=0)
 
 
