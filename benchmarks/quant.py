@@ -20,7 +20,6 @@ import sys
 
 SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]  # (K in, N out)
 MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
-DEFAULT_MS = ",".join(map(str, MS))
 L2_ROTATE_BYTES = 160 << 20
 
 
@@ -313,7 +312,7 @@ def main(argv=None) -> int:
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
-    ap.add_argument("--ms", default=DEFAULT_MS, help="comma-separated M values")
+    ap.add_argument("--ms", help="comma-separated M values (default: the table's; --sweep-few: its own)")
     args = ap.parse_args(argv)
     if args.plot_from:
         plot(json.load(open(args.plot_from)), args.plot or "quant.png")
@@ -322,18 +321,19 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("benchmarks/quant.py needs a CUDA GPU", file=sys.stderr)
         return 2
+    ms = [int(v) for v in args.ms.split(",")] if args.ms else None
     if args.sweep_few:
-        rows = sweep_few(args.reps, [int(v) for v in args.ms.split(",")] if args.ms != DEFAULT_MS else (1, 2, 3, 4, 8, 16))
+        rows = sweep_few(args.reps, *([ms] if ms else []))
         if args.json:
             json.dump(rows, open(args.json, "w"), indent=1)
         return 0
     if args.sweep:
-        rows = sweep_quant(args.reps) + sweep(args.reps, [int(v) for v in args.ms.split(",")])
+        rows = sweep_quant(args.reps) + sweep(args.reps, ms or MS)
         if args.json:
             json.dump(rows, open(args.json, "w"), indent=1)
         return 0
     bw = copy_bandwidth()
-    ms = [int(v) for v in args.ms.split(",")]
+    ms = ms or MS
     rows = []
     for k, n in SHAPES:
         for m in ms:

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET, _dequant_store
+from .triton_kernels import _INTERPRET, _dequant_store, _prefetch_l2, _wait_then_release
 
 _F0 = tl.constexpr(-252645136)  # 0xF0F0F0F0 as int32
 MAX_ROWS = 4  # one accumulator per row
@@ -68,12 +68,8 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
     if PDL:
         if PREFETCH > 0:
             lines = tl.minimum(BW * 4 + tl.arange(0, PREFETCH) * 128, KW * 4 - 1)  # bytes past the first tile
-            tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.b32 $0, 0;", "=r,l",
-                                      [b_ptr.to(tl.pointer_type(tl.int8)) + rb[:, None] * stride_b * 4
-                                       + lines[None, :]], dtype=tl.int32, is_pure=False, pack=1)
-        tl.extra.cuda.gdc_wait()  # q and its scales come from the previous kernel; the weights do not
-        # the next kernel, if launched with PDL, may start now and wait for our results; not before the
-        tl.extra.cuda.gdc_launch_dependents()  # wait, or calls in a row would all launch at once
+            _prefetch_l2(b_ptr.to(tl.pointer_type(tl.int8)) + rb[:, None] * stride_b * 4 + lines[None, :])
+        _wait_then_release()  # q and its scales come from the previous kernel; the weights do not
     a0 = _words(a_ptr, 0, rw, KW)
     a1 = a0
     a2 = a0

@@ -145,9 +145,10 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
                    config: QuantConfig | None = None, trigger: bool = False, wait: bool = False) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
-    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger``
-    lets a kernel launched next with PDL start at once; ``wait`` launches this one with PDL, so it
-    starts while the previous kernel finishes and waits for it before reading ``x``."""
+    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent
+    launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
+    next with PDL start at once; ``wait`` launches this one with PDL, so it starts while the previous
+    kernel finishes and waits for it before reading ``x``."""
     m, n = x.shape
     if m == 0:
         return
@@ -156,10 +157,11 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     plane = q.stride(0) if x16 else 0
     stride_q = q.stride(1) if x16 else q.stride(0)
     clip = rounded_clip(clip_ratio, x.dtype)
+    trigger, wait = trigger and not _INTERPRET, wait and not _INTERPRET
     _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
                             BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, X16=x16,
-                            TRIGGER=trigger and not _INTERPRET, WAIT=wait and not _INTERPRET, USE_ASM=not _INTERPRET,
-                            num_warps=cfg.num_warps, **({"launch_pdl": True} if wait and not _INTERPRET else {}))
+                            TRIGGER=trigger, WAIT=wait, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
+                            **({"launch_pdl": True} if wait else {}))
 
 
 @triton.jit
@@ -177,6 +179,32 @@ def _nibbles_x16(p, USE_ASM: tl.constexpr):
         lo = s << 4
         hi = s & -16
     return lo, hi
+
+
+@triton.jit
+def _dot_packed(acc, a, b, USE_ASM: tl.constexpr):
+    """acc + a @ b for packed tiles (uint8, two codes a byte): the even columns' codes (low nibbles) and
+    the odd columns' (high nibbles) as two INT8 dots of half depth, each operand carrying 16x."""
+    a_lo, a_hi = _nibbles_x16(a, USE_ASM)
+    b_lo, b_hi = _nibbles_x16(b, USE_ASM)
+    acc = tl.dot(a_lo, b_lo, acc, out_dtype=tl.int32)
+    return tl.dot(a_hi, b_hi, acc, out_dtype=tl.int32)
+
+
+@triton.jit
+def _prefetch_l2(ptrs):
+    """Ask L2 for the 128-byte lines at ``ptrs`` (any shape); nothing waits for them."""
+    tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.b32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
+                              is_pure=False, pack=1)
+
+
+@triton.jit
+def _wait_then_release():
+    """For a GEMM launched with PDL after the quantizer: wait for the previous kernel (its inputs), then
+    let the next kernel, if launched with PDL, start and wait for ours. Not before the wait, or calls in
+    a row would all launch at once and crowd the running one."""
+    tl.extra.cuda.gdc_wait()
+    tl.extra.cuda.gdc_launch_dependents()
 
 
 @triton.jit
@@ -207,10 +235,7 @@ def _w4a4_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB,
     for k in range(0, KB, BKB):
         a = tl.load(a_ptrs, mask=rk[None, :] < KB - k, other=0)
         b = tl.load(b_ptrs, mask=rk[:, None] < KB - k, other=0)
-        a_lo, a_hi = _nibbles_x16(a, USE_ASM)
-        b_lo, b_hi = _nibbles_x16(b, USE_ASM)
-        acc = tl.dot(a_lo, b_lo, acc, out_dtype=tl.int32)
-        acc = tl.dot(a_hi, b_hi, acc, out_dtype=tl.int32)
+        acc = _dot_packed(acc, a, b, USE_ASM)
         a_ptrs += BKB
         b_ptrs += BKB
 

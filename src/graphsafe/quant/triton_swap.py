@@ -23,7 +23,8 @@ import triton
 import triton.language as tl
 
 from .triton_gemv import pdl_available
-from .triton_kernels import _INTERPRET, _dequant_store, _grouped_tile, _nibbles_x16
+from .triton_kernels import (_INTERPRET, _dequant_store, _dot_packed, _grouped_tile, _nibbles_x16, _prefetch_l2,
+                             _wait_then_release)
 
 NUM_SMS_H100 = 132
 
@@ -44,20 +45,13 @@ def _small_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, strid
     if PDL:
         if PREFETCH > 0:  # while the quantizer runs, pull the first PREFETCH 128-byte lines of each row into L2
             lines = tl.minimum(tl.arange(0, PREFETCH) * 128, KB - 1)
-            tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.b32 $0, 0;", "=r,l",
-                                      [b_ptr + rb[:, None] * stride_b + lines[None, :]], dtype=tl.int32,
-                                      is_pure=False, pack=1)
-        tl.extra.cuda.gdc_wait()  # the activations come from the previous kernel (the quantizer)
-        # the next kernel, if launched with PDL, may start now and wait for our results; not before the
-        tl.extra.cuda.gdc_launch_dependents()  # wait, or calls in a row would all launch at once
+            _prefetch_l2(b_ptr + rb[:, None] * stride_b + lines[None, :])
+        _wait_then_release()  # the activations come from the previous kernel (the quantizer)
     acc = tl.zeros((BN, MP), dtype=tl.int32)
     for k in range(0, KB, BKB):
         w = tl.load(w_ptrs, mask=rk[None, :] < KB - k, other=0)
         x = tl.load(x_ptrs, mask=(rk[:, None] < KB - k) & (rm[None, :] < M), other=0)
-        w_lo, w_hi = _nibbles_x16(w, USE_ASM)
-        x_lo, x_hi = _nibbles_x16(x, USE_ASM)
-        acc = tl.dot(w_lo, x_lo, acc, out_dtype=tl.int32)
-        acc = tl.dot(w_hi, x_hi, acc, out_dtype=tl.int32)
+        acc = _dot_packed(acc, w, x, USE_ASM)
         w_ptrs += BKB
         x_ptrs += BKB
     _dequant_store(tl.trans(acc), sa_ptr + ra, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c, HAS_BIAS)
