@@ -200,15 +200,29 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
     return out
 
 
-def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16)) -> list[dict]:
-    """Time dp4a GEMV launch configurations (triton_gemv.Dp4aConfig, up to 4 rows) for dp4a_config,
-    alone ("gemm_us") and after the quantizer as quant_linear chains them with PDL ("chain_us"; and
-    "chain_nowait_us" with the quantizer launched without PDL), next to the swapped tensor-core GEMM
-    (small_config) from 3 rows. Each output is checked first."""
+FEW_KINDS = ("mma", "dp4a", "small")
+# tensor-core GEMV configurations: the shared-memory ring (cp.async) at several depths, and the register ring
+MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
+             [(8, 1, 1, 3), (8, 1, 2, 3), (8, 1, 1, 6), (8, 1, 2, 4), (4, 1, 1, 4), (4, 1, 1, 6), (4, 1, 2, 3),
+              (4, 1, 2, 4), (2, 1, 1, 6), (2, 1, 2, 4), (2, 2, 1, 4), (2, 1, 4, 3), (1, 1, 2, 4), (1, 1, 4, 3),
+              (1, 2, 2, 3), (1, 2, 1, 6)]]
+            + [(4, 1, 1, 4, 2, True), (8, 1, 1, 3, 2, True), (2, 1, 2, 4, 2, True)]
+            + [(8, 1, 2, 2, 1, False), (4, 1, 2, 3, 1, False), (8, 1, 4, 2, 1, False)])
+
+
+def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
+    """Time few-row GEMM launch configurations, alone ("gemm_us") and after the quantizer as
+    quant_linear chains them with PDL ("chain_us"; and "chain_nowait_us" with the quantizer launched
+    without PDL): "mma", the tensor-core GEMV (mma_gemv.MmaConfig, for mma_config); "dp4a", the dp4a
+    GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
+    dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows. Each output is
+    checked against the reference first."""
     import torch
 
     from graphsafe.quant import pack_int4_weights, reference, sym_quant
-    from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_into, pdl_available
+    from graphsafe.quant.mma_gemv import MmaConfig, mma_into
+    mma_grid = [MmaConfig(*c) for c in MMA_GRID]
+    from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import sym_quant_into
     from graphsafe.quant.triton_swap import small_config, small_into
 
@@ -225,12 +239,18 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16)) -> list[dict]:
             y = torch.empty(m, n, dtype=torch.float16, device="cuda")
             ref = reference.w4a4_linear_reference(q, s, packed[0][0], packed[0][1], None, torch.float16)
             pdl = pdl_available(x.device)
-            cands = [("dp4a", Dp4aConfig(bn, bw, w, pf)) for bn, bw, w in shapes for pf in (0, 16)
-                     if m <= 4 and m * bn * bw // (32 * w) <= 128]  # accumulator registers per thread
-            if m >= 3:
+            cands = []
+            if "dp4a" in kinds:
+                cands += [("dp4a", Dp4aConfig(bn, bw, w, pf)) for bn, bw, w in shapes for pf in (0, 16)
+                          if m <= 4 and m * bn * bw // (32 * w) <= 128]  # accumulator registers per thread
+            elif "dp4a-default" in kinds and m <= 4:
+                cands.append(("dp4a", dp4a_config(m, n, k // 2)))
+            if "small" in kinds and m >= 3:
                 cands.append(("small", small_config(m, n, k // 2)))
+            if "mma" in kinds:
+                cands += [("mma", c) for c in mma_grid if c.ring_bytes(m) <= 100 * 1024]
             for kind, cfg in cands:
-                gemm = dp4a_into if kind == "dp4a" else small_into
+                gemm = {"dp4a": dp4a_into, "small": small_into, "mma": mma_into}[kind]
 
                 def alone(i, cfg=cfg, gemm=gemm):
                     gemm(q, s, packed[i][0], packed[i][1], None, y, cfg)
@@ -245,8 +265,9 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16)) -> list[dict]:
                         print(f"  WRONG {kind} {cfg}", file=sys.stderr)
                         continue
                     row = {"K": k, "N": n, "M": m, "kind": kind, "config": cfg.__dict__,
-                           "gemm_us": _timed_graph(alone, copies, reps), "chain_us": _timed_graph(chain, copies, reps),
-                           "chain_nowait_us": _timed_graph(lambda i: chain(i, wait=False), copies, reps)}
+                           "gemm_us": _timed_graph(alone, copies, reps), "chain_us": _timed_graph(chain, copies, reps)}
+                    if kind != "mma":
+                        row["chain_nowait_us"] = _timed_graph(lambda i: chain(i, wait=False), copies, reps)
                 except Exception as e:  # noqa: BLE001 - a config that does not compile (registers)
                     print(f"  skip {kind} {cfg}: {type(e).__name__}: {str(e)[:120]}", file=sys.stderr)
                     continue
@@ -310,6 +331,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="store_true", help="time GEMM launch configurations instead")
     ap.add_argument("--sweep-few", action="store_true",
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
+    ap.add_argument("--kinds", default=",".join(FEW_KINDS),
+                    help="--sweep-few: which GEMMs (mma, dp4a or dp4a-default, small), comma-separated")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
     ap.add_argument("--ms", help="comma-separated M values (default: the table's; --sweep-few: its own)")
@@ -323,7 +346,7 @@ def main(argv=None) -> int:
         return 2
     ms = [int(v) for v in args.ms.split(",")] if args.ms else None
     if args.sweep_few:
-        rows = sweep_few(args.reps, *([ms] if ms else []))
+        rows = sweep_few(args.reps, *([ms] if ms else []), kinds=tuple(args.kinds.split(",")))
         if args.json:
             json.dump(rows, open(args.json, "w"), indent=1)
         return 0

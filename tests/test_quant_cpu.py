@@ -124,6 +124,55 @@ def test_few_row_gemms_route_by_rows_and_layer_width(k, n):
     assert not quant.ops._dp4a(torch.zeros(1, 3, dtype=torch.uint8), torch.zeros(n, 3, dtype=torch.uint8))  # K % 8
 
 
+@pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584)])
+def test_auto_sends_3_to_16_rows_to_the_tensor_core_gemv_where_it_wins(k, n):
+    """From 3 rows on long rows (K > 4096); at 5-8 rows in layers that are not wide; never at 1-2 rows
+    or beyond 16. Its configurations fit the shared memory of every GPU it runs on (sm_80: 163 KB)."""
+    from graphsafe.quant import mma_gemv
+    for m in range(1, 20):
+        expected = 3 <= m <= 16 and (k > 4096 or (5 <= m <= 8 and n <= 2 * k))
+        assert quant.ops.mma_wanted(m, n, k // 2) == expected, m
+        if expected:
+            cfg = mma_gemv.mma_config(m, n, k // 8)
+            assert cfg.ring_bytes(m) + 4 * cfg.warps * 32 * 4 * cfg.tiles * 2 <= 163 * 1024, cfg
+
+
+def test_tensor_core_gemv_takes_aligned_whole_words_only():
+    from graphsafe.quant import mma_gemv
+    qw = torch.zeros(8, 64, dtype=torch.uint8)
+    assert mma_gemv.supports(torch.zeros(4, 64, dtype=torch.uint8), qw)
+    assert not mma_gemv.supports(torch.zeros(17, 64, dtype=torch.uint8), qw)  # rows
+    assert not mma_gemv.supports(torch.zeros(0, 64, dtype=torch.uint8), qw)
+    assert not mma_gemv.supports(torch.zeros(4, 72, dtype=torch.uint8)[:, :56], qw[:, :56])  # K % 32
+    assert not mma_gemv.supports(torch.zeros(4, 80, dtype=torch.uint8)[:, 8:72], qw)  # 16-byte alignment
+    assert not mma_gemv.supports(torch.zeros(4, 72, dtype=torch.uint8)[:, :64], qw)  # row stride
+    with pytest.raises(mma_gemv.MmaUnavailable, match="CUDA device"):
+        mma_gemv.check(torch.device("cpu"))
+
+
+@pytest.mark.parametrize("cfg", [(8, 1, 2, 3, 1, True), (8, 1, 2, 2, 1, False), (1, 2, 4, 1, 1, False),
+                                 (4, 1, 1, 4, 2, True), (2, 2, 2, 2, 4, False)])
+@pytest.mark.parametrize("m", [1, 16])
+def test_tensor_core_gemv_compiles_without_spilling(cfg, m):
+    """NVRTC compiles csrc/w4a4_mma.cu for sm_90 (and sm_80 without clusters or PDL) with every dtype
+    and bias option, no spills; needs cuda-bindings and the NVRTC library, not a GPU."""
+    from graphsafe.quant import mma_gemv
+    try:
+        mma_gemv.nvrtc_version()
+    except Exception as exc:  # noqa: BLE001 - no cuda-bindings or no libnvrtc on this machine
+        pytest.skip(f"NVRTC is not available: {exc}")
+    c = mma_gemv.MmaConfig(*cfg)
+    for arch, pdl in ((90, True), (80, False)):
+        if arch < 90 and c.cluster > 1:
+            continue
+        for types in ((0, 0, 0, 0, 0), (1, 2, 1, 2, 1)):
+            defines = (("WARPS", c.warps), ("TILES", c.tiles), ("UNROLL", c.unroll), ("STAGES", c.stages),
+                       ("CLUSTER", c.cluster), ("ASYNC", int(c.smem)), ("NT", 1 if m <= 8 else 2),
+                       *zip(("SA_T", "SB_T", "BIAS_T", "OUT_T", "HAS_BIAS"), types), ("PDL", int(pdl)))
+            log = mma_gemv.compile_log(arch, defines)
+            assert "0 bytes spill stores" in log, log
+
+
 def _assert_gemm_exact(gemm, q, s, qw, ws):
     """``gemm(scale, w_scale, bias, out)`` on codes ``q``/``qw``: unit scales give the exact int32 sums in
     an output that starts as garbage, and real scales with a bias give the reference's epilogue bits."""

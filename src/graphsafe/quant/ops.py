@@ -5,13 +5,16 @@ traces under ``torch.compile(fullgraph=True)``, and each launches on the current
 CUDA-graph capture records it. The Python functions validate their arguments first and raise
 ``TypeError``/``ValueError`` naming the bad one; the ops themselves assume valid input.
 
-Backends: ``"triton"`` (default on CUDA), ``"cuda"`` (the fixed seed kernel; quantization only) and
-``"reference"`` (plain PyTorch, the default on CPU). ``"auto"`` picks. The Triton kernels also run on
-CPU tensors under ``TRITON_INTERPRET=1``, which is how the CPU tests exercise them.
+Backends: ``"auto"`` (the default) runs the Triton kernels on CUDA, except that a GEMM of 3-16 rows
+where it is faster (:func:`mma_wanted`) runs the tensor-core GEMV, a CUDA kernel compiled at first use
+by NVRTC (``mma_gemv``); on CPU it runs the reference. ``"triton"``: Triton kernels only. ``"cuda"``:
+the fixed seed kernel (quantization only). ``"reference"``: plain PyTorch. The Triton kernels also run
+on CPU tensors under ``TRITON_INTERPRET=1``, which is how the CPU tests exercise them.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -157,9 +160,42 @@ def _dp4a(q: torch.Tensor, qw: torch.Tensor) -> bool:
             and q.data_ptr() % 4 == 0 and qw.data_ptr() % 4 == 0)
 
 
+def mma_wanted(m: int, n: int, kb: int) -> bool:
+    """Whether the tensor-core GEMV (``mma_gemv``) beats the Triton GEMMs for ``m`` rows, ``n`` outputs
+    and ``kb`` bytes of K (H100 sweeps, ``benchmarks/quant.py --sweep-few``): from 3 rows on long rows
+    (K > 4096), and at 5-8 rows in layers that are not wide; the dp4a GEMV stays ahead up to 2 rows (and
+    to 4 on short rows), the swapped Triton GEMM in wide layers and at 9-16 short rows."""
+    from .triton_gemv import wide
+    if not 3 <= m <= SMALL_MAX_M:
+        return False
+    return kb > 2048 or (m >= 5 and m <= 8 and not wide(n, kb))
+
+
+_MMA_WARNED: set = set()
+
+
+def _mma(q: torch.Tensor, qw: torch.Tensor, backend: str) -> bool:
+    """``backend="auto"`` only: the tensor-core GEMV takes this GEMM. Where it cannot run (no
+    cuda-bindings or NVRTC) the Triton GEMMs do, and the reason is warned about once per device."""
+    from . import mma_gemv
+    if backend != "auto" or not mma_wanted(q.shape[0], qw.shape[0], q.shape[1]) or not mma_gemv.supports(q, qw):
+        return False
+    try:
+        mma_gemv.check(q.device)
+    except mma_gemv.MmaUnavailable as exc:
+        if exc.warn and q.device not in _MMA_WARNED:
+            _MMA_WARNED.add(q.device)
+            warnings.warn(f"{exc}; the few-row GEMM runs on the slower Triton kernels", RuntimeWarning, stacklevel=4)
+        return False
+    return True
+
+
 def _linear_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
     which = _resolve(backend, q.device)
-    if which == "triton" and _dp4a(q, qw):
+    if which == "triton" and _mma(q, qw, backend):
+        from . import mma_gemv
+        mma_gemv.mma_into(q, scale, qw, w_scale, bias, out)
+    elif which == "triton" and _dp4a(q, qw):
         from . import triton_gemv
         triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out)
     elif which == "triton" and q.shape[0] <= SMALL_MAX_M:
@@ -267,7 +303,10 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
     q = x.new_empty((m, kb), dtype=torch.uint8)
     pdl = triton_gemv.pdl_available(x.device)
     triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
-    if _dp4a(q, qw):
+    if _mma(q, qw, backend):
+        from . import mma_gemv
+        mma_gemv.mma_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+    elif _dp4a(q, qw):
         triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
     else:
         triton_swap.small_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)

@@ -1,0 +1,359 @@
+// W4A4 GEMM for few rows (M <= 16) on INT8 tensor cores: out^T (N x M) = W (N x K) . X^T (K x M).
+//
+// Compiled at first use by NVRTC (graphsafe/quant/mma_gemv.py), one program per configuration: the
+// macros below are set with -D. No headers: it uses only PTX through inline asm.
+//
+// The operands stay packed in HBM and L2 (two signed 4-bit codes per byte, low nibble = even column).
+// The weights are the MMA's 16-row A side, the activation rows its 8-column B side, so a row count of
+// 1 to 8 costs one mma.m16n8k32 per 16 weight rows and 32 codes of K. Each thread loads 16-byte words
+// and feeds them to the MMA directly, with no shared memory and no layout change: of the 8 codes of a
+// 32-bit word, the even columns (low nibbles) become one A register and the odd columns (high nibbles)
+// another, each as 16 x the code (shl + and, and: the nibble lands on top of its byte, sign included).
+// The dot product does not care in which order K is summed, so the MMA's K index is mapped onto the
+// codes in whatever order the loads deliver them, the same for both operands:
+//   thread (g = lane / 4, t = lane % 4) holds word w = c + 16 u + 4 t + j of weight rows g and g + 8
+//   and of activation row g; MMA k = 4 t + i  <-> code 8 w + 2 i     (low nibble of byte i)
+//                            MMA k = 16 + 4 t + i <-> code 8 w + 2 i + 1 (high nibble of byte i)
+// which is exactly the register layout mma.m16n8k32.row.col.s8 expects (PTX ISA, "Matrix fragments
+// for mma.m16n8k32"). The int32 accumulator holds 256 x the exact sums.
+//
+// The WARPS warps of a block split K (word blocks of 16 UNROLL interleaved) and add their accumulators
+// through shared memory at the end; one block covers 16 TILES weight rows. With PDL the block requests
+// its first weights before it waits for the previous kernel (the quantizer: the codes and scales).
+//
+// Configuration macros: WARPS, TILES, UNROLL, STAGES (steps of loads in flight + 1), CLUSTER (CTAs per
+// cluster splitting K; launched with that cluster shape), NT (8-row activation tiles: 1 or 2), SA_T, SB_T,
+// BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL.
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+struct W4 { u32 x, y, z, w; };
+
+__device__ __forceinline__ W4 ld_stream(const u32* p) {  // weights: read once, keep out of L1
+  W4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ W4 ld_shared_input(const u32* p) {  // activations: every block reads them
+  W4 r;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ u32 word(const W4& v, int j) {
+  return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+}
+
+__device__ __forceinline__ u32 even16(u32 w) { return (w << 4) & 0xF0F0F0F0u; }  // 16 x even columns
+__device__ __forceinline__ u32 odd16(u32 w) { return w & 0xF0F0F0F0u; }          // 16 x odd columns
+
+__device__ __forceinline__ void mma(int (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float to_f32(const void* p, long long i, int type) {
+  if (type == 2) return static_cast<const float*>(p)[i];
+  unsigned short h = static_cast<const unsigned short*>(p)[i];
+  if (type == 1) return __uint_as_float(static_cast<u32>(h) << 16);
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+
+__device__ __forceinline__ void store(void* p, long long i, float y) {
+#if OUT_T == 2
+  static_cast<float*>(p)[i] = y;
+#else
+  unsigned short h;
+#if OUT_T == 1
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(y));
+#else
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(y));
+#endif
+  static_cast<unsigned short*>(p)[i] = h;
+#endif
+}
+
+struct Tile {  // one step's words: UNROLL per weight row (g, g + 8 of each tile) and activation row
+  W4 w[TILES][2][UNROLL];
+  W4 x[NT][UNROLL];
+};
+
+__device__ __forceinline__ void load_weights(Tile& s, const u32* const (&wrow)[TILES][2], int c, int kw) {
+#pragma unroll
+  for (int u = 0; u < UNROLL; ++u) {
+    const int o = c + 16 * u;
+    const bool in = o < kw;
+#pragma unroll
+    for (int r = 0; r < TILES; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) s.w[r][h][u] = in ? ld_stream(wrow[r][h] + o) : W4{0, 0, 0, 0};
+  }
+}
+
+__device__ __forceinline__ void load_inputs(Tile& s, const u32* const (&xrow)[NT], const bool (&xin)[NT], int c,
+                                            int kw) {
+#pragma unroll
+  for (int u = 0; u < UNROLL; ++u) {
+    const int o = c + 16 * u;
+#pragma unroll
+    for (int n = 0; n < NT; ++n) s.x[n][u] = (xin[n] && o < kw) ? ld_shared_input(xrow[n] + o) : W4{0, 0, 0, 0};
+  }
+}
+
+__device__ __forceinline__ void multiply_step(int (&acc)[TILES][NT][4], const W4 (&w)[TILES][2], const W4 (&x)[NT]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    u32 b0[NT], b1[NT];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const u32 v = word(x[n], j);
+      b0[n] = even16(v);
+      b1[n] = odd16(v);
+    }
+#pragma unroll
+    for (int r = 0; r < TILES; ++r) {
+      const u32 lo = word(w[r][0], j), hi = word(w[r][1], j);
+      const u32 a0 = even16(lo), a1 = even16(hi), a2 = odd16(lo), a3 = odd16(hi);
+#pragma unroll
+      for (int n = 0; n < NT; ++n) mma(acc[r][n], a0, a1, a2, a3, b0[n], b1[n]);
+    }
+  }
+}
+
+#if ASYNC
+// The ring lives in shared memory instead, filled by cp.async: each thread copies and later reads only its
+// own 16-byte slots (so no barrier), and the words in flight take no registers.
+constexpr int SLOTS = UNROLL * (2 * TILES + NT);  // 16-byte slots per thread and step
+
+__device__ __forceinline__ void copy16(u32 dst, const u32* src, bool in) {  // zero-fills when !in
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(in ? 16 : 0)
+               : "memory");
+}
+
+__device__ __forceinline__ u32 slot_addr(u32 base, int stage, int slot) {
+  return base + static_cast<u32>((stage * SLOTS + slot) * 32 * WARPS * 16);
+}
+
+__device__ __forceinline__ void issue_weights(u32 base, int stage, const u32* const (&wrow)[TILES][2], int c, int kw) {
+#pragma unroll
+  for (int u = 0; u < UNROLL; ++u) {
+    const int o = c + 16 * u;
+    const bool in = o < kw;
+#pragma unroll
+    for (int r = 0; r < TILES; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        copy16(slot_addr(base, stage, u * (2 * TILES + NT) + 2 * r + h), in ? wrow[r][h] + o : wrow[r][h], in);
+  }
+}
+
+__device__ __forceinline__ void issue_inputs(u32 base, int stage, const u32* const (&xrow)[NT], const bool (&xin)[NT],
+                                             int c, int kw) {
+#pragma unroll
+  for (int u = 0; u < UNROLL; ++u) {
+    const int o = c + 16 * u;
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+      if (xin[n]) copy16(slot_addr(base, stage, u * (2 * TILES + NT) + 2 * TILES + n), o < kw ? xrow[n] + o : xrow[n],
+                         o < kw);
+  }
+}
+
+__device__ __forceinline__ void multiply_ring(int (&acc)[TILES][NT][4], const W4* mine, int stage, const bool (&xin)[NT]) {
+#pragma unroll
+  for (int u = 0; u < UNROLL; ++u) {
+    const W4* at = mine + (stage * SLOTS + u * (2 * TILES + NT)) * 32 * WARPS;
+    W4 w[TILES][2], x[NT];
+#pragma unroll
+    for (int r = 0; r < TILES; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) w[r][h] = at[(2 * r + h) * 32 * WARPS];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) x[n] = xin[n] ? at[(2 * TILES + n) * 32 * WARPS] : W4{0, 0, 0, 0};
+    multiply_step(acc, w, x);
+  }
+}
+#else
+__device__ __forceinline__ void multiply(int (&acc)[TILES][NT][4], const Tile& s) {
+#pragma unroll
+  for (int u = 0; u < UNROLL; ++u) {
+    W4 w[TILES][2], x[NT];
+#pragma unroll
+    for (int r = 0; r < TILES; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) w[r][h] = s.w[r][h][u];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) x[n] = s.x[n][u];
+    multiply_step(acc, w, x);
+  }
+}
+#endif
+
+__device__ __forceinline__ void finish(int v, int l, int sum, int n0, int M, int N, const void* sa, const void* sb,
+                                       const void* bias, void* out, long long stride_c) {
+  // accumulator v = (r NT + n) 4 + i of lane l = 4 g + t: weight row n0 + 16 r + g + 8 (i / 2), activation
+  // row 8 n + 2 t + i % 2
+  const int i = v & 3, n = (v >> 2) % NT, r = (v >> 2) / NT;
+  const int row = 8 * n + 2 * (l & 3) + (i & 1), col = n0 + 16 * r + (l >> 2) + 8 * (i >> 1);
+  if (row < M && col < N) {
+    // the reference's order, in float32 without contraction: (sum * sa) * sb (+ bias)
+    float y = __fmul_rn(static_cast<float>(sum >> 8), to_f32(sa, row, SA_T));
+    y = __fmul_rn(y, to_f32(sb, col, SB_T));
+#if HAS_BIAS
+    y = __fadd_rn(y, to_f32(bias, col, BIAS_T));
+#endif
+    store(out, static_cast<long long>(row) * stride_c + col, y);
+  }
+}
+
+#if CLUSTER > 1
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+__device__ __forceinline__ int load_peer(const int* p, u32 rank) {  // the same shared variable in CTA `rank`
+  u32 local = static_cast<u32>(__cvta_generic_to_shared(p)), remote;
+  int v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+  asm volatile("ld.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(remote) : "memory");
+  return v;
+}
+#endif
+
+extern "C" __global__ void __launch_bounds__(32 * WARPS)
+w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __restrict__ b,
+         const void* __restrict__ sb, const void* __restrict__ bias, void* __restrict__ out, int M, int N,
+         int kw, long long stride_a, long long stride_b, long long stride_c) {
+  // a: (M, kw) words of packed activation codes; b: (N, kw) words of packed weights; kw % 4 == 0 and
+  // both 16-byte aligned (the caller checks). out: (M, N), row stride stride_c elements. The CLUSTER
+  // CTAs of a cluster share a row tile and split its K further; the first adds the others' sums.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+#if CLUSTER > 1
+  u32 rank;
+  asm("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+#else
+  const u32 rank = 0;
+#endif
+  const int n0 = blockIdx.x / CLUSTER * 16 * TILES;
+  const int step = 16 * UNROLL * WARPS * CLUSTER;
+  const int c0 = 16 * UNROLL * (static_cast<int>(rank) * WARPS + warp) + 4 * t;
+
+  const u32* wrow[TILES][2];
+#pragma unroll
+  for (int r = 0; r < TILES; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = min(n0 + 16 * r + 8 * h + g, N - 1);  // rows past N load row N-1; never stored
+      wrow[r][h] = b + static_cast<long long>(n) * stride_b;
+    }
+  const u32* xrow[NT];
+  bool xin[NT];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    xin[n] = 8 * n + g < M;
+    xrow[n] = a + static_cast<long long>(xin[n] ? 8 * n + g : 0) * stride_a;
+  }
+
+  int acc[TILES][NT][4];
+#pragma unroll
+  for (int r = 0; r < TILES; ++r)
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[r][n][i] = 0;
+
+  // a ring of STAGES steps' words: STAGES - 1 steps in flight while one is multiplied
+#if ASYNC
+  extern __shared__ W4 ring[];
+  const u32 base = static_cast<u32>(__cvta_generic_to_shared(ring + threadIdx.x));
+#pragma unroll
+  for (int s = 0; s + 1 < STAGES; ++s) issue_weights(base, s, wrow, c0 + s * step, kw);
+#else
+  Tile buf[STAGES];
+#pragma unroll
+  for (int s = 0; s + 1 < STAGES; ++s) load_weights(buf[s], wrow, c0 + s * step, kw);
+#endif
+#if PDL
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the codes and scales come from the previous kernel
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+#pragma unroll
+  for (int s = 0; s + 1 < STAGES; ++s) {
+#if ASYNC
+    issue_inputs(base, s, xrow, xin, c0 + s * step, kw);
+    asm volatile("cp.async.commit_group;" ::: "memory");  // group s: step s (and, in the first, the weights)
+#else
+    load_inputs(buf[s], xrow, xin, c0 + s * step, kw);
+#endif
+  }
+
+  for (int c = c0; c - 4 * t < kw;) {  // the same trip count for the whole warp (mma.sync needs it)
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) {
+      const int ahead = c + (STAGES - 1) * step;
+#if ASYNC
+      issue_weights(base, (s + STAGES - 1) % STAGES, wrow, ahead, kw);
+      issue_inputs(base, (s + STAGES - 1) % STAGES, xrow, xin, ahead, kw);
+      asm volatile("cp.async.commit_group;" ::: "memory");
+      asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 1) : "memory");  // this step's group has landed
+      multiply_ring(acc, ring + threadIdx.x, s, xin);
+#else
+      load_weights(buf[(s + STAGES - 1) % STAGES], wrow, ahead, kw);
+      load_inputs(buf[(s + STAGES - 1) % STAGES], xrow, xin, ahead, kw);
+      multiply(acc, buf[s]);
+#endif
+      c += step;
+      if (c - 4 * t >= kw) break;
+    }
+  }
+
+  constexpr int PER_LANE = TILES * NT * 4;
+#if WARPS > 1 || CLUSTER > 1
+  __shared__ int part[WARPS][PER_LANE][32];
+#pragma unroll
+  for (int r = 0; r < TILES; ++r)
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[warp][(r * NT + n) * 4 + i][lane] = acc[r][n][i];
+  __syncthreads();
+#if CLUSTER > 1
+  __shared__ int red[PER_LANE][32];
+  for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) {
+    int sum = 0;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) sum += part[w][e >> 5][e & 31];
+    red[e >> 5][e & 31] = sum;
+  }
+  cluster_sync();  // every CTA's sums are in its shared memory
+  if (rank == 0)
+    for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) {
+      int sum = red[e >> 5][e & 31];
+      for (u32 p = 1; p < CLUSTER; ++p) sum += load_peer(&red[e >> 5][e & 31], p);
+      finish(e >> 5, e & 31, sum, n0, M, N, sa, sb, bias, out, stride_c);
+    }
+  cluster_sync();  // the peers' shared memory stays until the first CTA has read it
+#else
+  for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) {
+    int sum = 0;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) sum += part[w][e >> 5][e & 31];
+    finish(e >> 5, e & 31, sum, n0, M, N, sa, sb, bias, out, stride_c);
+  }
+#endif
+#else
+#pragma unroll
+  for (int v = 0; v < PER_LANE; ++v) finish(v, lane, acc[v / (NT * 4)][(v >> 2) % NT][v & 3], n0, M, N, sa, sb,
+                                            bias, out, stride_c);
+#endif
+}

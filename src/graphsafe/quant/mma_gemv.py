@@ -1,0 +1,228 @@
+"""The W4A4 GEMM for few rows (M <= 16) on INT8 tensor cores: ``csrc/w4a4_mma.cu``, a CUDA kernel
+compiled at first use by NVRTC (through cuda-bindings; no host compiler, no torch extension build, about
+a second per configuration) and launched with the driver API on the current stream, so CUDA graphs
+capture it like any kernel.
+
+Why not Triton: with 1-16 rows the GEMM only streams the packed weights, and the tensor cores' register
+layout lets each thread feed its own 16-byte loads straight into ``mma.m16n8k32`` (the file's header
+says how). Triton's ``tl.dot`` pads the rows to 16 and moves every unpacked weight tile through shared
+memory into that layout; the dp4a GEMV (``triton_gemv``) runs out of CUDA-core issue slots from about
+four rows (each 32-bit word of weights costs two dp4a per row).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "w4a4_mma.cu"
+MAX_ROWS = 16  # two 8-column MMA tiles
+_TYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
+
+
+class MmaUnavailable(RuntimeError):
+    """The tensor-core GEMV cannot run here: no cuda-bindings, no NVRTC library (``warn``: installing
+    them would help), or not a CUDA GPU of sm_80 or newer."""
+
+    def __init__(self, message: str, warn: bool = False):
+        super().__init__(message)
+        self.warn = warn
+
+
+@dataclass(frozen=True)
+class MmaConfig:
+    warps: int  # warps per block, splitting K
+    tiles: int  # 16-row weight tiles per block
+    unroll: int  # 16-byte words per thread and weight row per step (64 codes each)
+    stages: int = 2  # steps whose loads are in flight, plus the one being multiplied
+    cluster: int = 1  # CTAs of a thread-block cluster splitting K further (Hopper); the first adds up
+    smem: bool = False  # the ring of steps in flight in shared memory (cp.async) instead of registers
+
+    def ring_bytes(self, m: int) -> int:
+        """Dynamic shared memory per block for ``m`` rows (0 without ``smem``)."""
+        slots = self.unroll * (2 * self.tiles + (1 if m <= 8 else 2))
+        return self.stages * slots * 16 * 32 * self.warps if self.smem else 0
+
+
+def mma_config(m: int, n: int, kw: int) -> MmaConfig:
+    """Launch configuration for ``m`` rows, ``n`` outputs and ``kw`` 32-bit words of K (H100 sweeps,
+    ``benchmarks/quant.py --sweep-few``): 8 warps splitting K; on long rows a shared-memory ring two
+    steps deep (its loads take no registers, so more of them are in flight), on short rows a register
+    ring one step deep."""
+    if kw > 512:  # K > 4096, as in ops.mma_wanted
+        return MmaConfig(8, 1, 2, 3, 1, True)
+    return MmaConfig(8, 1, 2, 2, 1, False)
+
+
+def supports(q: torch.Tensor, qw: torch.Tensor) -> bool:
+    """Shapes and alignment the kernel takes: 1-16 rows, K a multiple of 32 (whole 16-byte words), both
+    operands 16-byte aligned with row strides in whole 16-byte words."""
+    m, kb = q.shape
+    return (0 < m <= MAX_ROWS and kb > 0 and kb % 16 == 0 and q.data_ptr() % 16 == 0
+            and qw.data_ptr() % 16 == 0 and q.stride(0) % 16 == 0 and qw.stride(0) % 16 == 0)
+
+
+@functools.lru_cache(maxsize=None)
+def check(device: torch.device) -> int:
+    """The device's compute capability as 10 * major + minor; raises :class:`MmaUnavailable` where the
+    kernel cannot run."""
+    if device.type != "cuda":
+        raise MmaUnavailable(f"the tensor-core GEMV needs a CUDA device, got {device}")
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        raise MmaUnavailable(f"the tensor-core GEMV needs sm_80 or newer (INT8 mma.m16n8k32), got sm_{major}{minor}")
+    try:
+        from cuda.bindings import driver, nvrtc  # noqa: F401
+        nvrtc.nvrtcVersion()
+    except Exception as exc:  # ImportError, or cuda-pathfinder not finding libnvrtc
+        raise MmaUnavailable(f"the tensor-core GEMV needs cuda-bindings and NVRTC ({exc}); "
+                             "pip install 'graphsafe[cuda]'", warn=True) from exc
+    return 10 * major + minor
+
+
+def _nvrtc_ok(result, prog=None) -> None:
+    from cuda.bindings import nvrtc
+    if result == nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        return
+    log = ""
+    if prog is not None:
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        buf = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, buf)
+        log = buf.decode(errors="replace").strip("\x00 \n")
+    raise RuntimeError(f"NVRTC could not compile {SOURCE.name}: {result.name}\n{log}")
+
+
+def nvrtc_version() -> tuple[int, int]:
+    """NVRTC's (major, minor); raises ImportError or cuda-pathfinder's error when it is missing."""
+    from cuda.bindings import nvrtc
+    result, major, minor = nvrtc.nvrtcVersion()
+    _nvrtc_ok(result)
+    return major, minor
+
+
+def _compile(arch: int, defines: tuple[tuple[str, int], ...], extra: tuple[bytes, ...] = ()) -> tuple[bytes, str]:
+    from cuda.bindings import nvrtc
+    result, prog = nvrtc.nvrtcCreateProgram(SOURCE.read_bytes(), SOURCE.name.encode(), 0, [], [])
+    _nvrtc_ok(result)
+    try:
+        opts = [f"--gpu-architecture=sm_{arch}".encode(), b"-std=c++17", *extra,
+                *(f"-D{k}={v}".encode() for k, v in defines)]
+        _nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog)
+        result, size = nvrtc.nvrtcGetCUBINSize(prog)
+        _nvrtc_ok(result, prog)
+        cubin = b" " * size
+        _nvrtc_ok(nvrtc.nvrtcGetCUBIN(prog, cubin)[0], prog)
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        return cubin, log.decode(errors="replace").strip("\x00 \n")
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+@functools.lru_cache(maxsize=None)
+def compile_cubin(arch: int, defines: tuple[tuple[str, int], ...]) -> bytes:
+    """``csrc/w4a4_mma.cu`` compiled for ``sm_<arch>`` with the given macros (cached per process)."""
+    return _compile(arch, defines)[0]
+
+
+def compile_log(arch: int, defines: tuple[tuple[str, int], ...]) -> str:
+    """ptxas's report (registers, spills, shared memory) for one configuration."""
+    return _compile(arch, defines, (b"--ptxas-options=-v",))[1]
+
+
+def _cu_ok(result, what: str) -> None:
+    from cuda.bindings import driver
+    if result != driver.CUresult.CUDA_SUCCESS:
+        _, name = driver.cuGetErrorName(result)
+        raise RuntimeError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+
+
+@functools.lru_cache(maxsize=None)
+def _function(index: int, arch: int, defines: tuple[tuple[str, int], ...], ring_bytes: int):
+    """The kernel loaded into device ``index``'s primary context (the one torch uses), allowed
+    ``ring_bytes`` of dynamic shared memory."""
+    from cuda.bindings import driver
+    cubin = compile_cubin(arch, defines)
+    result, dev = driver.cuDeviceGet(index)
+    _cu_ok(result, "cuDeviceGet")
+    result, ctx = driver.cuDevicePrimaryCtxRetain(dev)
+    _cu_ok(result, "cuDevicePrimaryCtxRetain")
+    _cu_ok(driver.cuCtxPushCurrent(ctx)[0], "cuCtxPushCurrent")
+    try:
+        result, module = driver.cuModuleLoadData(cubin)
+        _cu_ok(result, "cuModuleLoadData")
+        result, fn = driver.cuModuleGetFunction(module, b"w4a4_mma")
+        _cu_ok(result, "cuModuleGetFunction")
+        if ring_bytes:  # over 48 KB with the static part counted, a block must ask for it
+            _cu_ok(driver.cuFuncSetAttribute(
+                fn, driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, ring_bytes)[0],
+                f"allowing {ring_bytes} bytes of shared memory")
+    finally:
+        _cu_ok(driver.cuCtxPopCurrent()[0], "cuCtxPopCurrent")
+    return fn
+
+
+def defines(m: int, cfg: MmaConfig, scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None,
+            out: torch.Tensor, pdl: bool) -> tuple[tuple[str, int], ...]:
+    return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("UNROLL", cfg.unroll), ("STAGES", cfg.stages),
+            ("CLUSTER", cfg.cluster), ("ASYNC", int(cfg.smem)), ("NT", 1 if m <= 8 else 2),
+            ("SA_T", _TYPES[scale.dtype]), ("SB_T", _TYPES[w_scale.dtype]),
+            ("BIAS_T", _TYPES[bias.dtype] if bias is not None else 0), ("OUT_T", _TYPES[out.dtype]),
+            ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)))
+
+
+def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+             bias: torch.Tensor | None, out: torch.Tensor, config: MmaConfig | None = None,
+             after_quantizer: bool = False) -> None:
+    """``w4a4_into`` for 1-16 rows where :func:`supports` holds. ``after_quantizer``: the previous kernel
+    on the stream is the quantizer writing ``q``/``scale`` and nothing else this kernel reads; it is then
+    launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
+    launch once it has its inputs."""
+    from cuda.bindings import driver
+    m, kb = q.shape
+    n = qw.shape[0]
+    if m == 0 or n == 0:
+        return
+    if not supports(q, qw):
+        raise ValueError(f"the tensor-core GEMV takes 1-{MAX_ROWS} rows, K % 32 == 0 and 16-byte aligned "
+                         f"operands; got q {tuple(q.shape)} at {q.data_ptr() % 16} mod 16, qw at "
+                         f"{qw.data_ptr() % 16} mod 16")
+    arch = check(q.device)
+    kw = kb // 4
+    cfg = config or mma_config(m, n, kw)
+    pdl = after_quantizer and arch >= 90
+    if cfg.cluster > 1 and arch < 90:
+        raise ValueError(f"thread-block clusters need sm_90 or newer; {cfg} on sm_{arch}")
+    ring = cfg.ring_bytes(m)
+    fn = _function(q.device.index if q.device.index is not None else torch.cuda.current_device(), arch,
+                   defines(m, cfg, scale, w_scale, bias, out, pdl), ring)
+    launch = driver.CUlaunchConfig()
+    launch.gridDimX, launch.gridDimY, launch.gridDimZ = -(-n // (16 * cfg.tiles)) * cfg.cluster, 1, 1
+    launch.blockDimX, launch.blockDimY, launch.blockDimZ = 32 * cfg.warps, 1, 1
+    launch.sharedMemBytes = ring
+    launch.hStream = driver.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
+    attrs = []
+    if pdl:
+        attr = driver.CUlaunchAttribute()
+        attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        attrs.append(attr)
+    if cfg.cluster > 1:
+        attr = driver.CUlaunchAttribute()
+        attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+        attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cfg.cluster, 1, 1
+        attrs.append(attr)
+    launch.attrs = attrs
+    launch.numAttrs = len(attrs)
+    args = (ctypes.c_void_p(q.data_ptr()), ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(qw.data_ptr()),
+            ctypes.c_void_p(w_scale.data_ptr()), ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()),
+            ctypes.c_void_p(out.data_ptr()), ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kw),
+            ctypes.c_longlong(q.stride(0) // 4), ctypes.c_longlong(qw.stride(0) // 4),
+            ctypes.c_longlong(out.stride(0)))
+    params = (ctypes.c_void_p * len(args))(*(ctypes.addressof(a) for a in args))
+    _cu_ok(driver.cuLaunchKernelEx(launch, fn, ctypes.addressof(params), 0)[0], "launching w4a4_mma")
