@@ -221,10 +221,11 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
 
     from graphsafe.quant import pack_int4_weights, reference, sym_quant
     from graphsafe.quant.mma_gemv import MmaConfig, mma_into
-    mma_grid = [MmaConfig(*c) for c in MMA_GRID]
     from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import sym_quant_into
     from graphsafe.quant.triton_swap import small_config, small_into
+
+    mma_grid = [MmaConfig(*c) for c in MMA_GRID]
 
     shapes = [(bn, bw, w) for bn in (2, 4, 8) for bw in (128, 256, 512) for w in (1, 2, 4)
               if 16 <= bn * bw // (32 * w) <= 64]  # words per thread and step

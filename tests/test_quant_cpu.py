@@ -165,11 +165,9 @@ def test_tensor_core_gemv_compiles_without_spilling(cfg, m):
     for arch, pdl in ((90, True), (80, False)):
         if arch < 90 and c.cluster > 1:
             continue
-        for types in ((0, 0, 0, 0, 0), (1, 2, 1, 2, 1)):
-            defines = (("WARPS", c.warps), ("TILES", c.tiles), ("UNROLL", c.unroll), ("STAGES", c.stages),
-                       ("CLUSTER", c.cluster), ("ASYNC", int(c.smem)), ("NT", 1 if m <= 8 else 2),
-                       *zip(("SA_T", "SB_T", "BIAS_T", "OUT_T", "HAS_BIAS"), types), ("PDL", int(pdl)))
-            log = mma_gemv.compile_log(arch, defines)
+        for types in ((torch.float16, torch.float16, None, torch.float16),
+                      (torch.bfloat16, torch.float32, torch.bfloat16, torch.float32)):
+            log = mma_gemv.compile_log(arch, mma_gemv.macros(m, c, types, pdl))
             assert "0 bytes spill stores" in log, log
 
 

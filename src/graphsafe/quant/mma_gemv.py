@@ -167,13 +167,15 @@ def _function(index: int, arch: int, defines: tuple[tuple[str, int], ...], ring_
     return fn
 
 
-def defines(m: int, cfg: MmaConfig, scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None,
-            out: torch.Tensor, pdl: bool) -> tuple[tuple[str, int], ...]:
+def macros(m: int, cfg: MmaConfig, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
+           pdl: bool) -> tuple[tuple[str, int], ...]:
+    """The ``-D`` macros of one program: ``m`` rows, ``cfg``, the dtypes of (scale, w_scale, bias or None,
+    out), and whether it is launched with PDL."""
+    sa, sb, bias, out = types
     return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("UNROLL", cfg.unroll), ("STAGES", cfg.stages),
             ("CLUSTER", cfg.cluster), ("ASYNC", int(cfg.smem)), ("NT", 1 if m <= 8 else 2),
-            ("SA_T", _TYPES[scale.dtype]), ("SB_T", _TYPES[w_scale.dtype]),
-            ("BIAS_T", _TYPES[bias.dtype] if bias is not None else 0), ("OUT_T", _TYPES[out.dtype]),
-            ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)))
+            ("SA_T", _TYPES[sa]), ("SB_T", _TYPES[sb]), ("BIAS_T", _TYPES[bias] if bias is not None else 0),
+            ("OUT_T", _TYPES[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)))
 
 
 def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
@@ -200,7 +202,8 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
         raise ValueError(f"thread-block clusters need sm_90 or newer; {cfg} on sm_{arch}")
     ring = cfg.ring_bytes(m)
     fn = _function(q.device.index if q.device.index is not None else torch.cuda.current_device(), arch,
-                   defines(m, cfg, scale, w_scale, bias, out, pdl), ring)
+                   macros(m, cfg, (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype),
+                          pdl), ring)
     launch = driver.CUlaunchConfig()
     launch.gridDimX, launch.gridDimY, launch.gridDimZ = -(-n // (16 * cfg.tiles)) * cfg.cluster, 1, 1
     launch.blockDimX, launch.blockDimY, launch.blockDimZ = 32 * cfg.warps, 1, 1
