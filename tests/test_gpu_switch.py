@@ -38,3 +38,14 @@ def test_switch_fails_a_run_without_gpu_tests(pytester):
     pytester.makepyfile("def test_cpu():\n    assert True\n")
     result = pytester.runpytest("-p", "gpu_switch", "--require-gpu", "-m", "gpu")
     assert result.ret != 0
+
+
+def test_switch_fails_at_the_start_when_a_package_the_suite_needs_is_missing(pytester, monkeypatch):
+    import gpu_switch
+    pytester.makepyfile(GPU_TEST)
+    monkeypatch.setitem(__import__("sys").modules, "tree_sitter_cuda", None)  # its import now fails
+    assert "tree-sitter-cuda" in gpu_switch.missing_modules()
+    result = pytester.runpytest("-p", "gpu_switch", "--require-gpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--require-gpu: the GPU suite needs *tree-sitter-cuda*"])
+    assert "test_needs_gpu" not in result.stdout.str()  # nothing ran
