@@ -150,6 +150,57 @@ def test_tensor_core_gemv_takes_aligned_whole_words_only():
         mma_gemv.check(torch.device("cpu"))
 
 
+def test_auto_falls_back_to_triton_with_one_warning_where_the_tensor_core_gemv_cannot_run(monkeypatch):
+    import warnings
+
+    from graphsafe.quant import mma_gemv
+
+    def refuse(device):
+        raise mma_gemv.MmaUnavailable("no NVRTC here", warn=True)
+    monkeypatch.setattr(mma_gemv, "check", refuse)
+    monkeypatch.setattr(quant.ops, "_MMA_WARNED", set())
+    q, qw = torch.zeros(4, 2560, dtype=torch.uint8), torch.zeros(8, 2560, dtype=torch.uint8)
+    assert quant.ops.mma_wanted(4, 8, 2560) and mma_gemv.supports(q, qw)
+    with pytest.warns(RuntimeWarning, match="no NVRTC here; the few-row GEMM runs on the slower Triton kernels"):
+        assert not quant.ops._mma(q, qw, "auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not quant.ops._mma(q, qw, "auto")  # said once per device
+    monkeypatch.setattr(mma_gemv, "check", lambda device: 90)
+    assert quant.ops._mma(q, qw, "auto") and not quant.ops._mma(q, qw, "triton")
+
+
+def test_tensor_core_gemv_refuses_what_nvrtc_or_the_driver_cannot_run(monkeypatch):
+    """An architecture NVRTC does not know, or a driver of an older CUDA major version than NVRTC's, is a
+    refusal with a warning (the auto backend then runs the Triton GEMMs), decided once per device."""
+    from graphsafe.quant import mma_gemv
+    try:
+        major, _ = mma_gemv.nvrtc_version()
+    except Exception as exc:  # noqa: BLE001 - no cuda-bindings or no libnvrtc on this machine
+        pytest.skip(f"NVRTC is not available: {exc}")
+    capability, driver, calls = (9, 0), 1000 * major, []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: calls.append(device) or capability)
+    monkeypatch.setattr(mma_gemv, "_driver_version", lambda: driver)
+    monkeypatch.setattr(mma_gemv, "_CHECKED", {})
+    dev = torch.device("cuda", 0)
+    assert mma_gemv.check(dev) == 90
+    capability = (7, 5)
+    with pytest.raises(mma_gemv.MmaUnavailable, match="sm_80 or newer") as info:
+        mma_gemv.check(torch.device("cuda", 1))
+    assert not info.value.warn
+    capability = (99, 0)
+    with pytest.raises(mma_gemv.MmaUnavailable, match="cannot compile for sm_990") as info:
+        mma_gemv.check(torch.device("cuda", 2))
+    assert info.value.warn
+    capability, driver = (9, 0), 1000 * (major - 1) + 80
+    for _ in range(2):  # the second time from what the first found
+        with pytest.raises(mma_gemv.MmaUnavailable, match=f"this driver is CUDA {major - 1}.8") as info:
+            mma_gemv.check(torch.device("cuda", 3))
+        assert info.value.warn
+    assert mma_gemv.check(dev) == 90
+    assert calls == [dev, torch.device("cuda", 1), torch.device("cuda", 2), torch.device("cuda", 3)]
+
+
 @pytest.mark.parametrize("cfg", [(8, 1, 2, 3, 1, True), (8, 1, 2, 2, 1, False), (1, 2, 4, 1, 1, False),
                                  (4, 1, 1, 4, 2, True), (2, 2, 2, 2, 4, False)])
 @pytest.mark.parametrize("m", [1, 16])

@@ -65,22 +65,58 @@ def supports(q: torch.Tensor, qw: torch.Tensor) -> bool:
             and qw.data_ptr() % 16 == 0 and q.stride(0) % 16 == 0 and qw.stride(0) % 16 == 0)
 
 
-@functools.lru_cache(maxsize=None)
+_CHECKED: dict[torch.device, int | tuple[str, bool]] = {}
+
+
 def check(device: torch.device) -> int:
     """The device's compute capability as 10 * major + minor; raises :class:`MmaUnavailable` where the
-    kernel cannot run."""
+    kernel cannot run. The outcome is kept per device, a refusal too: the auto backend asks on every
+    call, and a missing package must not cost an import search each time."""
+    got = _CHECKED.get(device)
+    if got is None:
+        try:
+            got = _check(device)
+        except MmaUnavailable as exc:
+            got = (str(exc), exc.warn)
+        _CHECKED[device] = got
+    if isinstance(got, tuple):
+        raise MmaUnavailable(*got)
+    return got
+
+
+def _driver_version() -> int:
+    """The CUDA driver's version as 1000 * major + 10 * minor (cuDriverGetVersion)."""
+    from cuda.bindings import driver
+    result, version = driver.cuDriverGetVersion()
+    _cu_ok(result, "cuDriverGetVersion")
+    return version
+
+
+def _check(device: torch.device) -> int:
     if device.type != "cuda":
         raise MmaUnavailable(f"the tensor-core GEMV needs a CUDA device, got {device}")
     major, minor = torch.cuda.get_device_capability(device)
+    arch = 10 * major + minor
     if major < 8:
-        raise MmaUnavailable(f"the tensor-core GEMV needs sm_80 or newer (INT8 mma.m16n8k32), got sm_{major}{minor}")
+        raise MmaUnavailable(f"the tensor-core GEMV needs sm_80 or newer (INT8 mma.m16n8k32), got sm_{arch}")
     try:
-        from cuda.bindings import driver, nvrtc  # noqa: F401
-        nvrtc.nvrtcVersion()
-    except Exception as exc:  # ImportError, or cuda-pathfinder not finding libnvrtc
+        from cuda.bindings import nvrtc
+        version = nvrtc_version()
+        result, archs = nvrtc.nvrtcGetSupportedArchs()
+        _nvrtc_ok(result)
+        driver = _driver_version()
+    except Exception as exc:  # ImportError, cuda-pathfinder not finding libnvrtc, a failing call
         raise MmaUnavailable(f"the tensor-core GEMV needs cuda-bindings and NVRTC ({exc}); "
                              "pip install 'graphsafe[cuda]'", warn=True) from exc
-    return 10 * major + minor
+    if arch not in archs:
+        raise MmaUnavailable(f"NVRTC {version[0]}.{version[1]} cannot compile for sm_{arch} (it knows "
+                             f"{', '.join(f'sm_{a}' for a in archs)}); a newer cuda-bindings and "
+                             "nvidia-cuda-nvrtc would", warn=True)
+    if driver // 1000 < version[0]:
+        raise MmaUnavailable(f"NVRTC {version[0]}.{version[1]} makes code for CUDA {version[0]} drivers, and this "
+                             f"driver is CUDA {driver // 1000}.{driver % 1000 // 10}; install cuda-bindings and "
+                             f"nvidia-cuda-nvrtc of major version {driver // 1000}", warn=True)
+    return arch
 
 
 def _nvrtc_ok(result, prog=None) -> None:
