@@ -124,6 +124,19 @@ def test_explain_lint_rule_lints_its_bad_example():
 
 
 @no_gpu
+def test_w4a4_example_runs_the_layers_on_the_cpu_and_says_what_needs_a_gpu():
+    p = subprocess.run([sys.executable, str(HERE.parent / "examples" / "w4a4_mlp.py"), "--buckets", "1,3"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "MLP 256 -> 512 -> 256 on cpu; relative error against the float32 model:"
+    errors = [float(line.rsplit(" ", 1)[1]) for line in lines[1:3]]
+    assert [line.split(":")[0].strip() for line in lines[1:3]] == ["batch 1", "batch 3"]
+    assert all(0 < e < 0.6 for e in errors), errors  # INT4 noise, not garbage (garbage is about 1 or more)
+    assert "GraphRunner (verify=True)" in lines[3] and "need one" in lines[3]
+
+
+@no_gpu
 def test_example_script_reports_without_a_gpu():
     p = subprocess.run([sys.executable, str(HERE.parent / "examples" / "check_my_op.py")], capture_output=True,
                        text=True, timeout=120, env={**os.environ, "COLUMNS": "160"})

@@ -403,3 +403,17 @@ def test_mma_gemv_first_use_inside_a_graph_capture():
         torch.cuda.synchronize()
         q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
         assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, bias, torch.float32)), seed
+
+
+def test_w4a4_example_captures_verifies_and_times_every_bucket():
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).parent.parent / "examples" / "w4a4_mlp.py"
+    p = subprocess.run([sys.executable, str(script), "--hidden", "512", "--inter", "1536", "--buckets", "1,4,8",
+                        "--steps", "3"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr[-3000:]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r.split("|")[1].strip() for r in rows] == ["1", "4", "8"], p.stdout
+    assert all(float(v) > 0 for r in rows for v in r.strip("| ").split("|")[1:]), rows
+    assert "buckets [1, 4, 8] captured; first replays verified against eager: True" in p.stdout
