@@ -150,6 +150,16 @@ def test_tensor_core_gemv_takes_aligned_whole_words_only():
         mma_gemv.check(torch.device("cpu"))
 
 
+@pytest.fixture
+def nvrtc_major() -> int:
+    """NVRTC's major version; the test skips where cuda-bindings or the NVRTC library is missing."""
+    from graphsafe.quant import mma_gemv
+    try:
+        return mma_gemv.nvrtc_version()[0]
+    except Exception as exc:  # noqa: BLE001 - no cuda-bindings or no libnvrtc on this machine
+        pytest.skip(f"NVRTC is not available: {exc}")
+
+
 def test_auto_falls_back_to_triton_with_one_warning_where_the_tensor_core_gemv_cannot_run(monkeypatch):
     import warnings
 
@@ -170,14 +180,11 @@ def test_auto_falls_back_to_triton_with_one_warning_where_the_tensor_core_gemv_c
     assert quant.ops._mma(q, qw, "auto") and not quant.ops._mma(q, qw, "triton")
 
 
-def test_tensor_core_gemv_refuses_what_nvrtc_or_the_driver_cannot_run(monkeypatch):
+def test_tensor_core_gemv_refuses_what_nvrtc_or_the_driver_cannot_run(monkeypatch, nvrtc_major):
     """An architecture NVRTC does not know, or a driver of an older CUDA major version than NVRTC's, is a
     refusal with a warning (the auto backend then runs the Triton GEMMs), decided once per device."""
     from graphsafe.quant import mma_gemv
-    try:
-        major, _ = mma_gemv.nvrtc_version()
-    except Exception as exc:  # noqa: BLE001 - no cuda-bindings or no libnvrtc on this machine
-        pytest.skip(f"NVRTC is not available: {exc}")
+    major = nvrtc_major
     capability, driver, calls = (9, 0), 1000 * major, []
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: calls.append(device) or capability)
     monkeypatch.setattr(mma_gemv, "_driver_version", lambda: driver)
@@ -204,14 +211,10 @@ def test_tensor_core_gemv_refuses_what_nvrtc_or_the_driver_cannot_run(monkeypatc
 @pytest.mark.parametrize("cfg", [(8, 1, 2, 3, 1, True), (8, 1, 2, 2, 1, False), (1, 2, 4, 1, 1, False),
                                  (4, 1, 1, 4, 2, True), (2, 2, 2, 2, 4, False)])
 @pytest.mark.parametrize("m", [1, 16])
-def test_tensor_core_gemv_compiles_without_spilling(cfg, m):
+def test_tensor_core_gemv_compiles_without_spilling(cfg, m, nvrtc_major):
     """NVRTC compiles csrc/w4a4_mma.cu for sm_90 (and sm_80 without clusters or PDL) with every dtype
     and bias option, no spills; needs cuda-bindings and the NVRTC library, not a GPU."""
     from graphsafe.quant import mma_gemv
-    try:
-        mma_gemv.nvrtc_version()
-    except Exception as exc:  # noqa: BLE001 - no cuda-bindings or no libnvrtc on this machine
-        pytest.skip(f"NVRTC is not available: {exc}")
     c = mma_gemv.MmaConfig(*cfg)
     for arch, pdl in ((90, True), (80, False)):
         if arch < 90 and c.cluster > 1:
