@@ -156,6 +156,14 @@ def sweep_quant(reps: int) -> list[dict]:
     return out
 
 
+# many-row GEMM configurations (bn, bm, bkb, group_n, num_warps, num_stages): small tiles first (three or
+# more programs per SM), then the larger ones
+BIG_GRID = ([(bn, bm, bkb, g, 4, s) for bn, bm in ((64, 128), (128, 64), (64, 64)) for bkb in (64, 128)
+             for g in (4, 8) for s in (3, 4, 5)]
+            + [(bn, bm, bkb, 8, w, s) for bn, bm in ((128, 128), (128, 256), (256, 128), (64, 256))
+               for bkb in (64, 128) for w in (4, 8) for s in (3, 4)])
+
+
 def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
     """Time the swapped-operand GEMMs' launch configurations (triton_swap.SmallConfig for M <= 16 on
     packed codes, BigConfig beyond on INT8 planes) for small_config and big_config."""
@@ -167,8 +175,7 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
 
     small = [SmallConfig(bn, bkb, w, s) for bn in (32, 64, 128) for bkb in (128, 256, 512)
              for w in ((4,) if bn < 128 else (4, 8)) for s in (3, 4, 6)]
-    big = [BigConfig(bn, bm, bkb, 8, w, s) for bn, bm in ((128, 128), (128, 256), (256, 128), (64, 256))
-           for bkb in (64, 128) for w in (4, 8) for s in (3, 4)]
+    big = [BigConfig(*c) for c in BIG_GRID]
     out = []
     for k, n in SHAPES:
         for m in ms:
@@ -193,6 +200,7 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
                     print(f"  skip {cfg}: {type(e).__name__}: {str(e)[:80]}", file=sys.stderr)
                     continue
                 out.append({"K": k, "N": n, "M": m, "config": cfg.__dict__, "us": us})
+                print(f"  K={k} N={n} M={m} {us:8.2f} us {tuple(cfg.__dict__.values())}", flush=True)
             best = min((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["us"])
             print(f"K={k:6d} N={n:6d} M={m:5d} best {best['us']:8.1f} us {best['config']}", flush=True)
             del packed
@@ -207,7 +215,8 @@ MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
               (4, 1, 2, 4), (2, 1, 1, 6), (2, 1, 2, 4), (2, 2, 1, 4), (2, 1, 4, 3), (1, 1, 2, 4), (1, 1, 4, 3),
               (1, 2, 2, 3), (1, 2, 1, 6)]]
             + [(4, 1, 1, 4, 2, True), (8, 1, 1, 3, 2, True), (2, 1, 2, 4, 2, True)]
-            + [(8, 1, 2, 2, 1, False), (4, 1, 2, 3, 1, False), (8, 1, 4, 2, 1, False)])
+            + [(8, 1, 2, 2, 1, False), (4, 1, 2, 3, 1, False), (8, 1, 4, 2, 1, False), (8, 1, 1, 5, 1, False),
+               (8, 1, 2, 3, 1, False), (4, 1, 2, 4, 1, False)])
 
 
 def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
@@ -337,7 +346,11 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
     ap.add_argument("--ms", help="comma-separated M values (default: the table's; --sweep-few: its own)")
+    ap.add_argument("--shapes", help="comma-separated KxN shapes (default: the three Qwen2-7B shapes)")
     args = ap.parse_args(argv)
+    if args.shapes:
+        global SHAPES
+        SHAPES = [tuple(int(v) for v in kn.lower().split("x")) for kn in args.shapes.split(",")]
     if args.plot_from:
         plot(json.load(open(args.plot_from)), args.plot or "quant.png")
         return 0

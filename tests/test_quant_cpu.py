@@ -268,6 +268,31 @@ def test_swapped_many_row_gemm_on_int8_planes_is_exact(m, k, n, bn, bm, bkb):
 
 
 @interpreted
+@pytest.mark.parametrize("m, n, kb", [(8192, 4608, 1792), (512, 4608, 1792), (512, 3584, 9472)])
+def test_many_row_gemm_default_tilings_are_exact(m, n, kb):
+    """big_config's tilings (128 x 128; half-size tiles where those would not fill one wave, in two
+    shapes for short and long rows), run on a small ragged problem under the interpreter."""
+    tk = _triton()
+    ts = pytest.importorskip("graphsafe.quant.triton_swap", reason="triton is not installed")
+    cfg = ts.big_config(m, n, kb)
+    x = _x(70, 2 * cfg.bkb + 14)
+    q, s = ref.sym_quant_reference(x, 0.8)
+    qw, ws = ref.pack_int4_weights_reference(_x(cfg.bn + 3, x.shape[1], seed=1))
+    planes = torch.empty((2, 70, q.shape[1]), dtype=torch.int8)
+    tk.sym_quant_into(x, 0.8, planes, torch.empty_like(s))
+    _assert_gemm_exact(lambda sa, sb, bias, out: ts.big_into(planes, sa, qw, sb, bias, out, cfg), q, s, qw, ws)
+
+
+def test_many_row_gemm_takes_smaller_tiles_below_one_wave():
+    ts = pytest.importorskip("graphsafe.quant.triton_swap", reason="triton is not installed")
+    full = ts.big_config(8192, 4608, 1792)
+    for m, n, kb in [(512, 4608, 1792), (512, 3584, 9472), (17, 64, 64)]:
+        half = ts.big_config(m, n, kb)
+        assert half.bn * half.bm * 2 == full.bn * full.bm, (m, n, kb)
+    assert ts.big_config(512, 3584, 9472).bkb > ts.big_config(512, 4608, 1792).bkb  # long rows: deeper K steps
+
+
+@interpreted
 def test_triton_gemm_large_tile_config():
     tk = _triton()
     q, s = ref.sym_quant_reference(_x(130, 256))

@@ -115,7 +115,13 @@ def small_config(m: int, n: int, kb: int) -> SmallConfig:
 
 
 def big_config(m: int, n: int, kb: int) -> BigConfig:
-    """From H100 sweeps (benchmarks/README.md): 128 x 128 tiles, 64 bytes (128 codes) of K per step."""
+    """From H100 sweeps (benchmarks/README.md): 128 x 128 tiles, 64 bytes (128 codes) of K per step;
+    where those tiles would not fill one wave (two programs per SM), half-size tiles, three stages deep,
+    so that three or four programs share each SM: 128 weight rows x 64 activation rows, or on long rows
+    (K >= 8192) 64 x 128 with 128 bytes of K per step (M = 512: 18944 -> 3584 94 -> 60 us, 3584 -> 4608
+    25.5 -> 21.3 us)."""
+    if triton.cdiv(n, 128) * triton.cdiv(m, 128) < 2 * NUM_SMS_H100:
+        return BigConfig(64, 128, 128, 8, 4, 3) if kb >= 4096 else BigConfig(128, 64, 64, 4, 4, 3)
     return BigConfig(128, 128, 64, 8, 4, 4)
 
 
