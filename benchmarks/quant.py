@@ -130,21 +130,25 @@ def bench_quant(n: int, m: int, backend: str, reps: int) -> dict:
     return {"N": n, "M": m, "backend": backend, "us": us, "TB_s": moved / (us * 1e-6) / 1e12}
 
 
-def sweep_quant(reps: int) -> list[dict]:
-    """Time quantizer launch configurations (triton_kernels.QuantConfig) for quant_config."""
+def sweep_quant(reps: int, ms=(1, 16, 8192)) -> list[dict]:
+    """Time quantizer launch configurations (triton_kernels.QuantConfig) for quant_config: the tilings of
+    the row, warps, and for up to 64 rows the row split over programs of ``part`` columns."""
     import torch
 
     from graphsafe.quant.triton_kernels import QuantConfig, quant_config, sym_quant_into
 
     out = []
     for n in (3584, 18944):
-        for m in (1, 16, 8192):
+        for m in ms:
             xs = [torch.randn(m, n, dtype=torch.float16, device="cuda") for _ in range(_copies(m * n * 2))]
             q = torch.empty(m, (n + 1) // 2, dtype=torch.uint8, device="cuda")
             s = torch.empty(m, 1, dtype=torch.float16, device="cuda")
             tiles = quant_config(n, m)
             configs = [QuantConfig(tiles.block, tiles.block_b, False, w) for w in (4, 8, 16, 32)]
             configs += [QuantConfig(b, 0, True, w) for b in (2048, 4096) for w in (4, 8)]
+            if m <= 64:
+                configs += [QuantConfig(tiles.block, tiles.block_b, False, w, p) for p in (1024, 2048, 4096, 8192)
+                            for w in (4, 8, 16) if p < n]
             for cfg in configs:
                 us = _timed_graph(lambda i: sym_quant_into(xs[i], 1.0, q, s, cfg), len(xs), reps)
                 out.append({"N": n, "M": m, "config": cfg.__dict__, "us": us,
@@ -339,6 +343,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--sweep", action="store_true", help="time GEMM launch configurations instead")
+    ap.add_argument("--sweep-quant", action="store_true", help="time quantizer launch configurations only")
     ap.add_argument("--sweep-few", action="store_true",
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--kinds", default=",".join(FEW_KINDS),
@@ -361,6 +366,11 @@ def main(argv=None) -> int:
     ms = [int(v) for v in args.ms.split(",")] if args.ms else None
     if args.sweep_few:
         rows = sweep_few(args.reps, *([ms] if ms else []), kinds=tuple(args.kinds.split(",")))
+        if args.json:
+            json.dump(rows, open(args.json, "w"), indent=1)
+        return 0
+    if args.sweep_quant:
+        rows = sweep_quant(args.reps, *([ms] if ms else []))
         if args.json:
             json.dump(rows, open(args.json, "w"), indent=1)
         return 0

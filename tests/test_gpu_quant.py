@@ -41,7 +41,8 @@ def test_sym_quant_matches_reference_on_benchmark_shapes(backend, m, n):
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("m, n", [(1, 1), (3, 7), (5, 4097), (2, 8191), (2, 8193), (7, 65536), (4, 100003)])
+@pytest.mark.parametrize("m, n", [(1, 1), (3, 7), (5, 4097), (2, 8191), (2, 8193), (9, 12001), (16, 18945), (7, 65536),
+                                  (4, 100003)])
 def test_sym_quant_edge_shapes_and_dtypes(backend, dtype, m, n):
     _assert_quant(_x(m, n, dtype), backend, clip=0.9)
 

@@ -79,15 +79,16 @@ def test_triton_w4a4_matches_reference_and_accumulates_exactly(m, k, n):
 
 @interpreted
 @pytest.mark.parametrize("n, cfg", [(300, (512, 0, False)), (5000, (4096, 1024, False)), (2300, (2048, 256, False)),
-                                    (9000, (1024, 0, True)), (9001, (4096, 0, True))])
+                                    (9000, (1024, 0, True)), (9001, (4096, 0, True)), (5001, (4096, 1024, False, 1024)),
+                                    (2300, (2048, 256, False, 512)), (301, (512, 0, False, 64))])
 def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
-    """Every tiling (one tile, two tiles, the loop) gives the reference's codes, packed or as INT8 planes
-    of 16 x the even and the odd columns' codes."""
+    """Every tiling (one tile, two tiles, the loop, a row split over programs) gives the reference's
+    codes, packed or as INT8 planes of 16 x the even and the odd columns' codes."""
     tk = _triton()
     x = _x(3, n)
     x[1, n - 1] = float("nan")
     x[2, : n // 2] = 0.0
-    config = tk.QuantConfig(*cfg, num_warps=4)
+    config = tk.QuantConfig(*cfg[:3], num_warps=4, part=cfg[3] if len(cfg) > 3 else 0)
     q_ref, s_ref = ref.sym_quant_reference(x, 0.9)
     q, s = torch.empty_like(q_ref), torch.empty_like(s_ref)
     tk.sym_quant_into(x, 0.9, q, s, config)
@@ -99,13 +100,32 @@ def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
     assert torch.equal(planes[1], (codes[:, 1::2] * 16).to(torch.int8))
 
 
+@interpreted
+def test_quantizer_split_rows_keep_the_scale_of_the_whole_row():
+    """The largest magnitude in the last part only: every part's codes use the row's scale."""
+    tk = _triton()
+    x = torch.full((2, 700), 0.25, dtype=torch.float16)
+    x[0, 699] = -14.0
+    x[1, 0] = 3.5
+    q, s = torch.empty(2, 350, dtype=torch.uint8), torch.empty(2, 1, dtype=torch.float16)
+    tk.sym_quant_into(x, 1.0, q, s, tk.QuantConfig(1024, 0, False, 4, part=128))
+    q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
+    for bad in (tk.QuantConfig(1024, 0, False, 4, part=96), tk.QuantConfig(1024, 0, True, 4, part=128)):
+        with pytest.raises(ValueError, match="part must be"):
+            tk.sym_quant_into(x, 1.0, q, s, bad)
+
+
 def test_quant_config_keeps_rows_in_registers_with_the_fewest_idle_lanes():
     tk = _triton()
     assert tk.quant_config(3584, 1) == tk.QuantConfig(4096, 0, False, 8)
     assert tk.quant_config(3584, 8192) == tk.QuantConfig(4096, 0, False, 4)
     assert tk.quant_config(18944, 8192) == tk.QuantConfig(16384, 4096, False, 8)
-    assert tk.quant_config(16384, 1) == tk.QuantConfig(16384, 0, False, 8)
+    assert tk.quant_config(16384, 1, split=False) == tk.QuantConfig(16384, 0, False, 8)
     assert tk.quant_config(40000, 4).loop
+    # a few long rows split over programs, except in a PDL chain
+    assert [tk.quant_config(18944, m).part for m in (1, 4, 8, 16, 17)] == [1024, 1024, 2048, 4096, 0]
+    assert tk.quant_config(18944, 1, split=False).part == 0 and tk.quant_config(3584, 1).part == 0
 
 
 @pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584), (64, 16), (8192, 1024)])

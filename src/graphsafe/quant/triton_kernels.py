@@ -77,11 +77,14 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
 
 @triton.jit
 def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, clip,
-                      BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, X16: tl.constexpr,
-                      TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
-    """One program per row. Without LOOP the row stays in registers as one tile of BLOCK columns and,
+                      BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, PART: tl.constexpr,
+                      X16: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
+    """Program (row, part). Without LOOP the row stays in registers as one tile of BLOCK columns and,
     when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
-    + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2)."""
+    + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2). With
+    PART > 0 the row is split over programs: each still finds the whole row's maximum (the same scale in
+    every program, bit for bit), then reads its PART columns again (from L1 or L2) and writes their codes,
+    so a few long rows spread the per-element work over several SMs instead of one each."""
     if WAIT:  # we were launched with PDL, early: the previous kernel may still be writing x
         tl.extra.cuda.gdc_wait()
     if TRIGGER:  # a kernel launched next with PDL may start now (it waits for our results itself); not
@@ -105,10 +108,19 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, cli
     amax = bits.to(tl.int16).to(dt, bitcast=True).to(tl.float32)
     scale = (amax / 7.0).to(dt).to(tl.float32)
     scale = (scale * clip).to(dt)  # clip arrives already rounded to T
-    tl.store(s_ptr + row, scale)
+    if PART > 0:
+        if tl.program_id(1) == 0:  # every part found the same scale
+            tl.store(s_ptr + row, scale)
+    else:
+        tl.store(s_ptr + row, scale)
     scale = scale.to(tl.float32)
     rcp = tl.math.div_rn(1.0, scale)
-    if LOOP:
+    if PART > 0:
+        start = tl.program_id(1) * PART
+        part_cols = start + tl.arange(0, PART)
+        x = tl.load(x_row + part_cols, mask=part_cols < N, other=0.0)
+        _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, PART, X16, USE_ASM)
+    elif LOOP:
         for start in range(0, N, BLOCK):
             x = tl.load(x_row + start + cols, mask=start + cols < N, other=0.0)
             _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, BLOCK, X16, USE_ASM)
@@ -124,12 +136,16 @@ class QuantConfig:
     block_b: int  # columns of the second tile, 0 for none
     loop: bool
     num_warps: int
+    part: int = 0  # columns each program writes codes for (a power of two; 0: the whole row, one program)
 
 
-def quant_config(n: int, m: int = 1) -> QuantConfig:
+def quant_config(n: int, m: int = 1, split: bool = True) -> QuantConfig:
     """For ``m`` rows of ``n`` columns, from H100 measurements (benchmarks/README.md): rows up to
     MAX_REGISTER_ROW stay in registers, as one power-of-two tile or as two when that wastes fewer lanes;
-    4 warps for many short rows, 8 otherwise; wider rows loop over tiles of 4096."""
+    4 warps for many short rows, 8 otherwise; wider rows loop over tiles of 4096. With ``split``, up to
+    16 rows longer than 8192 are split over about 80 programs of at least 1024 columns (rows of 18944:
+    3.15 -> 2.26 us at M = 1, 3.28 -> 2.75 us at M = 16). Not in a PDL chain (``quant_linear`` on Hopper),
+    where the extra programs delay the hand-off to the GEMM (+1.2 us for 18944 -> 3584 at M = 2)."""
     full = max(triton.next_power_of_2(max(n, 1)), 64)
     if full > MAX_REGISTER_ROW:
         return QuantConfig(4096, 0, True, 8)
@@ -138,7 +154,8 @@ def quant_config(n: int, m: int = 1) -> QuantConfig:
         rest = max(triton.next_power_of_2(n - full // 2), 64)
         if full // 2 + rest < full:
             a, b = full // 2, rest
-    return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8)
+    part = max(1024, triton.next_power_of_2(-(-n * m // 80))) if split and m <= 16 and n > 8192 else 0
+    return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8, part if part < n else 0)
 
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
@@ -147,21 +164,24 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
-    next with PDL start at once; ``wait`` launches this one with PDL, so it starts while the previous
+    next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts while the previous
     kernel finishes and waits for it before reading ``x``."""
     m, n = x.shape
     if m == 0:
         return
-    cfg = config or quant_config(n, m)
+    cfg = config or quant_config(n, m, split=not (trigger or wait))
     x16 = q.dim() == 3
     plane = q.stride(0) if x16 else 0
     stride_q = q.stride(1) if x16 else q.stride(0)
     clip = rounded_clip(clip_ratio, x.dtype)
     trigger, wait = trigger and not _INTERPRET, wait and not _INTERPRET
-    _sym_quant_kernel[(m,)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
-                            BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, X16=x16,
-                            TRIGGER=trigger, WAIT=wait, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
-                            **({"launch_pdl": True} if wait else {}))
+    if cfg.part and (cfg.loop or cfg.part % 2 or cfg.part & (cfg.part - 1)):
+        raise ValueError(f"QuantConfig.part must be an even power of two and the row held in registers, got {cfg}")
+    parts = triton.cdiv(n, cfg.part) if cfg.part else 1
+    _sym_quant_kernel[(m, parts)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
+                                  BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, PART=cfg.part, X16=x16,
+                                  TRIGGER=trigger, WAIT=wait, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
+                                  **({"launch_pdl": True} if wait else {}))
 
 
 @triton.jit
