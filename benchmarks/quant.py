@@ -338,6 +338,12 @@ def plot(data: dict, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _save(data, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="write the numbers to this file")
@@ -357,27 +363,23 @@ def main(argv=None) -> int:
         global SHAPES
         SHAPES = [tuple(int(v) for v in kn.lower().split("x")) for kn in args.shapes.split(",")]
     if args.plot_from:
-        plot(json.load(open(args.plot_from)), args.plot or "quant.png")
+        with open(args.plot_from) as f:
+            plot(json.load(f), args.plot or "quant.png")
         return 0
     import torch
     if not torch.cuda.is_available():
         print("benchmarks/quant.py needs a CUDA GPU", file=sys.stderr)
         return 2
     ms = [int(v) for v in args.ms.split(",")] if args.ms else None
+    rows = None
     if args.sweep_few:
         rows = sweep_few(args.reps, *([ms] if ms else []), kinds=tuple(args.kinds.split(",")))
-        if args.json:
-            json.dump(rows, open(args.json, "w"), indent=1)
-        return 0
-    if args.sweep_quant:
+    elif args.sweep_quant:
         rows = sweep_quant(args.reps, *([ms] if ms else []))
-        if args.json:
-            json.dump(rows, open(args.json, "w"), indent=1)
-        return 0
-    if args.sweep:
+    elif args.sweep:
         rows = sweep_quant(args.reps) + sweep(args.reps, ms or MS)
-        if args.json:
-            json.dump(rows, open(args.json, "w"), indent=1)
+    if rows is not None:
+        _save(rows, args.json)
         return 0
     bw = copy_bandwidth()
     ms = ms or MS
@@ -390,8 +392,7 @@ def main(argv=None) -> int:
     quant_rows = [bench_quant(n, m, b, args.reps) for n in (3584, 18944) for m in ms for b in ("triton", "cuda")]
     data = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_bw": bw,
             "rows": rows, "quant": quant_rows}
-    if args.json:
-        json.dump(data, open(args.json, "w"), indent=1)
+    _save(data, args.json)
     if args.plot:
         plot(data, args.plot)
     print(_table(rows, quant_rows, bw))

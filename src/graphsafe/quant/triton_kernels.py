@@ -164,8 +164,9 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
-    next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts while the previous
-    kernel finishes and waits for it before reading ``x``."""
+    next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
+    while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
+    over programs (``quant_config``) except when either is set."""
     m, n = x.shape
     if m == 0:
         return

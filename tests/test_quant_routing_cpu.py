@@ -1,0 +1,128 @@
+"""graphsafe.quant's few-row GEMM routing and the tensor-core GEMV's host side on the CPU: which GEMM
+``backend="auto"`` picks per row count and layer shape, what the GEMV accepts, its availability checks
+and warn-once fallback, and NVRTC compiling ``csrc/w4a4_mma.cu`` without spills (needs cuda-bindings
+and the NVRTC library, not a GPU). The kernels themselves run in test_gpu_quant.py."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graphsafe import quant
+
+
+@pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584), (64, 16), (8192, 1024)])
+def test_few_row_gemms_route_by_rows_and_layer_width(k, n):
+    """dp4a for up to 3 rows, and 4 unless the layer is wide (N > 2K); each dp4a configuration keeps its
+    per-row accumulators within 128 registers per thread; the swapped GEMM takes the rest up to 16."""
+    tg = pytest.importorskip("graphsafe.quant.triton_gemv", reason="triton is not installed")
+    qw = torch.zeros(n, k // 2, dtype=torch.uint8)
+    for m in range(1, 17):
+        q = torch.zeros(m, k // 2, dtype=torch.uint8)
+        expected = m <= 3 or (m == 4 and n <= 2 * k)
+        assert quant.ops._dp4a(q, qw) == expected, m
+        if expected:
+            cfg = tg.dp4a_config(m, n, k // 2)
+            assert m * cfg.bn * cfg.bw // (32 * cfg.num_warps) <= 128, cfg
+    assert not quant.ops._dp4a(torch.zeros(1, 3, dtype=torch.uint8), torch.zeros(n, 3, dtype=torch.uint8))  # K % 8
+
+
+@pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584)])
+def test_auto_sends_3_to_16_rows_to_the_tensor_core_gemv_where_it_wins(k, n):
+    """From 3 rows on long rows (K > 4096); at 5-8 rows in layers that are not wide; never at 1-2 rows
+    or beyond 16. Its configurations fit the shared memory of every GPU it runs on (sm_80: 163 KB)."""
+    from graphsafe.quant import mma_gemv
+    for m in range(1, 20):
+        expected = 3 <= m <= 16 and (k > 4096 or (5 <= m <= 8 and n <= 2 * k))
+        assert quant.ops.mma_wanted(m, n, k // 2) == expected, m
+        if expected:
+            cfg = mma_gemv.mma_config(m, n, k // 8)
+            assert cfg.ring_bytes(m) + 4 * cfg.warps * 32 * 4 * cfg.tiles * 2 <= 163 * 1024, cfg
+
+
+def test_tensor_core_gemv_takes_aligned_whole_words_only():
+    from graphsafe.quant import mma_gemv
+    qw = torch.zeros(8, 64, dtype=torch.uint8)
+    assert mma_gemv.supports(torch.zeros(4, 64, dtype=torch.uint8), qw)
+    assert not mma_gemv.supports(torch.zeros(17, 64, dtype=torch.uint8), qw)  # rows
+    assert not mma_gemv.supports(torch.zeros(0, 64, dtype=torch.uint8), qw)
+    assert not mma_gemv.supports(torch.zeros(4, 72, dtype=torch.uint8)[:, :56], qw[:, :56])  # K % 32
+    assert not mma_gemv.supports(torch.zeros(4, 80, dtype=torch.uint8)[:, 8:72], qw)  # 16-byte alignment
+    assert not mma_gemv.supports(torch.zeros(4, 72, dtype=torch.uint8)[:, :64], qw)  # row stride
+    with pytest.raises(mma_gemv.MmaUnavailable, match="CUDA device"):
+        mma_gemv.check(torch.device("cpu"))
+
+
+@pytest.fixture
+def nvrtc_major() -> int:
+    """NVRTC's major version; the test skips where cuda-bindings or the NVRTC library is missing."""
+    from graphsafe.quant import mma_gemv
+    try:
+        return mma_gemv.nvrtc_version()[0]
+    except Exception as exc:  # noqa: BLE001 - no cuda-bindings or no libnvrtc on this machine
+        pytest.skip(f"NVRTC is not available: {exc}")
+
+
+def test_auto_falls_back_to_triton_with_one_warning_where_the_tensor_core_gemv_cannot_run(monkeypatch):
+    import warnings
+
+    from graphsafe.quant import mma_gemv
+
+    def refuse(device):
+        raise mma_gemv.MmaUnavailable("no NVRTC here", warn=True)
+    monkeypatch.setattr(mma_gemv, "check", refuse)
+    monkeypatch.setattr(quant.ops, "_MMA_WARNED", set())
+    q, qw = torch.zeros(4, 2560, dtype=torch.uint8), torch.zeros(8, 2560, dtype=torch.uint8)
+    assert quant.ops.mma_wanted(4, 8, 2560) and mma_gemv.supports(q, qw)
+    with pytest.warns(RuntimeWarning, match="no NVRTC here; the few-row GEMM runs on the slower Triton kernels"):
+        assert not quant.ops._mma(q, qw, "auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not quant.ops._mma(q, qw, "auto")  # said once per device
+    monkeypatch.setattr(mma_gemv, "check", lambda device: 90)
+    assert quant.ops._mma(q, qw, "auto") and not quant.ops._mma(q, qw, "triton")
+
+
+def test_tensor_core_gemv_refuses_what_nvrtc_or_the_driver_cannot_run(monkeypatch, nvrtc_major):
+    """An architecture NVRTC does not know, or a driver of an older CUDA major version than NVRTC's, is a
+    refusal with a warning (the auto backend then runs the Triton GEMMs), decided once per device."""
+    from graphsafe.quant import mma_gemv
+    major = nvrtc_major
+    capability, driver, calls = (9, 0), 1000 * major, []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: calls.append(device) or capability)
+    monkeypatch.setattr(mma_gemv, "_driver_version", lambda: driver)
+    monkeypatch.setattr(mma_gemv, "_CHECKED", {})
+    dev = torch.device("cuda", 0)
+    assert mma_gemv.check(dev) == 90
+    capability = (7, 5)
+    with pytest.raises(mma_gemv.MmaUnavailable, match="sm_80 or newer") as info:
+        mma_gemv.check(torch.device("cuda", 1))
+    assert not info.value.warn
+    capability = (99, 0)
+    with pytest.raises(mma_gemv.MmaUnavailable, match="cannot compile for sm_990") as info:
+        mma_gemv.check(torch.device("cuda", 2))
+    assert info.value.warn
+    capability, driver = (9, 0), 1000 * (major - 1) + 80
+    for _ in range(2):  # the second time from what the first found
+        with pytest.raises(mma_gemv.MmaUnavailable, match=f"this driver is CUDA {major - 1}.8") as info:
+            mma_gemv.check(torch.device("cuda", 3))
+        assert info.value.warn
+    assert mma_gemv.check(dev) == 90
+    assert calls == [dev, torch.device("cuda", 1), torch.device("cuda", 2), torch.device("cuda", 3)]
+
+
+@pytest.mark.parametrize("cfg", [(8, 1, 2, 3, 1, True), (8, 1, 2, 2, 1, False), (1, 2, 4, 1, 1, False),
+                                 (4, 1, 1, 4, 2, True), (2, 2, 2, 2, 4, False)])
+@pytest.mark.parametrize("m", [1, 16])
+def test_tensor_core_gemv_compiles_without_spilling(cfg, m, nvrtc_major):
+    """NVRTC compiles csrc/w4a4_mma.cu for sm_90 (and sm_80 without clusters or PDL) with every dtype
+    and bias option, no spills; needs cuda-bindings and the NVRTC library, not a GPU."""
+    from graphsafe.quant import mma_gemv
+    c = mma_gemv.MmaConfig(*cfg)
+    for arch, pdl in ((90, True), (80, False)):
+        if arch < 90 and c.cluster > 1:
+            continue
+        for types in ((torch.float16, torch.float16, None, torch.float16),
+                      (torch.bfloat16, torch.float32, torch.bfloat16, torch.float32)):
+            log = mma_gemv.compile_log(arch, mma_gemv.macros(m, c, types, pdl))
+            assert "0 bytes spill stores" in log, log
