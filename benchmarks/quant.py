@@ -8,8 +8,11 @@ copies to exceed the L2 cache, so weights come from HBM as in a real model. Roof
 
     python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
     python benchmarks/quant.py --sweep          # time quantizer and GEMM launch configurations
+    python benchmarks/quant.py --sweep-quant    # time quantizer launch configurations only (--ms: row counts)
     python benchmarks/quant.py --sweep-few      # time few-row GEMM configurations (dp4a_config, small_config)
     python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
+
+--ms and --shapes (KxN, comma-separated) narrow any of them, e.g. --shapes 3584x4608 --ms 2048.
 """
 from __future__ import annotations
 
