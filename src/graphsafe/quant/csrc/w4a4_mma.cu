@@ -87,7 +87,11 @@ struct Tile {  // one step's words: UNROLL per weight row (g, g + 8 of each tile
   W4 x[NT][UNROLL];
 };
 
-__device__ __forceinline__ void load_weights(Tile& s, const u32* const (&wrow)[TILES][2], int c, int kw) {
+// Calls f(u, r, h, row, o, in) for each 16-byte weight word of one step from word c: word u of the step,
+// at word o of row h of tile r (row: its start), in false past the end of K (then not to be read). The
+// register ring loads these words, the shared-memory ring copies them.
+template <typename F>
+__device__ __forceinline__ void each_weight_word(const u32* const (&wrow)[TILES][2], int c, int kw, F&& f) {
 #pragma unroll
   for (int u = 0; u < UNROLL; ++u) {
     const int o = c + 16 * u;
@@ -95,8 +99,14 @@ __device__ __forceinline__ void load_weights(Tile& s, const u32* const (&wrow)[T
 #pragma unroll
     for (int r = 0; r < TILES; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) s.w[r][h][u] = in ? ld_stream(wrow[r][h] + o) : W4{0, 0, 0, 0};
+      for (int h = 0; h < 2; ++h) f(u, r, h, wrow[r][h], o, in);
   }
+}
+
+__device__ __forceinline__ void load_weights(Tile& s, const u32* const (&wrow)[TILES][2], int c, int kw) {
+  each_weight_word(wrow, c, kw, [&](int u, int r, int h, const u32* row, int o, bool in) {
+    s.w[r][h][u] = in ? ld_stream(row + o) : W4{0, 0, 0, 0};
+  });
 }
 
 __device__ __forceinline__ void load_inputs(Tile& s, const u32* const (&xrow)[NT], const bool (&xin)[NT], int c,
@@ -144,16 +154,9 @@ __device__ __forceinline__ u32 slot_addr(u32 base, int stage, int slot) {
 }
 
 __device__ __forceinline__ void issue_weights(u32 base, int stage, const u32* const (&wrow)[TILES][2], int c, int kw) {
-#pragma unroll
-  for (int u = 0; u < UNROLL; ++u) {
-    const int o = c + 16 * u;
-    const bool in = o < kw;
-#pragma unroll
-    for (int r = 0; r < TILES; ++r)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        copy16(slot_addr(base, stage, u * (2 * TILES + NT) + 2 * r + h), in ? wrow[r][h] + o : wrow[r][h], in);
-  }
+  each_weight_word(wrow, c, kw, [&](int u, int r, int h, const u32* row, int o, bool in) {
+    copy16(slot_addr(base, stage, u * (2 * TILES + NT) + 2 * r + h), in ? row + o : row, in);
+  });
 }
 
 __device__ __forceinline__ void issue_inputs(u32 base, int stage, const u32* const (&xrow)[NT], const bool (&xin)[NT],
