@@ -190,17 +190,24 @@ def _mma(q: torch.Tensor, qw: torch.Tensor, backend: str) -> bool:
     return True
 
 
+def _few_rows_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor, after_quantizer: bool = False) -> None:
+    """The GEMM for up to SMALL_MAX_M rows on CUDA: the tensor-core GEMV where ``_mma`` wants it, else the
+    dp4a GEMV where it takes the rows, else the swapped Triton GEMM (``after_quantizer``: see each)."""
+    if _mma(q, qw, backend):
+        from . import mma_gemv
+        mma_gemv.mma_into(q, scale, qw, w_scale, bias, out, after_quantizer=after_quantizer)
+    elif _dp4a(q, qw):
+        from . import triton_gemv
+        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=after_quantizer)
+    else:
+        from . import triton_swap
+        triton_swap.small_into(q, scale, qw, w_scale, bias, out, after_quantizer=after_quantizer)
+
+
 def _linear_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
     which = _resolve(backend, q.device)
-    if which == "triton" and _mma(q, qw, backend):
-        from . import mma_gemv
-        mma_gemv.mma_into(q, scale, qw, w_scale, bias, out)
-    elif which == "triton" and _dp4a(q, qw):
-        from . import triton_gemv
-        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out)
-    elif which == "triton" and q.shape[0] <= SMALL_MAX_M:
-        from . import triton_swap
-        triton_swap.small_into(q, scale, qw, w_scale, bias, out)
+    if which == "triton" and q.shape[0] <= SMALL_MAX_M:
+        _few_rows_into(q, scale, qw, w_scale, bias, backend, out)
     elif which == "triton":
         from . import triton_kernels
         triton_kernels.w4a4_into(q, scale, qw, w_scale, bias, out)
@@ -303,13 +310,7 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
     q = x.new_empty((m, kb), dtype=torch.uint8)
     pdl = triton_gemv.pdl_available(x.device)
     triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
-    if _mma(q, qw, backend):
-        from . import mma_gemv
-        mma_gemv.mma_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
-    elif _dp4a(q, qw):
-        triton_gemv.dp4a_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
-    else:
-        triton_swap.small_into(q, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+    _few_rows_into(q, scale, qw, w_scale, bias, backend, out, after_quantizer=pdl)
 
 
 @torch.library.custom_op("graphsafe::quant_linear", mutates_args=())

@@ -108,10 +108,7 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, cli
     amax = bits.to(tl.int16).to(dt, bitcast=True).to(tl.float32)
     scale = (amax / 7.0).to(dt).to(tl.float32)
     scale = (scale * clip).to(dt)  # clip arrives already rounded to T
-    if PART > 0:
-        if tl.program_id(1) == 0:  # every part found the same scale
-            tl.store(s_ptr + row, scale)
-    else:
+    if tl.program_id(1) == 0:  # every part found the same scale (without PART, one program per row)
         tl.store(s_ptr + row, scale)
     scale = scale.to(tl.float32)
     rcp = tl.math.div_rn(1.0, scale)
@@ -155,7 +152,7 @@ def quant_config(n: int, m: int = 1, split: bool = True) -> QuantConfig:
         if full // 2 + rest < full:
             a, b = full // 2, rest
     part = max(1024, triton.next_power_of_2(-(-n * m // 80))) if split and m <= 16 and n > 8192 else 0
-    return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8, part if part < n else 0)
+    return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8, part)  # part < n / 2 when set
 
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
