@@ -9,7 +9,8 @@ copies to exceed the L2 cache, so weights come from HBM as in a real model. Roof
     python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
     python benchmarks/quant.py --sweep          # time quantizer and GEMM launch configurations
     python benchmarks/quant.py --sweep-quant    # time quantizer launch configurations only (--ms: row counts)
-    python benchmarks/quant.py --sweep-few      # time few-row GEMM configurations (dp4a_config, small_config)
+    python benchmarks/quant.py --sweep-few      # time few-row GEMM configurations (dp4a_config, small_config,
+                                                # mma_config; --kinds picks which)
     python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
 
 --ms and --shapes (KxN, comma-separated) narrow any of them, e.g. --shapes 3584x4608 --ms 2048.
@@ -231,12 +232,13 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     quant_linear chains them with PDL ("chain_us"; and "chain_nowait_us" with the quantizer launched
     without PDL): "mma", the tensor-core GEMV (mma_gemv.MmaConfig, for mma_config); "dp4a", the dp4a
     GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
-    dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows. Each output is
-    checked against the reference first."""
+    dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default",
+    only mma_config's choice from 3 rows. With "foreign" also "foreign_us": after a torch kernel writing
+    x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
 
     from graphsafe.quant import pack_int4_weights, reference, sym_quant
-    from graphsafe.quant.mma_gemv import MmaConfig, mma_into
+    from graphsafe.quant.mma_gemv import MmaConfig, mma_config, mma_into
     from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import sym_quant_into
     from graphsafe.quant.triton_swap import small_config, small_into
@@ -266,6 +268,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 cands.append(("small", small_config(m, n, k // 2)))
             if "mma" in kinds:
                 cands += [("mma", c) for c in mma_grid if c.ring_bytes(m) <= 100 * 1024]
+            if "mma-default" in kinds and m >= 3:
+                cands.append(("mma", mma_config(m, n, k // 8)))
             for kind, cfg in cands:
                 gemm = {"dp4a": dp4a_into, "small": small_into, "mma": mma_into}[kind]
 
@@ -285,14 +289,18 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                            "gemm_us": _timed_graph(alone, copies, reps), "chain_us": _timed_graph(chain, copies, reps)}
                     if kind != "mma":
                         row["chain_nowait_us"] = _timed_graph(lambda i: chain(i, wait=False), copies, reps)
+                    if "foreign" in kinds:
+                        row["foreign_us"] = (_timed_graph(lambda i: (x.mul_(1.0), chain(i)), copies, reps)
+                                             - _timed_graph(lambda i: x.mul_(1.0), copies, reps))
                 except Exception as e:  # noqa: BLE001 - a config that does not compile (registers)
                     print(f"  skip {kind} {cfg}: {type(e).__name__}: {str(e)[:120]}", file=sys.stderr)
                     continue
                 out.append(row)
-            best = sorted((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["chain_us"])[:4]
+            best = sorted((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["chain_us"])[:5]
             print(f"few K={k:6d} N={n:6d} M={m}: "
-                  + "; ".join(f"{r['chain_us']:.2f}/{r['gemm_us']:.2f} us {r['kind']} {tuple(r['config'].values())}"
-                              for r in best), flush=True)
+                  + "; ".join(f"{r['chain_us']:.2f}/{r['gemm_us']:.2f}"
+                              + (f"/after torch {r['foreign_us']:.2f}" if "foreign_us" in r else "")
+                              + f" us {r['kind']} {tuple(r['config'].values())}" for r in best), flush=True)
         del packed
         torch.cuda.empty_cache()
     return out
@@ -356,7 +364,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-few", action="store_true",
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--kinds", default=",".join(FEW_KINDS),
-                    help="--sweep-few: which GEMMs (mma, dp4a or dp4a-default, small), comma-separated")
+                    help="--sweep-few: which GEMMs (mma or mma-default, dp4a or dp4a-default, small), comma-"
+                         "separated; add foreign to also time each after a torch kernel")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
     ap.add_argument("--ms", help="comma-separated M values (default: the table's; --sweep-few: its own)")

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET, _dequant_store, _prefetch_l2, _wait_then_release
+from .triton_kernels import _INTERPRET, _prefetch_l2, _scale_store, _wait_then_release
 
 _F0 = tl.constexpr(-252645136)  # 0xF0F0F0F0 as int32
 MAX_ROWS = 4  # one accumulator per row
@@ -65,11 +65,16 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
     rw = tl.arange(0, BW)
     b_ptrs = b_ptr + rb[:, None] * stride_b + rw[None, :]
     w = tl.load(b_ptrs, mask=rw[None, :] < KW, other=0)
+    sb = tl.load(sb_ptr + rb).to(tl.float32)  # the epilogue's weight side now: no round trip after the last step
+    bias = tl.load(bias_ptr + rb).to(tl.float32) if HAS_BIAS else sb
     if PDL:
         if PREFETCH > 0:
             lines = tl.minimum(BW * 4 + tl.arange(0, PREFETCH) * 128, KW * 4 - 1)  # bytes past the first tile
             _prefetch_l2(b_ptr.to(tl.pointer_type(tl.int8)) + rb[:, None] * stride_b * 4 + lines[None, :])
         _wait_then_release()  # q and its scales come from the previous kernel; the weights do not
+    MP: tl.constexpr = 1 if M == 1 else (2 if M == 2 else 4)
+    rm = tl.arange(0, MP)
+    sa = tl.load(sa_ptr + tl.where(rm < M, rm, 0)).to(tl.float32)
     a0 = _words(a_ptr, 0, rw, KW)
     a1 = a0
     a2 = a0
@@ -102,8 +107,6 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
             a2 = _words(a_ptr + 2 * stride_a, k + BW, rw, KW)
         if M > 3:
             a3 = _words(a_ptr + 3 * stride_a, k + BW, rw, KW)
-    MP: tl.constexpr = 1 if M == 1 else (2 if M == 2 else 4)
-    rm = tl.arange(0, MP)
     acc = tl.where(rm[:, None] == 0, tl.sum(acc0, axis=1)[None, :], 0)
     if M > 1:
         acc = tl.where(rm[:, None] == 1, tl.sum(acc1, axis=1)[None, :], acc)
@@ -111,8 +114,7 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
         acc = tl.where(rm[:, None] == 2, tl.sum(acc2, axis=1)[None, :], acc)
     if M > 3:
         acc = tl.where(rm[:, None] == 3, tl.sum(acc3, axis=1)[None, :], acc)
-    _dequant_store(acc, sa_ptr + tl.where(rm < M, rm, 0), sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c,
-                   HAS_BIAS)
+    _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS)
 
 
 @dataclass(frozen=True)

@@ -267,10 +267,18 @@ def _dequant_store(acc, sa_ptrs, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stri
     each row's activation scale, ``rb`` are the output columns clamped in range."""
     sa = tl.load(sa_ptrs).to(tl.float32)
     sb = tl.load(sb_ptr + rb).to(tl.float32)
+    bias = tl.load(bias_ptr + rb).to(tl.float32) if HAS_BIAS else sb
+    _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS)
+
+
+@triton.jit
+def _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS: tl.constexpr):
+    """``_dequant_store`` with its operands already loaded: float32 ``sa`` per row, ``sb`` and ``bias``
+    per column (``bias`` ignored without HAS_BIAS)."""
     y = (acc >> 8).to(tl.float32) * sa[:, None]
     y = y * sb[None, :]
     if HAS_BIAS:
-        y = y + tl.load(bias_ptr + rb).to(tl.float32)[None, :]
+        y = y + bias[None, :]
     c_ptrs = c_ptr + rm.to(tl.int64)[:, None] * stride_c + rn[None, :]
     tl.store(c_ptrs, y.to(c_ptr.dtype.element_ty), mask=(rm[:, None] < M) & (rn[None, :] < N))
 

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from .triton_gemv import pdl_available
 from .triton_kernels import (_INTERPRET, _dequant_store, _dot_packed, _grouped_tile, _nibbles_x16, _prefetch_l2,
-                             _wait_then_release)
+                             _scale_store, _wait_then_release)
 
 NUM_SMS_H100 = 132
 
@@ -42,11 +42,14 @@ def _small_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, strid
     rk = tl.arange(0, BKB)
     w_ptrs = b_ptr + rb[:, None] * stride_b + rk[None, :]
     x_ptrs = a_ptr + ra[None, :] * stride_a + rk[:, None]
+    sb = tl.load(sb_ptr + rb).to(tl.float32)  # the epilogue's weight side now: no round trip after the last step
+    bias = tl.load(bias_ptr + rb).to(tl.float32) if HAS_BIAS else sb
     if PDL:
         if PREFETCH > 0:  # while the quantizer runs, pull the first PREFETCH 128-byte lines of each row into L2
             lines = tl.minimum(tl.arange(0, PREFETCH) * 128, KB - 1)
             _prefetch_l2(b_ptr + rb[:, None] * stride_b + lines[None, :])
         _wait_then_release()  # the activations come from the previous kernel (the quantizer)
+    sa = tl.load(sa_ptr + ra).to(tl.float32)
     acc = tl.zeros((BN, MP), dtype=tl.int32)
     for k in range(0, KB, BKB):
         w = tl.load(w_ptrs, mask=rk[None, :] < KB - k, other=0)
@@ -54,7 +57,7 @@ def _small_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, strid
         acc = _dot_packed(acc, w, x, USE_ASM)
         w_ptrs += BKB
         x_ptrs += BKB
-    _dequant_store(tl.trans(acc), sa_ptr + ra, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c, HAS_BIAS)
+    _scale_store(tl.trans(acc), sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS)
 
 
 @triton.jit
@@ -141,7 +144,8 @@ def small_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: 
     _small_kernel[(triton.cdiv(n, cfg.bn),)](
         q, scale, qw, w_scale, bias if bias is not None else w_scale, out, m, n, kb, q.stride(0), qw.stride(0),
         out.stride(0), HAS_BIAS=bias is not None, BN=cfg.bn, MP=max(16, triton.next_power_of_2(m)), BKB=cfg.bkb,
-        PDL=pdl, PREFETCH=cfg.prefetch, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        PDL=pdl, PREFETCH=cfg.prefetch, USE_ASM=not _INTERPRET,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         **({"launch_pdl": True} if pdl else {}))
 
 

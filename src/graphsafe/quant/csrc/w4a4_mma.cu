@@ -19,7 +19,8 @@
 //
 // The WARPS warps of a block split K (word blocks of 16 UNROLL interleaved) and add their accumulators
 // through shared memory at the end; one block covers 16 TILES weight rows. With PDL the block requests
-// its first weights before it waits for the previous kernel (the quantizer: the codes and scales).
+// its first weights, and its outputs' weight scales and bias, before it waits for the previous kernel (the
+// quantizer: the codes and scales).
 //
 // Configuration macros: WARPS, TILES, UNROLL, STAGES (steps of loads in flight + 1), CLUSTER (CTAs per
 // cluster splitting K; launched with that cluster shape), NT (8-row activation tiles: 1 or 2), SA_T, SB_T,
@@ -201,22 +202,55 @@ __device__ __forceinline__ void multiply(int (&acc)[TILES][NT][4], const Tile& s
 }
 #endif
 
-__device__ __forceinline__ void finish(int v, int l, int sum, int n0, int M, int N, const void* sa, const void* sb,
-                                       const void* bias, void* out, long long stride_c) {
+// Where each thread's outputs go, and the operands of their epilogue. The weights' side (w_scale, bias) is
+// loaded at the start, with the first weights, and the activation scale once the quantizer has written it,
+// so that the last block's tail after its last MMA is the sum and the store, not two more round trips.
+struct Out {
+  int row, col;
+  float sa, sb, bias;
+};
+
+__device__ __forceinline__ Out place(int v, int l, int n0, int N, const void* sb, const void* bias) {
   // accumulator v = (r NT + n) 4 + i of lane l = 4 g + t: weight row n0 + 16 r + g + 8 (i / 2), activation
   // row 8 n + 2 t + i % 2
   const int i = v & 3, n = (v >> 2) % NT, r = (v >> 2) / NT;
-  const int row = 8 * n + 2 * (l & 3) + (i & 1), col = n0 + 16 * r + (l >> 2) + 8 * (i >> 1);
-  if (row < M && col < N) {
-    // the reference's order, in float32 without contraction: (sum * sa) * sb (+ bias)
-    float y = __fmul_rn(static_cast<float>(sum >> 8), to_f32(sa, row, SA_T));
-    y = __fmul_rn(y, to_f32(sb, col, SB_T));
+  Out o{8 * n + 2 * (l & 3) + (i & 1), n0 + 16 * r + (l >> 2) + 8 * (i >> 1), 0.f, 0.f, 0.f};
+  if (o.col < N) {
+    o.sb = to_f32(sb, o.col, SB_T);
 #if HAS_BIAS
-    y = __fadd_rn(y, to_f32(bias, col, BIAS_T));
+    o.bias = to_f32(bias, o.col, BIAS_T);
 #endif
-    store(out, static_cast<long long>(row) * stride_c + col, y);
+  }
+  return o;
+}
+
+__device__ __forceinline__ void load_scale(Out& o, int M, const void* sa) {
+  if (o.row < M) o.sa = to_f32(sa, o.row, SA_T);
+}
+
+__device__ __forceinline__ void finish(const Out& o, int sum, int M, int N, void* out, long long stride_c) {
+  if (o.row < M && o.col < N) {
+    // the reference's order, in float32 without contraction: (sum * sa) * sb (+ bias)
+    float y = __fmul_rn(static_cast<float>(sum >> 8), o.sa);
+    y = __fmul_rn(y, o.sb);
+#if HAS_BIAS
+    y = __fadd_rn(y, o.bias);
+#endif
+    store(out, static_cast<long long>(o.row) * stride_c + o.col, y);
   }
 }
+
+constexpr int PER_LANE = TILES * NT * 4;  // accumulators per lane
+#if WARPS > 1 || CLUSTER > 1
+constexpr int OUTS = (PER_LANE * 32 + 32 * WARPS - 1) / (32 * WARPS);  // outputs a thread finishes, at most
+__device__ __forceinline__ int out_v(int j) { return (threadIdx.x + j * 32 * WARPS) >> 5; }
+__device__ __forceinline__ int out_l(int j) { return (threadIdx.x + j * 32 * WARPS) & 31; }
+#else
+constexpr int OUTS = PER_LANE;
+__device__ __forceinline__ int out_v(int j) { return j; }
+__device__ __forceinline__ int out_l(int) { return threadIdx.x & 31; }
+#endif
+constexpr bool EARLY_OUTS = OUTS <= 4;  // with more, the registers they would hold are better spent on loads
 
 #if CLUSTER > 1
 __device__ __forceinline__ void cluster_sync() {
@@ -286,10 +320,19 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
 #pragma unroll
   for (int s = 0; s + 1 < STAGES; ++s) load_weights(buf[s], wrow, c0 + s * step, kw);
 #endif
+  Out outs[EARLY_OUTS ? OUTS : 1];
+  if constexpr (EARLY_OUTS) {
+#pragma unroll
+    for (int j = 0; j < OUTS; ++j) outs[j] = place(out_v(j), out_l(j), n0, N, sb, bias);
+  }
 #if PDL
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the codes and scales come from the previous kernel
   asm volatile("griddepcontrol.launch_dependents;");
 #endif
+  if constexpr (EARLY_OUTS) {
+#pragma unroll
+    for (int j = 0; j < OUTS; ++j) load_scale(outs[j], M, sa);
+  }
 #pragma unroll
   for (int s = 0; s + 1 < STAGES; ++s) {
 #if ASYNC
@@ -320,7 +363,12 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
     }
   }
 
-  constexpr int PER_LANE = TILES * NT * 4;
+  auto output = [&](int j) {  // output j of this thread, its epilogue operands loaded by now
+    if constexpr (EARLY_OUTS) return outs[j];
+    Out o = place(out_v(j), out_l(j), n0, N, sb, bias);
+    load_scale(o, M, sa);
+    return o;
+  };
 #if WARPS > 1 || CLUSTER > 1
   __shared__ int part[WARPS][PER_LANE][32];
 #pragma unroll
@@ -340,23 +388,28 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
   }
   cluster_sync();  // every CTA's sums are in its shared memory
   if (rank == 0)
-    for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) {
-      int sum = red[e >> 5][e & 31];
-      for (u32 p = 1; p < CLUSTER; ++p) sum += load_peer(&red[e >> 5][e & 31], p);
-      finish(e >> 5, e & 31, sum, n0, M, N, sa, sb, bias, out, stride_c);
+#pragma unroll
+    for (int j = 0; j < OUTS; ++j) {
+      const int v = out_v(j), l = out_l(j);
+      if (v >= PER_LANE) break;
+      int sum = red[v][l];
+      for (u32 p = 1; p < CLUSTER; ++p) sum += load_peer(&red[v][l], p);
+      finish(output(j), sum, M, N, out, stride_c);
     }
   cluster_sync();  // the peers' shared memory stays until the first CTA has read it
 #else
-  for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) {
+#pragma unroll
+  for (int j = 0; j < OUTS; ++j) {
+    const int v = out_v(j), l = out_l(j);
+    if (v >= PER_LANE) break;
     int sum = 0;
 #pragma unroll
-    for (int w = 0; w < WARPS; ++w) sum += part[w][e >> 5][e & 31];
-    finish(e >> 5, e & 31, sum, n0, M, N, sa, sb, bias, out, stride_c);
+    for (int w = 0; w < WARPS; ++w) sum += part[w][v][l];
+    finish(output(j), sum, M, N, out, stride_c);
   }
 #endif
 #else
 #pragma unroll
-  for (int v = 0; v < PER_LANE; ++v) finish(v, lane, acc[v / (NT * 4)][(v >> 2) % NT][v & 3], n0, M, N, sa, sb,
-                                            bias, out, stride_c);
+  for (int j = 0; j < PER_LANE; ++j) finish(output(j), acc[j / (NT * 4)][(j >> 2) % NT][j & 3], M, N, out, stride_c);
 #endif
 }
