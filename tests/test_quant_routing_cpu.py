@@ -29,11 +29,12 @@ def test_few_row_gemms_route_by_rows_and_layer_width(k, n):
 
 @pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584)])
 def test_auto_sends_3_to_16_rows_to_the_tensor_core_gemv_where_it_wins(k, n):
-    """From 3 rows on long rows (K > 4096); at 5-8 rows in layers that are not wide; never at 1-2 rows
-    or beyond 16. Its configurations fit the shared memory of every GPU it runs on (sm_80: 163 KB)."""
+    """From 3 rows on long rows (K > 4096); at 5-8 rows, and at 4 in wide layers (N > 2K), on short
+    rows; never at 1-2 rows or beyond 16. Its configurations fit the shared memory of every GPU it runs
+    on (sm_80: 163 KB)."""
     from graphsafe.quant import mma_gemv
     for m in range(1, 20):
-        expected = 3 <= m <= 16 and (k > 4096 or (5 <= m <= 8 and n <= 2 * k))
+        expected = 3 <= m <= 16 and (k > 4096 or 5 <= m <= 8 or (m == 4 and n > 2 * k))
         assert quant.ops.mma_wanted(m, n, k // 2) == expected, m
         if expected:
             cfg = mma_gemv.mma_config(m, n, k // 8)

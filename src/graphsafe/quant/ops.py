@@ -163,12 +163,12 @@ def _dp4a(q: torch.Tensor, qw: torch.Tensor) -> bool:
 def mma_wanted(m: int, n: int, kb: int) -> bool:
     """Whether the tensor-core GEMV (``mma_gemv``) beats the Triton GEMMs for ``m`` rows, ``n`` outputs
     and ``kb`` bytes of K (H100 sweeps, ``benchmarks/quant.py --sweep-few``): from 3 rows on long rows
-    (K > 4096), and at 5-8 rows in layers that are not wide; the dp4a GEMV stays ahead up to 2 rows (and
-    to 4 on short rows), the swapped Triton GEMM in wide layers and at 9-16 short rows."""
+    (K > 4096), at 5-8 rows, and at 4 in wide layers (N > 2K); the dp4a GEMV stays ahead up to 2 rows
+    (and to 4 on short rows that are not wide), the swapped Triton GEMM at 9-16 short rows."""
     from .triton_gemv import wide
     if not 3 <= m <= SMALL_MAX_M:
         return False
-    return kb > 2048 or (m >= 5 and m <= 8 and not wide(n, kb))
+    return kb > 2048 or 5 <= m <= 8 or (m == 4 and wide(n, kb))
 
 
 _MMA_WARNED: set = set()

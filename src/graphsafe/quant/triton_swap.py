@@ -4,8 +4,9 @@
 the MMA's M side, which must be at least 64 rows for Hopper's wgmma, and the short dimension (the rows
 of X) on its N side, which may be as small as 8. So:
 
-- **few rows** (:func:`small_into`, 5 to 16 rows, or 4 in wide layers): a 16-row tile of X is no longer
-  15/16 padding of a 64-row MMA, and one program covers 32 or 64 output columns instead of 16 x 64.
+- **few rows** (:func:`small_into`, up to 16 rows where neither GEMV takes them, ``ops._few_rows_into``):
+  a 16-row tile of X is no longer 15/16 padding of a 64-row MMA, and one program covers 32 or 64 output
+  columns instead of 16 x 64.
 - **many rows** (:func:`big_into`): the weights, unpacked from nibbles to INT8 in registers, can feed
   the MMA from registers (wgmma's first operand may live there; the second must be in shared memory).
   The activations come as INT8 already (the quantizer writes them as 16 x codes, even and odd columns
