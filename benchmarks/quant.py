@@ -54,6 +54,14 @@ def _timed_graph(fn_for, copies: int, reps: int) -> float:
     return statistics.median(samples)
 
 
+def _after_torch_op(op, x, copies: int, reps: int) -> float:
+    """µs of ``op(i)`` right after a torch kernel writing its input ``x`` (``x.mul_(1.0)``), as a layer
+    after a norm runs it: time (x.mul_; op) minus time (x.mul_). ``x``: a tensor, or a list indexed by i."""
+    def touch(i):
+        (x[i] if isinstance(x, list) else x).mul_(1.0)
+    return _timed_graph(lambda i: (touch(i), op(i)), copies, reps) - _timed_graph(touch, copies, reps)
+
+
 def copy_bandwidth() -> float:
     """Bytes/s of a large device-to-device copy (read + write)."""
     import torch
@@ -74,7 +82,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant, w4a4_linear
     from graphsafe.quant.ops import SMALL_MAX_M
     from graphsafe.quant.triton_kernels import sym_quant_into
-    from graphsafe.quant.triton_swap import big_into
+    from graphsafe.quant.triton_persist import many_rows_into
 
     w_bytes = n * k * 2
     copies = _copies(w_bytes // 4 + m * k * 2)
@@ -94,17 +102,14 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
 
     def gemm_only(i):  # the GEMM quant_linear runs, alone
         if m > SMALL_MAX_M:
-            big_into(planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
+            many_rows_into(planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
         else:
             w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
 
     row = {"K": k, "N": n, "M": m, "w4a4_us": _timed_graph(w4a4, copies, reps),
            "gemm_us": _timed_graph(gemm_only, copies, reps)}
-    if m <= SMALL_MAX_M:  # consecutive quant_linear calls overlap (PDL); after a torch kernel writing x they
-        def foreign(i):  # cannot: time (x *= 1; quant_linear) minus (x *= 1)
-            xs[i].mul_(1.0)
-        row["w4a4_after_torch_us"] = (_timed_graph(lambda i: (foreign(i), w4a4(i)), copies, reps)
-                                      - _timed_graph(foreign, copies, reps))
+    if m <= SMALL_MAX_M:  # consecutive quant_linear calls overlap (PDL); after a torch kernel writing x they cannot
+        row["w4a4_after_torch_us"] = _after_torch_op(w4a4, xs, copies, reps)
     del packed
     planes = None
     f_copies = _copies(w_bytes + m * k * 2)
@@ -172,18 +177,26 @@ BIG_GRID = ([(bn, bm, bkb, g, 4, s) for bn, bm in ((64, 128), (128, 64), (64, 64
                for bkb in (64, 128) for w in (4, 8) for s in (3, 4)])
 
 
+# the persistent GEMM's (triton_persist.PersistConfig) pieces for its last round, and pipeline depths
+PERSIST_GRID = [dict(split_n=sn, split_m=sm) for sn, sm in ((1, 1), (2, 1), (1, 2), (2, 2), (1, 4), (2, 4))] + [
+    dict(num_stages=3), dict(num_stages=5), dict(per_sm=1, num_stages=6), dict(group_n=16)]
+
+
 def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
     """Time the swapped-operand GEMMs' launch configurations (triton_swap.SmallConfig for M <= 16 on
-    packed codes, BigConfig beyond on INT8 planes) for small_config and big_config."""
+    packed codes, BigConfig beyond on INT8 planes) for small_config and big_config, and beyond 16 rows
+    the persistent GEMM's (triton_persist.PersistConfig, "kind": "persist"), each checked against the
+    per-tile kernel's output first."""
     import torch
 
     from graphsafe.quant import pack_int4_weights, sym_quant
     from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.triton_persist import PersistConfig, persist_into
     from graphsafe.quant.triton_swap import BigConfig, SmallConfig, big_into, small_into
 
     small = [SmallConfig(bn, bkb, w, s) for bn in (32, 64, 128) for bkb in (128, 256, 512)
              for w in ((4,) if bn < 128 else (4, 8)) for s in (3, 4, 6)]
-    big = [BigConfig(*c) for c in BIG_GRID]
+    big = [BigConfig(*c) for c in BIG_GRID] + [PersistConfig(**c) for c in PERSIST_GRID]
     out = []
     for k, n in SHAPES:
         for m in ms:
@@ -199,15 +212,27 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
             def run(i, cfg):
                 if m <= 16:
                     small_into(q, s, packed[i][0], packed[i][1], None, y, cfg)
+                elif isinstance(cfg, PersistConfig):
+                    persist_into(planes, s, packed[i][0], packed[i][1], None, y, cfg)
                 else:
                     big_into(planes, s, packed[i][0], packed[i][1], None, y, cfg)
+            if m > 16:
+                expected = torch.empty_like(y)
+                big_into(planes, s, packed[0][0], packed[0][1], None, expected)
             for cfg in configs:
                 try:
+                    if isinstance(cfg, PersistConfig):
+                        y.fill_(float("nan"))
+                        run(0, cfg)
+                        if not torch.equal(y, expected):
+                            print(f"  WRONG {cfg}", file=sys.stderr)
+                            continue
                     us = _timed_graph(lambda i: run(i, cfg), copies, reps)
                 except Exception as e:  # noqa: BLE001 - a config that does not compile (shared memory)
                     print(f"  skip {cfg}: {type(e).__name__}: {str(e)[:80]}", file=sys.stderr)
                     continue
-                out.append({"K": k, "N": n, "M": m, "config": cfg.__dict__, "us": us})
+                out.append({"K": k, "N": n, "M": m, "config": cfg.__dict__, "us": us,
+                            "kind": "persist" if isinstance(cfg, PersistConfig) else "per-tile"})
                 print(f"  K={k} N={n} M={m} {us:8.2f} us {tuple(cfg.__dict__.values())}", flush=True)
             best = min((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["us"])
             print(f"K={k:6d} N={n:6d} M={m:5d} best {best['us']:8.1f} us {best['config']}", flush=True)
@@ -290,8 +315,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                     if kind != "mma":
                         row["chain_nowait_us"] = _timed_graph(lambda i: chain(i, wait=False), copies, reps)
                     if "foreign" in kinds:
-                        row["foreign_us"] = (_timed_graph(lambda i: (x.mul_(1.0), chain(i)), copies, reps)
-                                             - _timed_graph(lambda i: x.mul_(1.0), copies, reps))
+                        row["foreign_us"] = _after_torch_op(chain, x, copies, reps)
                 except Exception as e:  # noqa: BLE001 - a config that does not compile (registers)
                     print(f"  skip {kind} {cfg}: {type(e).__name__}: {str(e)[:120]}", file=sys.stderr)
                     continue
@@ -359,7 +383,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--reps", type=int, default=50)
-    ap.add_argument("--sweep", action="store_true", help="time GEMM launch configurations instead")
+    ap.add_argument("--sweep", action="store_true",
+                    help="time GEMM launch configurations instead (per-tile and persistent beyond 16 rows)")
     ap.add_argument("--sweep-quant", action="store_true", help="time quantizer launch configurations only")
     ap.add_argument("--sweep-few", action="store_true",
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")

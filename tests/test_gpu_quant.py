@@ -115,7 +115,7 @@ def test_w4a4_linear_edge_shapes(m, k, n, out_dtype):
 
 
 @pytest.mark.parametrize("k, n", SHAPES)
-@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 16, 17, 512])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 16, 17, 512, 2048])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, dtype):
     x = _x(m, k, dtype)
@@ -132,15 +132,15 @@ def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, d
     assert torch.equal(y, quant.w4a4_linear(q, s, qw, ws, bias, torch.float32))
 
 
-@pytest.mark.parametrize("m", [1, 2, 4, 16, 40])
-def test_quant_linear_is_exact_across_graph_replays(m):
+@pytest.mark.parametrize("m, k, n", [(1, 18944, 3584), (2, 18944, 3584), (4, 18944, 3584), (16, 18944, 3584),
+                                     (40, 18944, 3584), (2048, 18944, 3584), (2048, 3584, 4608)])
+def test_quant_linear_is_exact_across_graph_replays(m, k, n):
     """Each of quant_linear's paths in a graph (dp4a GEMV or the few-row GEMM launched with PDL after the
-    quantizer; the many-row GEMM on INT8 planes): replay after replay with new inputs, against the exact
-    sums."""
+    quantizer; the many-row GEMM on INT8 planes, per tile at 40 rows, persistent at 2048 in whole rounds
+    and with its last round cut): replay after replay with new inputs, against the exact sums."""
     from graphsafe.quant import triton_gemv
     if torch.cuda.get_device_capability()[0] >= 9:
         assert triton_gemv.pdl_available(torch.device("cuda")), "PDL should be on for Hopper and newer"
-    k, n = 18944, 3584
     x = torch.zeros(m, k, device="cuda", dtype=torch.float16)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=7, scale=0.05))
     ones = torch.ones(n, 1, device="cuda", dtype=torch.float32)
@@ -209,10 +209,54 @@ def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m, before):
         assert _same_scale(y2, expected()), seed
 
 
+@pytest.mark.parametrize("m, k, n, sms, plan", [
+    (2048, 3584, 4608, 132, (264, 48, 2, 2)),  # the H100 plan of 3584->4608 at M = 2048
+    (300, 256, 1000, 5, (10, 4, 2, 1)),  # ragged in M and N, the last round's 4 tiles in halves
+    (200, 4096 + 64, 700, 4, (8, 4, 2, 1)),
+    (129, 512, 260, 1, (2, 0, 1, 1)),  # whole rounds, one row past a tile
+    (1000, 1024, 200, 132, (264, 16, 2, 2)),  # one round, cut in 4, ragged in N
+])
+def test_persistent_gemm_is_exact_for_each_plan(m, k, n, sms, plan):
+    """triton_persist with its default tiles on each kind of plan (the SM count given, to force it):
+    the exact sums, and with scales and a bias the same bits as the per-tile kernel (one epilogue)
+    within float32 rounding of the reference; twice in a row and in a graph."""
+    from graphsafe.quant import triton_kernels, triton_persist, triton_swap
+    cfg = triton_persist.persist_config(m, n, k // 2)
+    assert triton_persist.plan(-(-n // cfg.bn) * -(-m // cfg.bm), sms * cfg.per_sm, cfg.split_n, cfg.split_m) == plan
+    x = _x(m, k)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
+    bias = _x(1, n, seed=2).flatten()
+    planes = torch.empty(2, m, k // 2, dtype=torch.int8, device="cuda")
+    scale = torch.empty(m, 1, device="cuda", dtype=torch.float16)
+    triton_kernels.sym_quant_into(x, 0.8, planes, scale)
+    q, s = ref.sym_quant_reference(x, 0.8)
+    y = torch.full((m, n), float("nan"), device="cuda")
+    triton_persist.persist_into(planes, torch.ones(m, 1, device="cuda"), qw, torch.ones(n, 1, device="cuda"), None,
+                                y, sms=sms)
+    assert torch.equal(y, ref.int4_matmul_reference(q, qw).float())
+    expected = torch.empty(m, n, device="cuda", dtype=torch.float16)
+    triton_swap.big_into(planes, scale, qw, ws, bias, expected)
+    torch.testing.assert_close(expected, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+    out = torch.empty(m, n, device="cuda", dtype=torch.float16)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            out.fill_(float("nan"))
+            triton_persist.persist_into(planes, scale, qw, ws, bias, out, sms=sms)
+            assert torch.equal(out, expected)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=stream):
+            triton_persist.persist_into(planes, scale, qw, ws, bias, out, sms=sms)
+        out.fill_(float("nan"))
+        g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, expected)
+
+
 @pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K), (20, ops.MAX_K)])
 def test_the_largest_k_accumulates_exactly(m, k):
     """Every code -8 in both operands at the largest K each kernel takes (dp4a, K % 8 == 0; the few-row
-    and the tile GEMM; the many-row GEMM on INT8 planes)."""
+    and the tile GEMM; the many-row GEMMs on INT8 planes, per tile and persistent)."""
     from graphsafe.quant import triton_swap
     q = torch.full((m, k // 2), 0x88, dtype=torch.uint8, device="cuda")
     qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8, device="cuda")
@@ -222,6 +266,12 @@ def test_the_largest_k_accumulates_exactly(m, k):
     planes = torch.full((2, m, k // 2), -128, dtype=torch.int8, device="cuda")
     triton_swap.big_into(planes, ones_m, qw, torch.ones(2, 1, device="cuda"), None, y)
     assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda"))
+    from graphsafe.quant import triton_persist  # on K rounded down to TMA's 16-byte rows
+    kt = k // 32 * 32
+    planes = torch.full((2, m, kt // 2), -128, dtype=torch.int8, device="cuda")
+    qw = torch.full((2, kt // 2), 0x88, dtype=torch.uint8, device="cuda")
+    triton_persist.persist_into(planes, ones_m, qw, torch.ones(2, 1, device="cuda"), None, y, sms=1)
+    assert torch.equal(y, torch.full((m, 2), 64.0 * kt, device="cuda"))
 
 
 def test_non_finite_row_gives_nan_output_row():

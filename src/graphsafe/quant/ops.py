@@ -300,11 +300,11 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
         _quant_into(x, clip_ratio, which, q, scale)
         _linear_into(q, scale, qw, w_scale, bias, which, out)
         return
-    from . import triton_gemv, triton_kernels, triton_swap
+    from . import triton_gemv, triton_kernels, triton_persist
     if m > SMALL_MAX_M:  # the quantizer writes INT8 operands, which the GEMM reads without unpacking
         x16 = x.new_empty((2, m, kb), dtype=torch.int8)
         triton_kernels.sym_quant_into(x, clip_ratio, x16, scale)
-        triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
+        triton_persist.many_rows_into(x16, scale, qw, w_scale, bias, out)
         return
     # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
     q = x.new_empty((m, kb), dtype=torch.uint8)

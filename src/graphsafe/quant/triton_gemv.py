@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET, _prefetch_l2, _scale_store, _wait_then_release
+from .triton_kernels import _INTERPRET, _column_scales, _prefetch_l2, _scale_store, _wait_then_release
 
 _F0 = tl.constexpr(-252645136)  # 0xF0F0F0F0 as int32
 MAX_ROWS = 4  # one accumulator per row
@@ -65,8 +65,7 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
     rw = tl.arange(0, BW)
     b_ptrs = b_ptr + rb[:, None] * stride_b + rw[None, :]
     w = tl.load(b_ptrs, mask=rw[None, :] < KW, other=0)
-    sb = tl.load(sb_ptr + rb).to(tl.float32)  # the epilogue's weight side now: no round trip after the last step
-    bias = tl.load(bias_ptr + rb).to(tl.float32) if HAS_BIAS else sb
+    sb, bias = _column_scales(sb_ptr, bias_ptr, rb, HAS_BIAS)  # now: no round trip after the last step
     if PDL:
         if PREFETCH > 0:
             lines = tl.minimum(BW * 4 + tl.arange(0, PREFETCH) * 128, KW * 4 - 1)  # bytes past the first tile

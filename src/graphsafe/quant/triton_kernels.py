@@ -11,7 +11,8 @@ the end (exact; it bounds K below 2**17, ``ops.MAX_K``). It never interleaves ni
 order: a dot product is a sum over k, so summing the even columns (low nibbles) and the odd columns
 (high nibbles) as two dots of half depth gives the same exact integer. The tile GEMM here serves
 ``w4a4_linear`` beyond 16 rows; :mod:`graphsafe.quant.triton_gemv` (up to 4 rows, dp4a) and
-:mod:`graphsafe.quant.triton_swap` (up to 16 rows, and ``quant_linear`` beyond) take the rest.
+:mod:`graphsafe.quant.triton_swap` (up to 16 rows, and ``quant_linear`` beyond) with
+:mod:`graphsafe.quant.triton_persist` (``quant_linear`` from one full round of tiles on Hopper) take the rest.
 
 Every pointer offset is computed in 64 bits (row indices are cast before the multiply), so M and N up
 to 65,536 and beyond do not overflow. Under ``TRITON_INTERPRET=1`` the kernels run on CPU tensors.
@@ -266,9 +267,17 @@ def _dequant_store(acc, sa_ptrs, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stri
     in float32. ``acc`` holds 256 times the exact sums (both operands carried 16x); ``sa_ptrs`` point at
     each row's activation scale, ``rb`` are the output columns clamped in range."""
     sa = tl.load(sa_ptrs).to(tl.float32)
+    sb, bias = _column_scales(sb_ptr, bias_ptr, rb, HAS_BIAS)
+    _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS)
+
+
+@triton.jit
+def _column_scales(sb_ptr, bias_ptr, rb, HAS_BIAS: tl.constexpr):
+    """The epilogue's per-column operands as float32: each column's weight scale and its bias (``sb``
+    again without HAS_BIAS, never read then). ``rb``: the columns, clamped in range."""
     sb = tl.load(sb_ptr + rb).to(tl.float32)
     bias = tl.load(bias_ptr + rb).to(tl.float32) if HAS_BIAS else sb
-    _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS)
+    return sb, bias
 
 
 @triton.jit

@@ -11,6 +11,8 @@ of X) on its N side, which may be as small as 8. So:
   the MMA from registers (wgmma's first operand may live there; the second must be in shared memory).
   The activations come as INT8 already (the quantizer writes them as 16 x codes, even and odd columns
   in two planes: ``sym_quant_into`` with a 3-D ``q``), so they go from global to shared memory untouched.
+  ``quant_linear`` runs it below one full round of tiles; from there on Hopper, its persistent TMA
+  variant (:mod:`graphsafe.quant.triton_persist`).
 
 Both keep the tile GEMM's conventions (:mod:`graphsafe.quant.triton_kernels`): 16 x codes, even and odd
 columns as two dots of half depth, 64-bit offsets, the shared dequantizing epilogue.
@@ -24,8 +26,8 @@ import triton
 import triton.language as tl
 
 from .triton_gemv import pdl_available
-from .triton_kernels import (_INTERPRET, _dequant_store, _dot_packed, _grouped_tile, _nibbles_x16, _prefetch_l2,
-                             _scale_store, _wait_then_release)
+from .triton_kernels import (_INTERPRET, _column_scales, _dequant_store, _dot_packed, _grouped_tile, _nibbles_x16,
+                             _prefetch_l2, _scale_store, _wait_then_release)
 
 NUM_SMS_H100 = 132
 
@@ -43,8 +45,7 @@ def _small_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, strid
     rk = tl.arange(0, BKB)
     w_ptrs = b_ptr + rb[:, None] * stride_b + rk[None, :]
     x_ptrs = a_ptr + ra[None, :] * stride_a + rk[:, None]
-    sb = tl.load(sb_ptr + rb).to(tl.float32)  # the epilogue's weight side now: no round trip after the last step
-    bias = tl.load(bias_ptr + rb).to(tl.float32) if HAS_BIAS else sb
+    sb, bias = _column_scales(sb_ptr, bias_ptr, rb, HAS_BIAS)  # now: no round trip after the last step
     if PDL:
         if PREFETCH > 0:  # while the quantizer runs, pull the first PREFETCH 128-byte lines of each row into L2
             lines = tl.minimum(tl.arange(0, PREFETCH) * 128, KB - 1)

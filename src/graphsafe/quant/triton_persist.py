@@ -1,0 +1,174 @@
+"""The many-row W4A4 GEMM as a persistent kernel on TMA descriptors, its last partial round split finer.
+
+Same sums and epilogue as :func:`graphsafe.quant.triton_swap.big_into` (``out^T = W @ X^T``, packed
+weights unpacked to 16 x codes in registers as the MMA's first operand, INT8 activation planes from
+shared memory as its second), but:
+
+- **persistent**: a fixed number of programs (``per_sm`` per SM) walk the output tiles, and Triton
+  flattens the tile and K loops into one software pipeline, so a program's next tile is already
+  loading while it stores the last;
+- **TMA**: each step's weight and activation tiles arrive by tensor-memory-accelerator copies
+  (zero-filled past the edges), not by per-thread ``cp.async``;
+- **cut last round**: when the tiles do not divide into whole rounds over the programs and the last
+  round would be at most half full, its tiles are cut into halves or quarters (along the weight rows,
+  then the activation rows), so that more programs share that round and it takes a fraction of a
+  tile's time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_kernels import _INTERPRET, _dequant_store, _grouped_tile, _nibbles_x16
+
+NUM_SMS_H100 = 132
+
+
+@triton.jit
+def _tile_sums(w_desc, xl_desc, xh_desc, n0, m0, steps, BN: tl.constexpr, BM: tl.constexpr, BKB: tl.constexpr,
+               USE_ASM: tl.constexpr):
+    """acc^T (BN, BM) of the tile at weight row n0, activation row m0: 256 x the exact int32 sums."""
+    acc = tl.zeros((BN, BM), dtype=tl.int32)
+    for s in range(steps):
+        w = w_desc.load([n0, s * BKB])
+        xl = xl_desc.load([m0, s * BKB])
+        xh = xh_desc.load([m0, s * BKB])
+        w_lo, w_hi = _nibbles_x16(w, USE_ASM)
+        acc = tl.dot(w_lo, xl.T, acc, out_dtype=tl.int32)
+        acc = tl.dot(w_hi, xh.T, acc, out_dtype=tl.int32)
+    return acc
+
+
+@triton.jit
+def _store_tile(acc, n0, m0, sa_ptr, sb_ptr, bias_ptr, c_ptr, M, N, stride_c,
+                HAS_BIAS: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr):
+    rn = n0 + tl.arange(0, BN)
+    rm = m0 + tl.arange(0, BM)
+    rb = tl.where(rn < N, rn, 0).to(tl.int64)
+    ra = tl.where(rm < M, rm, 0).to(tl.int64)
+    _dequant_store(tl.trans(acc), sa_ptr + ra, sb_ptr, bias_ptr, c_ptr, rm, rn, rb, M, N, stride_c, HAS_BIAS)
+
+
+@triton.jit
+def _persist_kernel(w_desc, xl_desc, xh_desc, w_tail, xl_tail, xh_tail, sa_ptr, sb_ptr, bias_ptr, c_ptr,
+                    M, N, KB, stride_c, TAIL,
+                    HAS_BIAS: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr, BKB: tl.constexpr,
+                    GROUP_N: tl.constexpr, PROGRAMS: tl.constexpr, SPLIT_N: tl.constexpr, SPLIT_M: tl.constexpr,
+                    USE_ASM: tl.constexpr):
+    pid = tl.program_id(0)
+    tiles_n = tl.cdiv(N, BN)
+    tiles_m = tl.cdiv(M, BM)
+    steps = tl.cdiv(KB, BKB)
+    whole = tiles_n * tiles_m - TAIL  # tiles done whole, in rounds over the programs
+    for tile in tl.range(pid, whole, PROGRAMS, flatten=True):
+        pid_n, pid_m = _grouped_tile(tile, tiles_n, tiles_m, GROUP_N)
+        acc = _tile_sums(w_desc, xl_desc, xh_desc, pid_n * BN, pid_m * BM, steps, BN, BM, BKB, USE_ASM)
+        _store_tile(acc, pid_n * BN, pid_m * BM, sa_ptr, sb_ptr, bias_ptr, c_ptr, M, N, stride_c, HAS_BIAS, BN, BM)
+    if SPLIT_N * SPLIT_M > 1:  # the last, partial round: each tile in SPLIT_N x SPLIT_M pieces
+        for sub in tl.range(pid, TAIL * (SPLIT_N * SPLIT_M), PROGRAMS, flatten=True):
+            pid_n, pid_m = _grouped_tile(whole + sub // (SPLIT_N * SPLIT_M), tiles_n, tiles_m, GROUP_N)
+            piece = sub % (SPLIT_N * SPLIT_M)
+            n0 = pid_n * BN + (piece % SPLIT_N) * (BN // SPLIT_N)
+            m0 = pid_m * BM + (piece // SPLIT_N) * (BM // SPLIT_M)
+            acc = _tile_sums(w_tail, xl_tail, xh_tail, n0, m0, steps, BN // SPLIT_N, BM // SPLIT_M, BKB, USE_ASM)
+            _store_tile(acc, n0, m0, sa_ptr, sb_ptr, bias_ptr, c_ptr, M, N, stride_c, HAS_BIAS, BN // SPLIT_N,
+                        BM // SPLIT_M)
+
+
+@dataclass(frozen=True)
+class PersistConfig:
+    bn: int = 128  # weight rows (output columns) per tile
+    bm: int = 128  # activation rows per tile
+    bkb: int = 64  # packed bytes of K per step
+    group_n: int = 8
+    num_warps: int = 4
+    num_stages: int = 4
+    per_sm: int = 2  # programs per SM
+    split_n: int = 2  # the most pieces a tile of the last round is cut into along the weight rows...
+    split_m: int = 2  # ... and then along the activation rows (1 and 1: never cut)
+
+
+def persist_config(m: int, n: int, kb: int) -> PersistConfig:
+    """From H100 sweeps (benchmarks/README.md): 128 x 128 tiles, 64 bytes of K per step, four stages,
+    two programs per SM."""
+    return PersistConfig()
+
+
+def plan(tiles: int, programs: int, split_n: int = 2, split_m: int = 2) -> tuple[int, int, int, int]:
+    """(programs to launch, tail tiles, pieces along N, pieces along M). The tiles run in rounds over
+    the programs; where the last round is at most half full, its tiles are cut into the most pieces
+    that still fit in one round: halved along the weight rows first (at most ``split_n`` pieces), then
+    along the activation rows (at most ``split_m``)."""
+    if tiles <= 0:
+        return 0, 0, 1, 1
+    tail = tiles - (-(-tiles // programs) - 1) * programs
+    pn = pm = 1
+    while pn * 2 <= split_n and tail * pn * pm * 2 <= programs:
+        pn *= 2
+    while pm * 2 <= split_m and tail * pn * pm * 2 <= programs:
+        pm *= 2
+    if pn * pm == 1:
+        return min(tiles, programs), 0, 1, 1
+    return programs, tail, pn, pm
+
+
+def usable(x16: torch.Tensor, qw: torch.Tensor) -> bool:
+    """TMA needs 16-byte aligned bases and row strides, and unit strides along K."""
+    return (x16.stride(2) == 1 and qw.stride(1) == 1 and x16.stride(1) % 16 == 0 and x16.stride(0) % 16 == 0
+            and qw.stride(0) % 16 == 0 and x16.data_ptr() % 16 == 0 and qw.data_ptr() % 16 == 0)
+
+
+def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+                 bias: torch.Tensor | None, out: torch.Tensor, config: PersistConfig | None = None,
+                 sms: int | None = None) -> None:
+    """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``triton_swap.big_into``;
+    needs :func:`usable`. ``sms``: the SM count (default: the device's)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    _, m, kb = x16.shape
+    n = qw.shape[0]
+    if m == 0 or n == 0:
+        return
+    if not usable(x16, qw):
+        raise ValueError("the persistent GEMM needs 16-byte aligned operands and row strides (TMA)")
+    cfg = config or persist_config(m, n, kb)
+    if sms is None:
+        sms = NUM_SMS_H100 if _INTERPRET else torch.cuda.get_device_properties(out.device).multi_processor_count
+    programs, tail, pn, pm = plan(triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm), sms * cfg.per_sm, cfg.split_n,
+                                  cfg.split_m)
+    w = TensorDescriptor.from_tensor(qw, [cfg.bn, cfg.bkb])
+    xl = TensorDescriptor.from_tensor(x16[0], [cfg.bm, cfg.bkb])
+    xh = TensorDescriptor.from_tensor(x16[1], [cfg.bm, cfg.bkb])
+    w_tail = TensorDescriptor.from_tensor(qw, [cfg.bn // pn, cfg.bkb]) if pn > 1 else w
+    xl_tail = TensorDescriptor.from_tensor(x16[0], [cfg.bm // pm, cfg.bkb]) if pm > 1 else xl
+    xh_tail = TensorDescriptor.from_tensor(x16[1], [cfg.bm // pm, cfg.bkb]) if pm > 1 else xh
+    _persist_kernel[(programs,)](
+        w, xl, xh, w_tail, xl_tail, xh_tail, scale, w_scale, bias if bias is not None else w_scale, out,
+        m, n, kb, out.stride(0), tail, HAS_BIAS=bias is not None, BN=cfg.bn, BM=cfg.bm, BKB=cfg.bkb,
+        GROUP_N=cfg.group_n, PROGRAMS=programs, SPLIT_N=pn, SPLIT_M=pm, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def wanted(m: int, n: int, arch: int, sms: int, config: PersistConfig | None = None) -> bool:
+    """Whether ``quant_linear`` should take the persistent GEMM for (M, N): TMA needs sm_90 or newer,
+    and below one full round of tiles the per-tile kernel (``triton_swap.big_into``, with its smaller
+    tiles there) is faster (H100 sweeps, benchmarks/README.md)."""
+    cfg = config or persist_config(m, n, 0)
+    return arch >= 90 and triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm) >= sms * cfg.per_sm
+
+
+def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+                   bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    """The GEMM ``quant_linear`` runs beyond 16 rows: this module's where :func:`wanted` and
+    :func:`usable` hold, else ``triton_swap.big_into``."""
+    from .triton_swap import big_into
+
+    if not _INTERPRET and x16.is_cuda:
+        props = torch.cuda.get_device_properties(x16.device)
+        if wanted(x16.shape[1], qw.shape[0], props.major * 10 + props.minor, props.multi_processor_count) \
+                and usable(x16, qw):
+            persist_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
+            return
+    big_into(x16, scale, qw, w_scale, bias, out)
