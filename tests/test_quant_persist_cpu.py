@@ -33,12 +33,13 @@ def test_round_plan(tiles, programs, split, expected):
     assert _persist().plan(tiles, programs, *split) == expected
 
 
-def test_routing_takes_the_persistent_gemm_from_one_full_round_on_hopper():
+def test_routing_takes_the_persistent_gemm_from_one_full_round_on_hopper_only():
     tp = _persist()
     assert tp.wanted(2048, 4608, 90, 132) and tp.wanted(512, 18944, 90, 132) and tp.wanted(8192, 3584, 90, 132)
     assert not tp.wanted(512, 4608, 90, 132)  # 144 tiles < 264 programs: the per-tile kernel's half-size tiles
     assert not tp.wanted(512, 3584, 90, 132) and not tp.wanted(17, 18944, 90, 132)
     assert not tp.wanted(8192, 4608, 80, 108)  # no TMA before sm_90
+    assert not tp.wanted(8192, 4608, 100, 148)  # Blackwell: never measured, the per-tile kernel
     assert tp.wanted(512, 4608, 90, 72)  # fewer SMs: one round is fewer tiles
 
 

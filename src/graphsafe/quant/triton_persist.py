@@ -152,11 +152,12 @@ def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_sca
 
 
 def wanted(m: int, n: int, arch: int, sms: int, config: PersistConfig | None = None) -> bool:
-    """Whether ``quant_linear`` should take the persistent GEMM for (M, N): TMA needs sm_90 or newer,
-    and below one full round of tiles the per-tile kernel (``triton_swap.big_into``, with its smaller
-    tiles there) is faster (H100 sweeps, benchmarks/README.md)."""
+    """Whether ``quant_linear`` should take the persistent GEMM for (M, N): on Hopper (sm_9x; TMA needs
+    sm_90, and newer GPUs, whose MMAs Triton lowers differently, were never measured), from one full round
+    of tiles; below it the per-tile kernel (``triton_swap.big_into``, with its smaller tiles there) is
+    faster (H100 sweeps, benchmarks/README.md)."""
     cfg = config or persist_config(m, n, 0)
-    return arch >= 90 and triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm) >= sms * cfg.per_sm
+    return 90 <= arch < 100 and triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm) >= sms * cfg.per_sm
 
 
 def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
