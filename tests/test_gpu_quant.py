@@ -136,8 +136,9 @@ def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, d
                                      (40, 18944, 3584), (2048, 18944, 3584), (2048, 3584, 4608)])
 def test_quant_linear_is_exact_across_graph_replays(m, k, n):
     """Each of quant_linear's paths in a graph (dp4a GEMV or the few-row GEMM launched with PDL after the
-    quantizer; the many-row GEMM on INT8 planes, per tile at 40 rows, persistent at 2048 in whole rounds
-    and with its last round cut): replay after replay with new inputs, against the exact sums."""
+    quantizer; the many-row GEMM on INT8 planes, per tile at 40 rows, persistent at 2048 on Hopper, on an
+    H100 or H200 in whole rounds for 18944->3584 and with its last round cut for 3584->4608): replay after
+    replay with new inputs, against the exact sums."""
     from graphsafe.quant import triton_gemv
     if torch.cuda.get_device_capability()[0] >= 9:
         assert triton_gemv.pdl_available(torch.device("cuda")), "PDL should be on for Hopper and newer"
@@ -253,6 +254,27 @@ def test_persistent_gemm_is_exact_for_each_plan(m, k, n, sms, plan):
     assert torch.equal(out, expected)
 
 
+def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch):
+    """Beyond 16 rows quant_linear runs the persistent GEMM from one full round of 128 x 128 tiles on Hopper
+    and the per-tile kernel below it (or off Hopper)."""
+    from graphsafe.quant import triton_persist, triton_swap
+    ran = []
+    persist, per_tile = triton_persist.persist_into, triton_swap.big_into
+    monkeypatch.setattr(triton_persist, "persist_into", lambda *a, **k: ran.append("persist") or persist(*a, **k))
+    monkeypatch.setattr(triton_swap, "big_into", lambda *a, **k: ran.append("per-tile") or per_tile(*a, **k))
+    qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=1, scale=0.05))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    hopper = torch.cuda.get_device_capability()[0] == 9
+    for m in (17, 512, 2048):
+        ran.clear()
+        x = _x(m, 3584)
+        y = quant.quant_linear(x, qw, ws)
+        q, s = ref.sym_quant_reference(x)
+        torch.testing.assert_close(y, ref.w4a4_linear_reference(q, s, qw, ws))
+        full_round = 36 * -(-m // 128) >= 2 * sms
+        assert ran == ["persist" if hopper and full_round else "per-tile"], (m, sms)
+
+
 @pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K), (20, ops.MAX_K)])
 def test_the_largest_k_accumulates_exactly(m, k):
     """Every code -8 in both operands at the largest K each kernel takes (dp4a, K % 8 == 0; the few-row
@@ -270,8 +292,10 @@ def test_the_largest_k_accumulates_exactly(m, k):
     kt = k // 32 * 32
     planes = torch.full((2, m, kt // 2), -128, dtype=torch.int8, device="cuda")
     qw = torch.full((2, kt // 2), 0x88, dtype=torch.uint8, device="cuda")
-    triton_persist.persist_into(planes, ones_m, qw, torch.ones(2, 1, device="cuda"), None, y, sms=1)
-    assert torch.equal(y, torch.full((m, 2), 64.0 * kt, device="cuda"))
+    for cfg in (triton_persist.PersistConfig(), triton_persist.PersistConfig(split_n=1, split_m=1)):  # cut, whole
+        y.zero_()
+        triton_persist.persist_into(planes, ones_m, qw, torch.ones(2, 1, device="cuda"), None, y, cfg, sms=1)
+        assert torch.equal(y, torch.full((m, 2), 64.0 * kt, device="cuda")), cfg
 
 
 def test_non_finite_row_gives_nan_output_row():

@@ -45,12 +45,20 @@ def test_routing_takes_the_persistent_gemm_from_one_full_round_on_hopper_only():
 
 def test_refuses_operands_tma_cannot_address():
     tp = _persist()
-    planes = torch.zeros(2, 20, 50, dtype=torch.int8)  # rows of 50 bytes: not 16-byte aligned
-    qw = torch.zeros(8, 50, dtype=torch.uint8)
-    assert not tp.usable(planes, qw)
-    with pytest.raises(ValueError, match="16-byte aligned"):
-        tp.persist_into(planes, torch.ones(20, 1), qw, torch.ones(8, 1), None, torch.empty(20, 8), sms=2)
-    assert tp.usable(torch.zeros(2, 20, 48, dtype=torch.int8), torch.zeros(8, 48, dtype=torch.uint8))
+    planes, qw = torch.zeros(2, 20, 48, dtype=torch.int8), torch.zeros(8, 48, dtype=torch.uint8)
+    assert tp.usable(planes, qw)
+    unaligned = {
+        "rows of 50 bytes": (torch.zeros(2, 20, 50, dtype=torch.int8), torch.zeros(8, 50, dtype=torch.uint8)),
+        "a plane stride of 968 bytes": (torch.zeros(2, 968, dtype=torch.int8)[:, :960].view(2, 20, 48), qw),
+        "activations 8 bytes off": (torch.zeros(2 * 20 * 48 + 8, dtype=torch.int8)[8:].view(2, 20, 48), qw),
+        "weights 8 bytes off": (planes, torch.zeros(8 * 48 + 8, dtype=torch.uint8)[8:].view(8, 48)),
+        "weight rows not contiguous": (planes, torch.zeros(48, 8, dtype=torch.uint8).t()),
+        "K = 0": (torch.zeros(2, 20, 0, dtype=torch.int8), torch.zeros(8, 0, dtype=torch.uint8)),
+    }
+    for what, (x16, w) in unaligned.items():
+        assert not tp.usable(x16, w), what
+        with pytest.raises(ValueError, match="16-byte aligned"):
+            tp.persist_into(x16, torch.ones(20, 1), w, torch.ones(8, 1), None, torch.empty(20, 8), sms=2)
 
 
 @interpreted
@@ -80,12 +88,17 @@ def test_persistent_gemm_is_exact_for_each_plan(m, k, n, tile, sms, split, plan)
                        q, s, qw, ws)
 
 
-@interpreted
-def test_many_rows_into_falls_back_to_the_per_tile_kernel_off_gpu():
-    tk, tp = _triton(), _persist()
-    x = _x(20, 50)  # 25-byte rows: TMA could not take them anyway
-    q, s = ref.sym_quant_reference(x, 1.0)
-    qw, ws = ref.pack_int4_weights_reference(_x(9, 50, seed=1))
-    planes = torch.empty((2, 20, q.shape[1]), dtype=torch.int8)
-    tk.sym_quant_into(x, 1.0, planes, torch.empty_like(s))
-    _assert_gemm_exact(lambda sa, sb, bias, out: tp.many_rows_into(planes, sa, qw, sb, bias, out), q, s, qw, ws)
+def test_many_rows_into_takes_the_per_tile_kernel_off_gpu(monkeypatch):
+    """Off a GPU (CPU tensors, the interpreter) many_rows_into runs triton_swap.big_into, whose output
+    it returns; only a CUDA tensor on Hopper that ``wanted`` and ``usable`` accept takes persist_into
+    (tests/test_gpu_quant.py checks that side)."""
+    tp = _persist()
+    from graphsafe.quant import triton_swap
+    ran = []
+    monkeypatch.setattr(triton_swap, "big_into", lambda *a: ran.append("per-tile"))
+    monkeypatch.setattr(tp, "persist_into", lambda *a, **k: ran.append("persist"))
+    monkeypatch.setattr(tp, "_INTERPRET", False)
+    planes, qw = torch.zeros(2, 4096, 1792, dtype=torch.int8), torch.zeros(4608, 1792, dtype=torch.uint8)
+    assert tp.usable(planes, qw) and tp.wanted(4096, 4608, 90, 132)
+    tp.many_rows_into(planes, torch.ones(4096, 1), qw, torch.ones(4608, 1), None, torch.empty(4096, 4608))
+    assert ran == ["per-tile"]

@@ -127,3 +127,40 @@ def test_tensor_core_gemv_compiles_without_spilling(cfg, m, nvrtc_major):
                       (torch.bfloat16, torch.float32, torch.bfloat16, torch.float32)):
             log = mma_gemv.compile_log(arch, mma_gemv.macros(m, c, types, pdl))
             assert "0 bytes spill stores" in log, log
+
+
+def test_tensor_core_gemv_reuses_its_launch_configuration_per_thread(monkeypatch):
+    """mma_into's launch configuration and parameter slots are built once per (grid, block, shared
+    memory, PDL, cluster) and thread; each launch sets the stream and every parameter anew."""
+    import ctypes
+    import threading
+
+    driver = pytest.importorskip("cuda.bindings.driver", reason="cuda-bindings is not installed")
+    from graphsafe.quant import mma_gemv
+    launched = []
+
+    def fake_launch(config, fn, params, extra):
+        slots = ctypes.cast(params, ctypes.POINTER(ctypes.c_void_p))
+        values = [ctypes.cast(slots[i], ctypes.POINTER(t)).contents.value
+                  for i, t in enumerate(mma_gemv._Launch._TYPES)]
+        launched.append((int(config.hStream), config.gridDimX, config.blockDimX, config.numAttrs, fn, values))
+        return (driver.CUresult.CUDA_SUCCESS,)
+
+    monkeypatch.setattr(driver, "cuLaunchKernelEx", fake_launch)
+    monkeypatch.setattr(mma_gemv, "_THREAD", threading.local())
+    first = mma_gemv._launch(288, 256, 0, True, 1)
+    assert mma_gemv._launch(288, 256, 0, True, 1) is first
+    assert mma_gemv._launch(288, 256, 0, False, 1) is not first
+    values = (1 << 40, 2 << 40, 3 << 40, 4 << 40, 5 << 40, 6 << 40, 4, 4608, 896, 448, 448, 4608)
+    first("fn", 77, values)
+    first("fn", 78, values[:6] + (2, 18944, 896, 448, 448, 18944))
+    assert launched == [(77, 288, 256, 1, "fn", list(values)),
+                        (78, 288, 256, 1, "fn", list(values[:6]) + [2, 18944, 896, 448, 448, 18944])]
+    assert mma_gemv._launch(72, 128, 4096, True, 2).config.numAttrs == 2  # PDL and the cluster
+    with pytest.raises(ValueError):  # a parameter missing is an error, not a stale slot
+        first("fn", 77, values[:-1])
+    other = []
+    thread = threading.Thread(target=lambda: other.append(mma_gemv._launch(288, 256, 0, True, 1)))
+    thread.start()
+    thread.join()
+    assert other[0] is not first

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +222,6 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
     on the stream is the quantizer writing ``q``/``scale`` and nothing else this kernel reads; it is then
     launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
     launch once it has its inputs."""
-    from cuda.bindings import driver
     m, kb = q.shape
     n = qw.shape[0]
     if m == 0 or n == 0:
@@ -240,28 +240,57 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
     fn = _function(q.device.index if q.device.index is not None else torch.cuda.current_device(), arch,
                    macros(m, cfg, (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype),
                           pdl), ring)
-    launch = driver.CUlaunchConfig()
-    launch.gridDimX, launch.gridDimY, launch.gridDimZ = -(-n // (16 * cfg.tiles)) * cfg.cluster, 1, 1
-    launch.blockDimX, launch.blockDimY, launch.blockDimZ = 32 * cfg.warps, 1, 1
-    launch.sharedMemBytes = ring
-    launch.hStream = driver.CUstream(torch.cuda.current_stream(q.device).cuda_stream)
-    attrs = []
-    if pdl:
-        attr = driver.CUlaunchAttribute()
-        attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-        attr.value.programmaticStreamSerializationAllowed = 1
-        attrs.append(attr)
-    if cfg.cluster > 1:
-        attr = driver.CUlaunchAttribute()
-        attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
-        attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cfg.cluster, 1, 1
-        attrs.append(attr)
-    launch.attrs = attrs
-    launch.numAttrs = len(attrs)
-    args = (ctypes.c_void_p(q.data_ptr()), ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(qw.data_ptr()),
-            ctypes.c_void_p(w_scale.data_ptr()), ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()),
-            ctypes.c_void_p(out.data_ptr()), ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kw),
-            ctypes.c_longlong(q.stride(0) // 4), ctypes.c_longlong(qw.stride(0) // 4),
-            ctypes.c_longlong(out.stride(0)))
-    params = (ctypes.c_void_p * len(args))(*(ctypes.addressof(a) for a in args))
-    _cu_ok(driver.cuLaunchKernelEx(launch, fn, ctypes.addressof(params), 0)[0], "launching w4a4_mma")
+    grid = -(-n // (16 * cfg.tiles)) * cfg.cluster
+    launch = _launch(grid, 32 * cfg.warps, ring, pdl, cfg.cluster)
+    launch(fn, torch.cuda.current_stream(q.device).cuda_stream,
+           (q.data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
+            (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kw, q.stride(0) // 4,
+            qw.stride(0) // 4, out.stride(0)))
+
+
+class _Launch:
+    """One launch configuration of ``w4a4_mma`` (grid, block, shared memory, PDL, cluster) and its
+    parameter slots, built once per thread and reused: building them costs more Python time than the
+    launch itself. Each call sets the stream and the parameter values, then launches."""
+
+    _TYPES = (ctypes.c_void_p,) * 6 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) * 3  # w4a4_mma's parameters
+
+    def __init__(self, grid: int, block: int, ring: int, pdl: bool, cluster: int):
+        from cuda.bindings import driver
+        self.config = driver.CUlaunchConfig()
+        self.config.gridDimX, self.config.gridDimY, self.config.gridDimZ = grid, 1, 1
+        self.config.blockDimX, self.config.blockDimY, self.config.blockDimZ = block, 1, 1
+        self.config.sharedMemBytes = ring
+        self.attrs = []
+        if pdl:
+            attr = driver.CUlaunchAttribute()
+            attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+            attr.value.programmaticStreamSerializationAllowed = 1
+            self.attrs.append(attr)
+        if cluster > 1:
+            attr = driver.CUlaunchAttribute()
+            attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+            attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
+            self.attrs.append(attr)
+        self.config.attrs = self.attrs
+        self.config.numAttrs = len(self.attrs)
+        self.args = tuple(t() for t in self._TYPES)
+        self.params = (ctypes.c_void_p * len(self.args))(*(ctypes.addressof(a) for a in self.args))
+
+    def __call__(self, fn, stream: int, values: tuple) -> None:
+        from cuda.bindings import driver
+        self.config.hStream = driver.CUstream(stream)
+        for slot, value in zip(self.args, values, strict=True):
+            slot.value = value
+        _cu_ok(driver.cuLaunchKernelEx(self.config, fn, ctypes.addressof(self.params), 0)[0], "launching w4a4_mma")
+
+
+_THREAD = threading.local()
+
+
+def _launch(grid: int, block: int, ring: int, pdl: bool, cluster: int) -> _Launch:
+    cache = _THREAD.__dict__.setdefault("launches", {})
+    key = (grid, block, ring, pdl, cluster)
+    if key not in cache:
+        cache[key] = _Launch(grid, block, ring, pdl, cluster)
+    return cache[key]

@@ -13,6 +13,10 @@ shared memory as its second), but:
   round would be at most half full, its tiles are cut into halves or quarters (along the weight rows,
   then the activation rows), so that more programs share that round and it takes a fraction of a
   tile's time.
+
+The program count and the cut are compile-time constants, so a layer meets up to three variants as its
+row count changes (whole rounds, halves, quarters); each compiles at first use, like any Triton kernel,
+which a warm-up call outside a graph capture keeps out of the capture.
 """
 from __future__ import annotations
 
@@ -116,9 +120,11 @@ def plan(tiles: int, programs: int, split_n: int = 2, split_m: int = 2) -> tuple
 
 
 def usable(x16: torch.Tensor, qw: torch.Tensor) -> bool:
-    """TMA needs 16-byte aligned bases and row strides, and unit strides along K."""
-    return (x16.stride(2) == 1 and qw.stride(1) == 1 and x16.stride(1) % 16 == 0 and x16.stride(0) % 16 == 0
-            and qw.stride(0) % 16 == 0 and x16.data_ptr() % 16 == 0 and qw.data_ptr() % 16 == 0)
+    """TMA needs 16-byte aligned bases and row strides (rows of a multiple of 16 packed bytes; the odd
+    plane starts one plane stride after the even one), unit strides along K, and K > 0."""
+    return (x16.shape[2] > 0 and x16.stride(2) == 1 and qw.stride(1) == 1 and x16.stride(1) % 16 == 0
+            and x16.stride(0) % 16 == 0 and qw.stride(0) % 16 == 0 and x16.data_ptr() % 16 == 0
+            and qw.data_ptr() % 16 == 0)
 
 
 def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
@@ -133,7 +139,9 @@ def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_sca
     if m == 0 or n == 0:
         return
     if not usable(x16, qw):
-        raise ValueError("the persistent GEMM needs 16-byte aligned operands and row strides (TMA)")
+        raise ValueError("the persistent GEMM needs K > 0 and 16-byte aligned operands and row strides (TMA); got "
+                         f"planes {tuple(x16.shape)} strides {x16.stride()} at {x16.data_ptr() % 16} mod 16, "
+                         f"weights strides {qw.stride()} at {qw.data_ptr() % 16} mod 16")
     cfg = config or persist_config(m, n, kb)
     if sms is None:
         sms = NUM_SMS_H100 if _INTERPRET else torch.cuda.get_device_properties(out.device).multi_processor_count
