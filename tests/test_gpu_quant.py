@@ -396,7 +396,8 @@ def _mma_configs():
 
 
 @pytest.mark.parametrize("cfg", _mma_configs(),
-                         ids=lambda c: f"w{c.warps}t{c.tiles}u{c.unroll}s{c.stages}c{c.cluster}{'smem' if c.smem else ''}")
+                         ids=lambda c: (f"w{c.warps}t{c.tiles}u{c.unroll}s{c.stages}c{c.cluster}"
+                                        f"{'smem' if c.smem else ''}"))
 @pytest.mark.parametrize("m", [1, 3, 8, 9, 16])
 def test_mma_gemv_every_config_is_exact(cfg, m):
     """Ragged N (not a multiple of 16 or 32 rows) and K (not a multiple of any step), both scale

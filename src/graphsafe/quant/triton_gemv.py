@@ -167,7 +167,8 @@ def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
     _dp4a_kernel[(triton.cdiv(n, cfg.bn),)](
         a, scale, b, w_scale, bias if bias is not None else w_scale, out, n, kb // 4, a.stride(0),
         b.stride(0), out.stride(0), M=m, HAS_BIAS=bias is not None, BN=cfg.bn, BW=cfg.bw, PDL=pdl,
-        PREFETCH=cfg.prefetch if pdl else 0, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps, **({"launch_pdl": True} if pdl else {}))
+        PREFETCH=cfg.prefetch if pdl else 0, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
+        **({"launch_pdl": True} if pdl else {}))
 
 
 @functools.lru_cache(maxsize=None)

@@ -62,6 +62,8 @@ def _persist_kernel(w_desc, xl_desc, xh_desc, w_tail, xl_tail, xh_tail, sa_ptr, 
                     HAS_BIAS: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr, BKB: tl.constexpr,
                     GROUP_N: tl.constexpr, PROGRAMS: tl.constexpr, SPLIT_N: tl.constexpr, SPLIT_M: tl.constexpr,
                     USE_ASM: tl.constexpr):
+    """PROGRAMS programs: the whole tiles in rounds, then the last TAIL tiles in SPLIT_N x SPLIT_M pieces
+    (``w_tail``/``xl_tail``/``xh_tail``: descriptors with the pieces' block shapes)."""
     pid = tl.program_id(0)
     tiles_n = tl.cdiv(N, BN)
     tiles_m = tl.cdiv(M, BM)
@@ -156,7 +158,8 @@ def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_sca
     _persist_kernel[(programs,)](
         w, xl, xh, w_tail, xl_tail, xh_tail, scale, w_scale, bias if bias is not None else w_scale, out,
         m, n, kb, out.stride(0), tail, HAS_BIAS=bias is not None, BN=cfg.bn, BM=cfg.bm, BKB=cfg.bkb,
-        GROUP_N=cfg.group_n, PROGRAMS=programs, SPLIT_N=pn, SPLIT_M=pm, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        GROUP_N=cfg.group_n, PROGRAMS=programs, SPLIT_N=pn, SPLIT_M=pm, USE_ASM=not _INTERPRET,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
 
 def wanted(m: int, n: int, arch: int, sms: int, config: PersistConfig | None = None) -> bool:
