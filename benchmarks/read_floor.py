@@ -11,7 +11,6 @@ few block sizes and warp counts, and an empty kernel (what one launch in a graph
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import quant as bench  # benchmarks/quant.py: the timing harness and the shapes
@@ -52,9 +51,7 @@ def main(argv=None) -> int:
         del bufs
     empty = bench._timed_graph(lambda i: read[(1,)](out, out, 0, BLOCK=1024, num_warps=4), 2, args.reps)
     print(f"empty kernel: {empty:.2f} us per launch")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "floor": rows, "empty_us": empty}, f, indent=1)
+    bench._save({"device": torch.cuda.get_device_name(), "floor": rows, "empty_us": empty}, args.json)
     return 0
 
 

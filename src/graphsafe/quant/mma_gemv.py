@@ -124,13 +124,17 @@ def _nvrtc_ok(result, prog=None) -> None:
     from cuda.bindings import nvrtc
     if result == nvrtc.nvrtcResult.NVRTC_SUCCESS:
         return
-    log = ""
-    if prog is not None:
-        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        buf = b" " * size
-        nvrtc.nvrtcGetProgramLog(prog, buf)
-        log = buf.decode(errors="replace").strip("\x00 \n")
+    log = _program_log(prog) if prog is not None else ""
     raise RuntimeError(f"NVRTC could not compile {SOURCE.name}: {result.name}\n{log}")
+
+
+def _program_log(prog) -> str:
+    """NVRTC's log of one program (the compiler's messages, and ptxas's with ``--ptxas-options=-v``)."""
+    from cuda.bindings import nvrtc
+    _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+    buf = b" " * size
+    nvrtc.nvrtcGetProgramLog(prog, buf)
+    return buf.decode(errors="replace").strip("\x00 \n")
 
 
 def nvrtc_version() -> tuple[int, int]:
@@ -153,10 +157,7 @@ def _compile(arch: int, defines: tuple[tuple[str, int], ...], extra: tuple[bytes
         _nvrtc_ok(result, prog)
         cubin = b" " * size
         _nvrtc_ok(nvrtc.nvrtcGetCUBIN(prog, cubin)[0], prog)
-        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * size
-        nvrtc.nvrtcGetProgramLog(prog, log)
-        return cubin, log.decode(errors="replace").strip("\x00 \n")
+        return cubin, _program_log(prog)
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 

@@ -27,8 +27,7 @@ import triton
 import triton.language as tl
 
 from .triton_kernels import _INTERPRET, _dequant_store, _grouped_tile, _nibbles_x16
-
-NUM_SMS_H100 = 132
+from .triton_swap import NUM_SMS_H100
 
 
 @triton.jit
@@ -175,7 +174,7 @@ def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_s
                    bias: torch.Tensor | None, out: torch.Tensor) -> None:
     """The GEMM ``quant_linear`` runs beyond 16 rows: this module's where :func:`wanted` and
     :func:`usable` hold, else ``triton_swap.big_into``."""
-    from .triton_swap import big_into
+    from . import triton_swap
 
     if not _INTERPRET and x16.is_cuda:
         props = torch.cuda.get_device_properties(x16.device)
@@ -183,4 +182,4 @@ def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_s
                 and usable(x16, qw):
             persist_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
             return
-    big_into(x16, scale, qw, w_scale, bias, out)
+    triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
