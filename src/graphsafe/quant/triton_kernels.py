@@ -211,6 +211,16 @@ def _dot_packed(acc, a, b, USE_ASM: tl.constexpr):
 
 
 @triton.jit
+def _dot_planes(acc, w, xl, xh, USE_ASM: tl.constexpr):
+    """acc + packed weights ``w`` (BN, BKB) times INT8 activation planes ``xl``, ``xh`` (BKB, BM): the low
+    nibbles (even columns) against the even plane, the high nibbles against the odd one (the many-row
+    GEMMs, :mod:`graphsafe.quant.triton_swap` and :mod:`graphsafe.quant.triton_persist`)."""
+    w_lo, w_hi = _nibbles_x16(w, USE_ASM)
+    acc = tl.dot(w_lo, xl, acc, out_dtype=tl.int32)
+    return tl.dot(w_hi, xh, acc, out_dtype=tl.int32)
+
+
+@triton.jit
 def _prefetch_l2(ptrs):
     """Ask L2 for the 128-byte lines at ``ptrs`` (any shape); nothing waits for them."""
     tl.inline_asm_elementwise("prefetch.global.L2 [$1]; mov.b32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,

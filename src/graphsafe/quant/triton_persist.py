@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET, _dequant_store, _grouped_tile, _nibbles_x16
+from .triton_kernels import _INTERPRET, _dequant_store, _dot_planes, _grouped_tile
 from .triton_swap import NUM_SMS_H100
 
 
@@ -39,9 +39,7 @@ def _tile_sums(w_desc, xl_desc, xh_desc, n0, m0, steps, BN: tl.constexpr, BM: tl
         w = w_desc.load([n0, s * BKB])
         xl = xl_desc.load([m0, s * BKB])
         xh = xh_desc.load([m0, s * BKB])
-        w_lo, w_hi = _nibbles_x16(w, USE_ASM)
-        acc = tl.dot(w_lo, xl.T, acc, out_dtype=tl.int32)
-        acc = tl.dot(w_hi, xh.T, acc, out_dtype=tl.int32)
+        acc = _dot_planes(acc, w, xl.T, xh.T, USE_ASM)
     return acc
 
 

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .triton_gemv import pdl_available
-from .triton_kernels import (_INTERPRET, _column_scales, _dequant_store, _dot_packed, _grouped_tile, _nibbles_x16,
+from .triton_kernels import (_INTERPRET, _column_scales, _dequant_store, _dot_packed, _dot_planes, _grouped_tile,
                              _prefetch_l2, _scale_store, _wait_then_release)
 
 NUM_SMS_H100 = 132
@@ -81,9 +81,7 @@ def _big_kernel(x_ptr, plane, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, M, N, KB, 
         w = tl.load(w_ptrs, mask=rk[None, :] < KB - k, other=0)
         xl = tl.load(xl_ptrs, mask=rk[:, None] < KB - k, other=0)
         xh = tl.load(xh_ptrs, mask=rk[:, None] < KB - k, other=0)
-        w_lo, w_hi = _nibbles_x16(w, USE_ASM)
-        acc = tl.dot(w_lo, xl, acc, out_dtype=tl.int32)
-        acc = tl.dot(w_hi, xh, acc, out_dtype=tl.int32)
+        acc = _dot_planes(acc, w, xl, xh, USE_ASM)
         w_ptrs += BKB
         xl_ptrs += BKB
         xh_ptrs += BKB
