@@ -137,7 +137,8 @@ def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, d
 def test_quant_linear_is_exact_across_graph_replays(m, k, n):
     """Each of quant_linear's paths in a graph (dp4a GEMV or the few-row GEMM launched with PDL after the
     quantizer; the many-row GEMM on INT8 planes, per tile at 40 rows, persistent at 2048 on Hopper, on an
-    H100 or H200 in whole rounds for 18944->3584 and with its last round cut for 3584->4608): replay after
+    H100 or H200 in whole rounds for 18944->3584 (Triton) and with its last round cut for 3584->4608
+    (Gluon with Triton 3.6)): replay after
     replay with new inputs, against the exact sums."""
     from graphsafe.quant import triton_gemv
     if torch.cuda.get_device_capability()[0] >= 9:
@@ -221,9 +222,17 @@ def test_persistent_gemm_is_exact_for_each_plan(m, k, n, sms, plan):
     """triton_persist with its default tiles on each kind of plan (the SM count given, to force it):
     the exact sums, and with scales and a bias the same bits as the per-tile kernel (one epilogue)
     within float32 rounding of the reference; twice in a row and in a graph."""
-    from graphsafe.quant import triton_kernels, triton_persist, triton_swap
+    from graphsafe.quant import triton_persist
     cfg = triton_persist.persist_config(m, n, k // 2)
     assert triton_persist.plan(-(-n // cfg.bn) * -(-m // cfg.bm), sms * cfg.per_sm, cfg.split_n, cfg.split_m) == plan
+    assert_planes_gemm_exact(lambda *a: triton_persist.persist_into(*a, sms=sms), m, k, n)
+
+
+def assert_planes_gemm_exact(gemm, m, k, n):
+    """``gemm(planes, scale, qw, w_scale, bias, out)``, a many-row GEMM on INT8 planes: the exact sums
+    with unit scales, and with scales and a bias the per-tile kernel's bits (within float32 rounding of
+    the reference), twice in a row and across graph replays."""
+    from graphsafe.quant import triton_kernels, triton_swap
     x = _x(m, k)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
     bias = _x(1, n, seed=2).flatten()
@@ -232,8 +241,7 @@ def test_persistent_gemm_is_exact_for_each_plan(m, k, n, sms, plan):
     triton_kernels.sym_quant_into(x, 0.8, planes, scale)
     q, s = ref.sym_quant_reference(x, 0.8)
     y = torch.full((m, n), float("nan"), device="cuda")
-    triton_persist.persist_into(planes, torch.ones(m, 1, device="cuda"), qw, torch.ones(n, 1, device="cuda"), None,
-                                y, sms=sms)
+    gemm(planes, torch.ones(m, 1, device="cuda"), qw, torch.ones(n, 1, device="cuda"), None, y)
     assert torch.equal(y, ref.int4_matmul_reference(q, qw).float())
     expected = torch.empty(m, n, device="cuda", dtype=torch.float16)
     triton_swap.big_into(planes, scale, qw, ws, bias, expected)
@@ -243,36 +251,46 @@ def test_persistent_gemm_is_exact_for_each_plan(m, k, n, sms, plan):
     with torch.cuda.stream(stream):
         for _ in range(2):
             out.fill_(float("nan"))
-            triton_persist.persist_into(planes, scale, qw, ws, bias, out, sms=sms)
+            gemm(planes, scale, qw, ws, bias, out)
             assert torch.equal(out, expected)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, stream=stream):
-            triton_persist.persist_into(planes, scale, qw, ws, bias, out, sms=sms)
+            gemm(planes, scale, qw, ws, bias, out)
+    for _ in range(2):
         out.fill_(float("nan"))
         g.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(out, expected)
+        torch.cuda.synchronize()
+        assert torch.equal(out, expected)
 
 
 def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch):
-    """Beyond 16 rows quant_linear runs the persistent GEMM from one full round of 128 x 128 tiles on Hopper
-    and the per-tile kernel below it (or off Hopper)."""
+    """Beyond 16 rows quant_linear runs a persistent GEMM from one full round of 128 x 128 tiles on Hopper
+    (the Gluon one on short rows with Triton 3.6, else the Triton one) and the per-tile kernel below it
+    (or off Hopper)."""
+    import triton
+
     from graphsafe.quant import triton_persist, triton_swap
     ran = []
     persist, per_tile = triton_persist.persist_into, triton_swap.big_into
     monkeypatch.setattr(triton_persist, "persist_into", lambda *a, **k: ran.append("persist") or persist(*a, **k))
     monkeypatch.setattr(triton_swap, "big_into", lambda *a, **k: ran.append("per-tile") or per_tile(*a, **k))
-    qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=1, scale=0.05))
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
     hopper = torch.cuda.get_device_capability()[0] == 9
-    for m in (17, 512, 2048):
-        ran.clear()
-        x = _x(m, 3584)
-        y = quant.quant_linear(x, qw, ws)
-        q, s = ref.sym_quant_reference(x)
-        torch.testing.assert_close(y, ref.w4a4_linear_reference(q, s, qw, ws))
-        full_round = 36 * -(-m // 128) >= 2 * sms
-        assert ran == ["persist" if hopper and full_round else "per-tile"], (m, sms)
+    gluon = hopper and triton.__version__.startswith("3.6.")
+    if gluon:
+        from graphsafe.quant import gluon_ws
+        ws_into = gluon_ws.ws_into
+        monkeypatch.setattr(gluon_ws, "ws_into", lambda *a, **k: ran.append("gluon") or ws_into(*a, **k))
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    for k, n, many in ((3584, 4608, "gluon" if gluon else "persist"), (18944, 3584, "persist")):
+        qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
+        for m in (17, 512, 2048):
+            ran.clear()
+            x = _x(m, k)
+            y = quant.quant_linear(x, qw, ws)
+            q, s = ref.sym_quant_reference(x)
+            torch.testing.assert_close(y, ref.w4a4_linear_reference(q, s, qw, ws))
+            full_round = -(-n // 128) * -(-m // 128) >= 2 * sms
+            assert ran == [many if hopper and full_round else "per-tile"], (k, n, m, sms)
 
 
 @pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K), (20, ops.MAX_K)])

@@ -43,6 +43,15 @@ def test_routing_takes_the_persistent_gemm_from_one_full_round_on_hopper_only():
     assert tp.wanted(512, 4608, 90, 72)  # fewer SMs: one round is fewer tiles
 
 
+def test_routing_takes_the_gluon_gemm_on_short_rows_with_triton_3_6_on_hopper_only():
+    tp = _persist()
+    assert tp.gluon_wanted(1792, 90, "3.6.0") and tp.gluon_wanted(4096, 90, "3.6.1")  # K = 3584, 8192
+    assert not tp.gluon_wanted(9472, 90, "3.6.0")  # K = 18944: the Triton kernel was faster
+    assert not tp.gluon_wanted(4097, 90, "3.6.0") and not tp.gluon_wanted(0, 90, "3.6.0")
+    assert not tp.gluon_wanted(1792, 90, "3.5.1") and not tp.gluon_wanted(1792, 90, "3.7.0")  # Gluon's API moves
+    assert not tp.gluon_wanted(1792, 80, "3.6.0") and not tp.gluon_wanted(1792, 100, "3.6.0")  # Hopper only
+
+
 def test_refuses_operands_tma_cannot_address():
     tp = _persist()
     planes, qw = torch.zeros(2, 20, 48, dtype=torch.int8), torch.zeros(8, 48, dtype=torch.uint8)

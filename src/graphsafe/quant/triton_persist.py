@@ -126,6 +126,18 @@ def usable(x16: torch.Tensor, qw: torch.Tensor) -> bool:
             and qw.data_ptr() % 16 == 0)
 
 
+def operands(x16: torch.Tensor, qw: torch.Tensor, what: str) -> tuple[int, int, int]:
+    """(M, N, K/2) of a GEMM on TMA descriptors; a ValueError naming ``what`` where TMA cannot address
+    them (:func:`usable`) and the call has work."""
+    _, m, kb = x16.shape
+    n = qw.shape[0]
+    if m and n and not usable(x16, qw):
+        raise ValueError(f"{what} needs K > 0 and 16-byte aligned operands and row strides (TMA); got "
+                         f"planes {tuple(x16.shape)} strides {x16.stride()} at {x16.data_ptr() % 16} mod 16, "
+                         f"weights strides {qw.stride()} at {qw.data_ptr() % 16} mod 16")
+    return m, n, kb
+
+
 def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
                  bias: torch.Tensor | None, out: torch.Tensor, config: PersistConfig | None = None,
                  sms: int | None = None) -> None:
@@ -133,14 +145,9 @@ def persist_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_sca
     needs :func:`usable`. ``sms``: the SM count (default: the device's)."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    _, m, kb = x16.shape
-    n = qw.shape[0]
+    m, n, kb = operands(x16, qw, "the persistent GEMM")
     if m == 0 or n == 0:
         return
-    if not usable(x16, qw):
-        raise ValueError("the persistent GEMM needs K > 0 and 16-byte aligned operands and row strides (TMA); got "
-                         f"planes {tuple(x16.shape)} strides {x16.stride()} at {x16.data_ptr() % 16} mod 16, "
-                         f"weights strides {qw.stride()} at {qw.data_ptr() % 16} mod 16")
     cfg = config or persist_config(m, n, kb)
     if sms is None:
         sms = NUM_SMS_H100 if _INTERPRET else torch.cuda.get_device_properties(out.device).multi_processor_count
@@ -168,16 +175,34 @@ def wanted(m: int, n: int, arch: int, sms: int, config: PersistConfig | None = N
     return 90 <= arch < 100 and triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm) >= sms * cfg.per_sm
 
 
+GLUON_TRITON = "3.6."  # the Triton release graphsafe.quant.gluon_ws was written and measured with
+GLUON_MAX_KB = 4096  # packed bytes per row (K <= 8192)
+
+
+def gluon_wanted(kb: int, arch: int, version: str | None = None) -> bool:
+    """Whether :func:`many_rows_into` takes the warp-specialized Gluon GEMM (``graphsafe.quant.gluon_ws``)
+    where :func:`wanted` and :func:`usable` hold: Triton 3.6 (Gluon is experimental; its API moves between
+    releases), sm_9x, and rows of at most ``GLUON_MAX_KB`` packed bytes. On an H100 it was faster on
+    rows of 3584 in every shape measured and slower on rows of 18944 (benchmarks/README.md); between
+    them it was not measured."""
+    version = triton.__version__ if version is None else version
+    return 90 <= arch < 100 and version.startswith(GLUON_TRITON) and 0 < kb <= GLUON_MAX_KB
+
+
 def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
                    bias: torch.Tensor | None, out: torch.Tensor) -> None:
-    """The GEMM ``quant_linear`` runs beyond 16 rows: this module's where :func:`wanted` and
-    :func:`usable` hold, else ``triton_swap.big_into``."""
+    """The GEMM ``quant_linear`` runs beyond 16 rows: where :func:`wanted` and :func:`usable` hold, the
+    Gluon kernel if :func:`gluon_wanted`, else this module's; otherwise ``triton_swap.big_into``."""
     from . import triton_swap
 
     if not _INTERPRET and x16.is_cuda:
         props = torch.cuda.get_device_properties(x16.device)
-        if wanted(x16.shape[1], qw.shape[0], props.major * 10 + props.minor, props.multi_processor_count) \
-                and usable(x16, qw):
-            persist_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
+        arch = props.major * 10 + props.minor
+        if wanted(x16.shape[1], qw.shape[0], arch, props.multi_processor_count) and usable(x16, qw):
+            if gluon_wanted(x16.shape[2], arch):
+                from . import gluon_ws
+                gluon_ws.ws_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
+            else:
+                persist_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
             return
     triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
