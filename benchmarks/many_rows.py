@@ -13,6 +13,7 @@ import json
 import sys
 
 import torch
+import triton
 
 sys.path.insert(0, "benchmarks")
 from quant import _copies, _timed_graph
@@ -87,7 +88,8 @@ def main() -> int:
               + f" | {r['fp16'] / r['quant_linear']:.2f}× |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+                       "rows": rows}, f, indent=1)
     return 0
 
 

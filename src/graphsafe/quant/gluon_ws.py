@@ -17,8 +17,8 @@ split between warps instead of software-pipelined in one stream of instructions:
 Triton 3.6 cannot keep 8-bit register operands alive across a partial ``warpgroup_mma_wait`` ("Unexpected
 bitwidth in WGMMAWaitGroupOp: 8"), so each step waits for its own wgmmas, as the Triton kernel's do.
 Measured and dropped (H100, benchmarks/README.md): the weights unpacked into shared memory instead, so
-one step's wgmmas overlap the next step's unpacking (24-40 % slower); one CTA per SM with two MMA
-warpgroups on 256 weight rows (20-25 % slower); programmatic dependent launch after the quantizer
+one step's wgmmas overlap the next step's unpacking (25-40 % slower); one CTA per SM with two MMA
+warpgroups on 256 weight rows (13-26 % slower); programmatic dependent launch after the quantizer
 (slower at every shape); 2 or 4 stages instead of 3.
 
 Gluon is experimental and its API moves between Triton releases; this module is imported only where

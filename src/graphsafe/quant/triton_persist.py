@@ -182,9 +182,10 @@ GLUON_MAX_KB = 4096  # packed bytes per row (K <= 8192)
 def gluon_wanted(kb: int, arch: int, version: str | None = None) -> bool:
     """Whether :func:`many_rows_into` takes the warp-specialized Gluon GEMM (``graphsafe.quant.gluon_ws``)
     where :func:`wanted` and :func:`usable` hold: Triton 3.6 (Gluon is experimental; its API moves between
-    releases), sm_9x, and rows of at most ``GLUON_MAX_KB`` packed bytes. On an H100 it was faster on
-    rows of 3584 in every shape measured and slower on rows of 18944 (benchmarks/README.md); between
-    them it was not measured."""
+    releases), sm_9x, and rows of at most ``GLUON_MAX_KB`` packed bytes. On an H100 (benchmarks/README.md),
+    on rows of 3584 it was 6-15 % faster at 3584->4608 M = 1024 and 2048 and within run-to-run noise
+    elsewhere, and on rows of 18944 0-11 % slower; the bound between them (K = 8192) is a guess, no row
+    length between those two was measured."""
     version = triton.__version__ if version is None else version
     return 90 <= arch < 100 and version.startswith(GLUON_TRITON) and 0 < kb <= GLUON_MAX_KB
 
@@ -201,7 +202,10 @@ def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_s
         if wanted(x16.shape[1], qw.shape[0], arch, props.multi_processor_count) and usable(x16, qw):
             if gluon_wanted(x16.shape[2], arch):
                 from . import gluon_ws
-                gluon_ws.ws_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
+                cfg = persist_config(x16.shape[1], qw.shape[0], x16.shape[2])  # the tiles and plan wanted() counted
+                gluon_ws.ws_into(x16, scale, qw, w_scale, bias, out, bn=cfg.bn, bm=cfg.bm, bkb=cfg.bkb,
+                                 group_n=cfg.group_n, per_sm=cfg.per_sm, split_n=cfg.split_n, split_m=cfg.split_m,
+                                 sms=props.multi_processor_count)
             else:
                 persist_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
             return
