@@ -39,6 +39,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from .triton_kernels import _nibbles_x16
+
 
 @gluon.jit
 def _tile_of(t, tiles_n, tiles_m, GROUP_N: gl.constexpr):
@@ -112,7 +114,7 @@ def _mma_steps(acc, bars, bufs, i, steps, a_layout: gl.constexpr, SBN: gl.conste
         idx = i % STAGES
         mbarrier.wait(ready.index(idx), (i // STAGES) & 1)
         w = w_bufs.index(idx).slice(0, SBN).load(a_layout)
-        lo, hi = _unpack(w)
+        lo, hi = _nibbles_x16(w, True)
         acc = warpgroup_mma(lo, xl_bufs.index(idx).slice(0, SBM).permute((1, 0)), acc, is_async=True)
         acc = warpgroup_mma(hi, xh_bufs.index(idx).slice(0, SBM).permute((1, 0)), acc, is_async=True)
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
@@ -120,15 +122,6 @@ def _mma_steps(acc, bars, bufs, i, steps, a_layout: gl.constexpr, SBN: gl.conste
         mbarrier.arrive(empty.index(idx))
         i += 1
     return acc, i
-
-
-@gluon.jit
-def _unpack(w):
-    """Packed weight bytes -> (16 x low nibbles, 16 x high nibbles) as int8, two 32-bit ops per 4 bytes."""
-    lo = gl.inline_asm_elementwise("{ .reg .b32 t; shl.b32 t, $1, 4; and.b32 $0, t, 0xF0F0F0F0; }",
-                                   "=r,r", [w], dtype=gl.int8, is_pure=True, pack=4)
-    hi = gl.inline_asm_elementwise("and.b32 $0, $1, 0xF0F0F0F0;", "=r,r", [w], dtype=gl.int8, is_pure=True, pack=4)
-    return lo, hi
 
 
 @gluon.jit
