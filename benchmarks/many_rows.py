@@ -9,14 +9,13 @@ is checked bit for bit against the per-tile kernel's before it is timed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 import triton
 
 sys.path.insert(0, "benchmarks")
-from quant import _copies, _timed_graph
+from quant import _copies, _save, _timed_graph
 
 from graphsafe.quant import pack_int4_weights, quant_linear
 from graphsafe.quant.triton_kernels import sym_quant_into
@@ -86,10 +85,8 @@ def main() -> int:
     for r in rows:
         print(f"| {r['K']}→{r['N']} | {r['M']} | " + " | ".join(f"{r[c]:.1f}" for c in cols)
               + f" | {r['fp16'] / r['quant_linear']:.2f}× |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-                       "rows": rows}, f, indent=1)
+    _save({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+           "rows": rows}, args.json)
     return 0
 
 

@@ -198,15 +198,15 @@ def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_s
 
     if not _INTERPRET and x16.is_cuda:
         props = torch.cuda.get_device_properties(x16.device)
-        arch = props.major * 10 + props.minor
-        if wanted(x16.shape[1], qw.shape[0], arch, props.multi_processor_count) and usable(x16, qw):
+        arch, sms = props.major * 10 + props.minor, props.multi_processor_count
+        cfg = persist_config(x16.shape[1], qw.shape[0], x16.shape[2])  # the tiles both kernels run
+        if wanted(x16.shape[1], qw.shape[0], arch, sms, cfg) and usable(x16, qw):
             if gluon_wanted(x16.shape[2], arch):
                 from . import gluon_ws
-                cfg = persist_config(x16.shape[1], qw.shape[0], x16.shape[2])  # the tiles and plan wanted() counted
                 gluon_ws.ws_into(x16, scale, qw, w_scale, bias, out, bn=cfg.bn, bm=cfg.bm, bkb=cfg.bkb,
                                  group_n=cfg.group_n, per_sm=cfg.per_sm, split_n=cfg.split_n, split_m=cfg.split_m,
-                                 sms=props.multi_processor_count)
+                                 sms=sms)
             else:
-                persist_into(x16, scale, qw, w_scale, bias, out, sms=props.multi_processor_count)
+                persist_into(x16, scale, qw, w_scale, bias, out, cfg, sms=sms)
             return
     triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
