@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from graphsafe.lint.engine import LintConfig, lint_paths, lint_source, load_config
 from graphsafe.lint.output import to_json, to_sarif
 
