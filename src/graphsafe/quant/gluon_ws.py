@@ -39,17 +39,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-from .triton_kernels import _nibbles_x16
-
-
-@gluon.jit
-def _tile_of(t, tiles_n, tiles_m, GROUP_N: gl.constexpr):
-    """Tile index -> (tile along the weight rows, tile along the activation rows), GROUP_N weight tiles
-    walking the activation tiles together (as triton_kernels._grouped_tile)."""
-    width = GROUP_N * tiles_m
-    first = (t // width) * GROUP_N
-    size = gl.minimum(tiles_n - first, GROUP_N)
-    return first + (t % width) % size, (t % width) // size
+from .triton_kernels import _grouped_tile, _nibbles_x16
 
 
 @gluon.jit
@@ -57,7 +47,7 @@ def _piece_origin(sub, whole, tiles_n, tiles_m, BN: gl.constexpr, BM: gl.constex
                   PN: gl.constexpr, PM: gl.constexpr):
     """(first weight row, first activation row) of the last round's piece ``sub``: its tile's
     ``sub % (PN * PM)``-th piece, PN along the weight rows first."""
-    pid_n, pid_m = _tile_of(whole + sub // (PN * PM), tiles_n, tiles_m, GROUP_N)
+    pid_n, pid_m = _grouped_tile(whole + sub // (PN * PM), tiles_n, tiles_m, GROUP_N)
     piece = sub % (PN * PM)
     return pid_n * BN + (piece % PN) * (BN // PN), pid_m * BM + (piece // PN) * (BM // PM)
 
@@ -95,7 +85,7 @@ def _load_part(descs, bars, bufs, tiles_n, tiles_m, steps, tail, GROUP_N: gl.con
     whole = tiles_n * tiles_m - tail
     i = 0
     for t in range(gl.program_id(0), whole, gl.num_programs(0)):
-        pid_n, pid_m = _tile_of(t, tiles_n, tiles_m, GROUP_N)
+        pid_n, pid_m = _grouped_tile(t, tiles_n, tiles_m, GROUP_N)
         i = _load_tile(w_desc, xl_desc, xh_desc, bars, bufs, i, steps, pid_n * BN, pid_m * BM)
     for sub in range(gl.program_id(0), tail * (PN * PM), gl.num_programs(0)):
         n0, m0 = _piece_origin(sub, whole, tiles_n, tiles_m, BN, BM, GROUP_N, PN, PM)
@@ -160,7 +150,7 @@ def _mma_part(bars, bufs, sa_ptr, sb_ptr, bias_ptr, c_ptr, M, N, stride_c, tiles
     whole = tiles_n * tiles_m - tail
     i = 0
     for t in range(gl.program_id(0), whole, gl.num_programs(0)):
-        pid_n, pid_m = _tile_of(t, tiles_n, tiles_m, GROUP_N)
+        pid_n, pid_m = _grouped_tile(t, tiles_n, tiles_m, GROUP_N)
         i = _mma_tile(bars, bufs, i, steps, pid_n * BN, pid_m * BM, sa_ptr, sb_ptr, bias_ptr, c_ptr, M, N, stride_c,
                       BN, BM, HAS_BIAS, num_warps)
     for sub in range(gl.program_id(0), tail * (PN * PM), gl.num_programs(0)):
