@@ -23,7 +23,7 @@ from graphsafe.quant.triton_persist import persist_into
 from graphsafe.quant.triton_swap import big_into
 
 GLUON = {"gluon": {}, "gluon_g16": {"group_n": 16}, "gluon_whole": {"split_n": 1, "split_m": 1},
-         "gluon_halves": {"split_m": 1}, "gluon_2st": {"stages": 2}}
+         "gluon_halves": {"split_m": 1}, "gluon_2st": {"stages": 2}, "gluon_l40": {"load_regs": 40}}
 SHAPES = [(3584, 4608, 1024), (3584, 4608, 2048), (3584, 4608, 8192), (3584, 18944, 512), (3584, 18944, 2048),
           (18944, 3584, 2048)]
 

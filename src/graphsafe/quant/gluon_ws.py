@@ -16,6 +16,10 @@ split between warps instead of software-pipelined in one stream of instructions:
 
 Triton 3.6 cannot keep 8-bit register operands alive across a partial ``warpgroup_mma_wait`` ("Unexpected
 bitwidth in WGMMAWaitGroupOp: 8"), so each step waits for its own wgmmas, as the Triton kernel's do.
+Leaving the weights out of that wait (each step waiting only for the step before, so that its wgmmas
+run while the next step's weights are unpacked) compiles without a serialization warning, but the sums
+come out wrong, evidently because the next step's unpacking rewrites registers that an unfinished wgmma
+still reads; it was no faster either (H100, 3584->4608 at M = 2048: 55.8 against 53.9 us).
 Measured and dropped (H100, benchmarks/README.md): the weights unpacked into shared memory instead, so
 one step's wgmmas overlap the next step's unpacking (25-40 % slower); one CTA per SM with two MMA
 warpgroups on 256 weight rows (13-26 % slower); programmatic dependent launch after the quantizer
@@ -190,13 +194,14 @@ def _ws_kernel(w_desc, xl_desc, xh_desc, w_tail, xl_tail, xh_tail, sa_ptr, sb_pt
 
 def ws_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
             bias: torch.Tensor | None, out: torch.Tensor, bn: int = 128, bm: int = 128, bkb: int = 64,
-            stages: int = 3, group_n: int = 8, per_sm: int = 2, maxnreg: int = 128, load_regs: int = 40,
+            stages: int = 3, group_n: int = 8, per_sm: int = 2, maxnreg: int = 128, load_regs: int = 24,
             split_n: int = 2, split_m: int = 2, sms: int | None = None) -> None:
     """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``triton_persist.persist_into``
     (needs ``triton_persist.usable``), its last partial round cut the same way (``triton_persist.plan``).
     ``maxnreg``: registers per thread at launch (two CTAs of 8 warps fill an SM's 64K at 128; the load
-    warp gives all but ``load_regs`` to the MMA warpgroup); ``sms``: the SM count (default: the
-    device's)."""
+    warp's warpgroup keeps ``load_regs``, setmaxnreg's least, and gives the rest to the MMA warpgroup:
+    232 per thread, where 40 left it 216 and more spills, 4-10 % slower at M >= 2048 beyond 3584->4608
+    on an H100); ``sms``: the SM count (default: the device's)."""
     from .triton_persist import operands, plan
 
     m, n, kb = operands(x16, qw, "the Gluon GEMM")
