@@ -37,7 +37,7 @@ def gluon_ws():
     (129, 512, 260, 1, (2, 2), (2, 0, 1, 1)),  # one SM (two programs), whole rounds, one row past a tile
     (1000, 1024, 200, 132, (2, 2), (264, 16, 2, 2)),  # everything in one cut round, ragged in N
     (530, 256, 128, 2, (2, 1), (4, 1, 2, 1)),  # halves along the weight rows only
-    (150, 128, 300, 2, (2, 2), (4, 2, 2, 1)),  # one K step: the MMA loop's prologue and drain only
+    (150, 128, 300, 2, (2, 2), (4, 2, 2, 1)),  # one whole K step of 64 bytes, the last round in halves
     (40, 32, 130, 1, (2, 2), (2, 0, 1, 1)),  # one K step of 16 bytes, TMA zero-filling the rest
     (260, 192, 390, 5, (2, 2), (10, 2, 2, 2)),  # two K steps (the second ragged), a round cut in four
 ])

@@ -200,7 +200,7 @@ def ws_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
     (needs ``triton_persist.usable``), its last partial round cut the same way (``triton_persist.plan``).
     ``maxnreg``: registers per thread at launch (two CTAs of 8 warps fill an SM's 64K at 128; the load
     warp's warpgroup keeps ``load_regs``, setmaxnreg's least, and gives the rest to the MMA warpgroup:
-    232 per thread, where 40 left it 216 and more spills, 4-10 % slower at M >= 2048 beyond 3584->4608
+    232 per thread, where 40 left it 216 and more spills, 4-12 % slower at M >= 2048 beyond 3584->4608
     on an H100); ``sms``: the SM count (default: the device's)."""
     from .triton_persist import operands, plan
 
