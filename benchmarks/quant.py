@@ -110,13 +110,13 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
            "gemm_us": _timed_graph(gemm_only, copies, reps)}
     if m <= SMALL_MAX_M:  # consecutive quant_linear calls overlap (PDL); after a torch kernel writing x they cannot
         row["w4a4_after_torch_us"] = _after_torch_op(w4a4, xs, copies, reps)
-    del packed
+    packed.clear()
     planes = None
     f_copies = _copies(w_bytes + m * k * 2)
     ws = [torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05 for _ in range(f_copies)]
     xs16 = xs[:f_copies] if len(xs) >= f_copies else [xs[i % len(xs)] for i in range(f_copies)]
     row["fp16_us"] = _timed_graph(lambda i: torch.matmul(xs16[i], ws[i].t(), out=y_buf), f_copies, reps)
-    del ws
+    ws.clear()
     min_bytes = m * k * 2 + n * ((k + 1) // 2) + 2 * n + m * n * 2
     row["roofline_us"] = min_bytes / bw * 1e6
     row["speedup"] = row["fp16_us"] / row["w4a4_us"]
@@ -165,7 +165,7 @@ def sweep_quant(reps: int, ms=(1, 16, 8192)) -> list[dict]:
             best = min((r for r in out if (r["N"], r["M"]) == (n, m)), key=lambda r: r["us"])
             print(f"quant N={n:6d} M={m:5d} best {best['us']:8.2f} us {best['TB_s']:.2f} TB/s {best['config']}",
                   flush=True)
-            del xs
+            xs.clear()
     return out
 
 
@@ -236,7 +236,7 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
                 print(f"  K={k} N={n} M={m} {us:8.2f} us {tuple(cfg.__dict__.values())}", flush=True)
             best = min((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["us"])
             print(f"K={k:6d} N={n:6d} M={m:5d} best {best['us']:8.1f} us {best['config']}", flush=True)
-            del packed
+            packed.clear()
             torch.cuda.empty_cache()
     return out
 
@@ -325,7 +325,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                   + "; ".join(f"{r['chain_us']:.2f}/{r['gemm_us']:.2f}"
                               + (f"/after torch {r['foreign_us']:.2f}" if "foreign_us" in r else "")
                               + f" us {r['kind']} {tuple(r['config'].values())}" for r in best), flush=True)
-        del packed
+        packed.clear()
         torch.cuda.empty_cache()
     return out
 

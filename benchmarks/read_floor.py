@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         best = min((r for r in rows if r["bytes"] == nbytes), key=lambda r: r["us"])
         print(f"read {nbytes / 1e6:6.2f} MB: {best['us']:.2f} us ({nbytes / best['us'] / 1e6:.2f} TB/s), "
               f"{best['block']} words x {best['warps']} warps per program", flush=True)
-        del bufs
+        bufs.clear()
     empty = bench._timed_graph(lambda i: read[(1,)](out, out, 0, BLOCK=1024, num_warps=4), 2, args.reps)
     print(f"empty kernel: {empty:.2f} us per launch")
     bench._save({"device": torch.cuda.get_device_name(), "floor": rows, "empty_us": empty}, args.json)

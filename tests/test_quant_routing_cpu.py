@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from graphsafe import quant
+from graphsafe import quant  # noqa: E402
 
 
 @pytest.mark.parametrize("k, n", [(3584, 4608), (3584, 18944), (18944, 3584), (64, 16), (8192, 1024)])

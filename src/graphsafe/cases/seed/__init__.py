@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ext
+from . import ext  # noqa: F401 (seed.ext.load builds the extension; graphsafe.demo uses it)
 
 from ...doctor.target import Target, target_factory
 from .model import BATCH_SIZES, K, M, N, CUDAGraphRunner, ModelRunner, model_w4a4
