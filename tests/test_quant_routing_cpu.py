@@ -1,7 +1,8 @@
 """graphsafe.quant's few-row GEMM routing and the tensor-core GEMV's host side on the CPU: which GEMM
 ``backend="auto"`` picks per row count and layer shape, what the GEMV accepts, its availability checks
 and warn-once fallback, and NVRTC compiling ``csrc/w4a4_mma.cu`` without spills (needs cuda-bindings
-and the NVRTC library, not a GPU). The kernels themselves run in test_gpu_quant.py."""
+and the NVRTC library, not a GPU). The kernels themselves run in test_gpu_quant.py and
+test_gpu_mma_gemv.py."""
 from __future__ import annotations
 
 import pytest
