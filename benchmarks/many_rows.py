@@ -21,6 +21,7 @@ from graphsafe.quant import pack_int4_weights, quant_linear
 from graphsafe.quant.triton_kernels import sym_quant_into
 from graphsafe.quant.triton_persist import persist_into
 from graphsafe.quant.triton_swap import big_into
+from graphsafe.quant.wgmma_gemm import wgmma_into
 
 GLUON = {"gluon": {}, "gluon_g16": {"group_n": 16}, "gluon_whole": {"split_n": 1, "split_m": 1},
          "gluon_halves": {"split_m": 1}, "gluon_2st": {"stages": 2}, "gluon_l40": {"load_regs": 40}}
@@ -48,6 +49,7 @@ def bench(k: int, n: int, m: int) -> dict:
     big_into(planes[0], scales[0], packed[0][0], packed[0][1], None, expected)
     gemms = {"per_tile": big_into, "persist": persist_into}
     gemms.update({name: (lambda *a, o=o: gluon_ws.ws_into(*a, **o)) for name, o in GLUON.items()})
+    gemms["cuda_wgmma"] = wgmma_into  # work in progress (branch wip/wgmma-cuda): whole tiles, like gluon_whole
     row = {"K": k, "N": n, "M": m}
     for name, gemm in gemms.items():
         y.fill_(float("nan"))
@@ -57,7 +59,7 @@ def bench(k: int, n: int, m: int) -> dict:
             raise AssertionError(f"{name} differs from the per-tile kernel at {k}->{n} M={m}")
         row[name] = _timed_graph(lambda i, g=gemm: g(planes[i], scales[i], packed[i][0], packed[i][1], None, y),
                                  copies, 50)
-    for name in ("persist", "gluon"):
+    for name in ("persist", "gluon", "cuda_wgmma"):
         def chain(i, g=gemms[name]):
             sym_quant_into(xs[i], 1.0, planes[i], scales[i])
             g(planes[i], scales[i], packed[i][0], packed[i][1], None, y)

@@ -165,3 +165,18 @@ def test_tensor_core_gemv_reuses_its_launch_configuration_per_thread(monkeypatch
     thread.start()
     thread.join()
     assert other[0] is not first
+
+
+@pytest.mark.parametrize("stages", [2, 3, 4])
+def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major):
+    """NVRTC compiles csrc/w4a4_wgmma.cu for sm_90a with every dtype and bias option: no spills, and ptxas
+    neither serializes the wgmmas nor injects a wait of its own (it says so in the log when it must,
+    e.g. when registers a wgmma reads are redefined before the wait that ends it)."""
+    from graphsafe.quant import mma_gemv, wgmma_gemm
+    for types in ((torch.float16, torch.float16, None, torch.float16),
+                  (torch.float16, torch.float16, torch.float16, torch.float16),
+                  (torch.bfloat16, torch.float32, torch.bfloat16, torch.float32),
+                  (torch.float32, torch.bfloat16, None, torch.bfloat16)):
+        log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types), wgmma_gemm.SOURCE)
+        assert "0 bytes spill stores" in log, log
+        assert "serialized" not in log and "C75" not in log, log

@@ -120,12 +120,12 @@ def _check(device: torch.device) -> int:
     return arch
 
 
-def _nvrtc_ok(result, prog=None) -> None:
+def _nvrtc_ok(result, prog=None, source: Path = SOURCE) -> None:
     from cuda.bindings import nvrtc
     if result == nvrtc.nvrtcResult.NVRTC_SUCCESS:
         return
     log = _program_log(prog) if prog is not None else ""
-    raise RuntimeError(f"NVRTC could not compile {SOURCE.name}: {result.name}\n{log}")
+    raise RuntimeError(f"NVRTC could not compile {source.name}: {result.name}\n{log}")
 
 
 def _program_log(prog) -> str:
@@ -145,14 +145,15 @@ def nvrtc_version() -> tuple[int, int]:
     return major, minor
 
 
-def _compile(arch: int, defines: tuple[tuple[str, int], ...], extra: tuple[bytes, ...] = ()) -> tuple[bytes, str]:
+def _compile(arch: int | str, defines: tuple[tuple[str, int], ...], extra: tuple[bytes, ...] = (),
+             source: Path = SOURCE) -> tuple[bytes, str]:
     from cuda.bindings import nvrtc
-    result, prog = nvrtc.nvrtcCreateProgram(SOURCE.read_bytes(), SOURCE.name.encode(), 0, [], [])
+    result, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), 0, [], [])
     _nvrtc_ok(result)
     try:
         opts = [f"--gpu-architecture=sm_{arch}".encode(), b"-std=c++17", *extra,
                 *(f"-D{k}={v}".encode() for k, v in defines)]
-        _nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog)
+        _nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog, source)
         result, size = nvrtc.nvrtcGetCUBINSize(prog)
         _nvrtc_ok(result, prog)
         cubin = b" " * size
@@ -163,14 +164,15 @@ def _compile(arch: int, defines: tuple[tuple[str, int], ...], extra: tuple[bytes
 
 
 @functools.lru_cache(maxsize=None)
-def compile_cubin(arch: int, defines: tuple[tuple[str, int], ...]) -> bytes:
-    """``csrc/w4a4_mma.cu`` compiled for ``sm_<arch>`` with the given macros (cached per process)."""
-    return _compile(arch, defines)[0]
+def compile_cubin(arch: int | str, defines: tuple[tuple[str, int], ...], source: Path = SOURCE) -> bytes:
+    """``source`` (default ``csrc/w4a4_mma.cu``) compiled for ``sm_<arch>`` (``arch`` may carry a suffix:
+    ``"90a"``) with the given macros (cached per process)."""
+    return _compile(arch, defines, source=source)[0]
 
 
-def compile_log(arch: int, defines: tuple[tuple[str, int], ...]) -> str:
-    """ptxas's report (registers, spills, shared memory) for one configuration."""
-    return _compile(arch, defines, (b"--ptxas-options=-v",))[1]
+def compile_log(arch: int | str, defines: tuple[tuple[str, int], ...], source: Path = SOURCE) -> str:
+    """ptxas's report (registers, spills, shared memory, wgmma serialization) for one configuration."""
+    return _compile(arch, defines, (b"--ptxas-options=-v",), source)[1]
 
 
 def _cu_ok(result, what: str) -> None:
@@ -181,11 +183,12 @@ def _cu_ok(result, what: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _function(index: int, arch: int, defines: tuple[tuple[str, int], ...], ring_bytes: int):
-    """The kernel loaded into device ``index``'s primary context (the one torch uses), allowed
-    ``ring_bytes`` of dynamic shared memory."""
+def _function(index: int, arch: int | str, defines: tuple[tuple[str, int], ...], ring_bytes: int,
+              source: Path = SOURCE, name: bytes = b"w4a4_mma"):
+    """Kernel ``name`` of ``source`` loaded into device ``index``'s primary context (the one torch uses),
+    allowed ``ring_bytes`` of dynamic shared memory."""
     from cuda.bindings import driver
-    cubin = compile_cubin(arch, defines)
+    cubin = compile_cubin(arch, defines, source)
     result, dev = driver.cuDeviceGet(index)
     _cu_ok(result, "cuDeviceGet")
     result, ctx = driver.cuDevicePrimaryCtxRetain(dev)
@@ -194,7 +197,7 @@ def _function(index: int, arch: int, defines: tuple[tuple[str, int], ...], ring_
     try:
         result, module = driver.cuModuleLoadData(cubin)
         _cu_ok(result, "cuModuleLoadData")
-        result, fn = driver.cuModuleGetFunction(module, b"w4a4_mma")
+        result, fn = driver.cuModuleGetFunction(module, name)
         _cu_ok(result, "cuModuleGetFunction")
         if ring_bytes:  # over 48 KB with the static part counted, a block must ask for it
             _cu_ok(driver.cuFuncSetAttribute(

@@ -1,0 +1,306 @@
+// The many-row W4A4 GEMM in CUDA C++ for Hopper (sm_90a): out^T (N x M) = W (N x K) . X^T (K x M) on
+// INT8 tensor cores, from packed INT4 weights and the quantizer's INT8 activation planes (16 x the even
+// and the odd columns' codes). WORK IN PROGRESS (branch wip/wgmma-cuda): written to test what the Gluon
+// GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6, and not yet run on a GPU:
+//   - each K step's unpacked weights stay in their own registers (two sets, alternating) until the
+//     step's wgmmas are waited for, so a step waits only for the step before it and the next step's
+//     weights are unpacked while its wgmmas run;
+//   - no CTA-wide or warpgroup-wide barrier per step: each consumer warp releases a stage by its own
+//     mbarrier arrival (Triton puts a warpgroup bar.sync before every mbarrier wait and arrival).
+//
+// Compiled at first use by NVRTC (graphsafe/quant/wgmma_gemm.py). One CTA: warpgroup 0 loads (one
+// thread issues every TMA copy into a ring of STAGES stages), warpgroup 1 multiplies and stores; two
+// CTAs per SM walk 128 x 128 tiles persistently, in groups of GROUP_N weight tiles.
+//
+// Shared memory per stage: the weights' tile (128 rows x 64 packed bytes = 128 codes of K per row) and
+// both activation planes' tiles (128 rows x 64 bytes each), written by TMA with the 64-byte swizzle
+// (16-byte chunk c of row r lands at chunk c ^ ((r >> 1) & 3)). The planes are the wgmmas' second
+// operand straight from there (K-major, 64-byte swizzle); each consumer thread reads its weight words
+// (the first operand's register fragment: rows g and g + 8 of its warp's 16, bytes 4t..4t+3 and
+// 16+4t..16+4t+3 of each 32-byte K chunk) and unpacks each 32-bit word into 16 x its even-column codes
+// (shl 4, and) for the even plane and 16 x its odd-column codes (and) for the odd plane.
+//
+// Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS.
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+struct __align__(64) TensorMap { u64 opaque[16]; };  // CUtensorMap, passed by value
+
+constexpr int BN = 128, BM = 128, BKB = 64;  // weight rows, activation rows, packed bytes of K per step
+constexpr int TILE_BYTES = 128 * 64;
+constexpr int STAGE_BYTES = 3 * TILE_BYTES;  // weights, even plane, odd plane
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void bar_init(u64* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
+}
+
+__device__ __forceinline__ void bar_expect(u64* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void bar_arrive(u64* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+
+__device__ __forceinline__ void bar_wait(u64* bar, int parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load(void* dst, const TensorMap* map, int x, int y, u64* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+      ::"r"(smem_addr(dst)), "l"(reinterpret_cast<u64>(map)), "r"(x), "r"(y), "r"(smem_addr(bar))
+      : "memory");
+}
+
+__device__ __forceinline__ void fence_operand(u32& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ __forceinline__ void fence_operand(int& r) { asm volatile("" : "+r"(r)::"memory"); }
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+
+// Shared-memory matrix descriptor of a K-major 64-byte-swizzled tile: start address, leading byte offset
+// 16 (unused with this swizzle), stride byte offset 512 (8 rows of 64 bytes), swizzle mode 2 (64 bytes).
+__device__ __forceinline__ u64 descriptor(u32 addr) {
+  return static_cast<u64>((addr & 0x3FFFF) >> 4) | (1ull << 16) | (32ull << 32) | (2ull << 62);
+}
+
+__device__ __forceinline__ void wgmma_s8(int (&d)[64], u32 a0, u32 a1, u32 a2, u32 a3, u64 desc, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
+}
+
+__device__ __forceinline__ float to_f32(const void* p, long long i, int type) {
+  if (type == 2) return static_cast<const float*>(p)[i];
+  unsigned short h = static_cast<const unsigned short*>(p)[i];
+  if (type == 1) return __uint_as_float(static_cast<u32>(h) << 16);
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+
+__device__ __forceinline__ void store(void* p, long long i, float y) {
+#if OUT_T == 2
+  static_cast<float*>(p)[i] = y;
+#else
+  unsigned short h;
+#if OUT_T == 1
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(y));
+#else
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(y));
+#endif
+  static_cast<unsigned short*>(p)[i] = h;
+#endif
+}
+
+// The program's tile t -> (weight tile, activation tile), GROUP_N weight tiles walking the activation
+// tiles together (triton_kernels._grouped_tile).
+__device__ __forceinline__ void grouped_tile(int t, int tiles_n, int tiles_m, int& pn, int& pm) {
+  const int width = GROUP_N * tiles_m;
+  const int first = (t / width) * GROUP_N;
+  const int size = min(tiles_n - first, GROUP_N);
+  pn = first + (t % width) % size;
+  pm = (t % width) / size;
+}
+
+struct Frag { u32 a[2][2][2][4]; };  // [weight half h][K chunk c][plane][register]
+
+// Where a consumer thread's weight words lie in a stage: its rows' start (row 16 warp + g of the 128) and,
+// for the four 16-byte chunks of a row, byte 4 t of the chunk after the swizzle. The swizzle term
+// ((r >> 1) & 3) is (g >> 1) & 3 for every row the thread reads (the other terms of r are multiples of 8),
+// so the offsets are fixed per thread and each load adds only a constant.
+struct Offsets { int row; int chunk[4]; };
+
+__device__ __forceinline__ Offsets offsets(int warp, int g, int t) {
+  Offsets o;
+  o.row = (16 * warp + g) * 64;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) o.chunk[k] = 16 * (k ^ ((g >> 1) & 3)) + 4 * t;
+  return o;
+}
+
+// One step's weight fragments from stage `w` (128 x 64 swizzled bytes), unpacked: for each 64-row half
+// h and 32-byte chunk c, rows r0 = 64 h + 16 warp + g and r0 + 8, bytes 32 c + 4 t and 32 c + 16 + 4 t.
+__device__ __forceinline__ void load_frag(Frag& f, const unsigned char* w, const Offsets& o) {
+  const unsigned char* rows = w + o.row;
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {  // q: (row r0 or r0 + 8) + 2 (first or second 16 bytes of the chunk)
+        const u32 v = *reinterpret_cast<const u32*>(rows + (64 * h + 8 * (q & 1)) * 64 + o.chunk[2 * c + (q >> 1)]);
+        f.a[h][c][0][q] = (v << 4) & 0xF0F0F0F0u;
+        f.a[h][c][1][q] = v & 0xF0F0F0F0u;
+      }
+}
+
+__device__ __forceinline__ void fence_frag(Frag& f) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+#pragma unroll
+      for (int p = 0; p < 2; ++p)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) fence_operand(f.a[h][c][p][q]);
+}
+
+__device__ __forceinline__ void fence_acc(int (&acc)[2][64]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) fence_operand(acc[h][i]);
+}
+
+// The 8 wgmmas of one step: both weight halves, both K chunks, both planes (plane tiles at xl, xh).
+__device__ __forceinline__ void issue(int (&acc)[2][64], const Frag& f, u32 xl, u32 xh, int accumulate) {
+  wgmma_fence();
+#pragma unroll
+  for (int c = 0; c < 2; ++c)
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      const u64 desc = descriptor((p ? xh : xl) + 32 * c);
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        wgmma_s8(acc[h], f.a[h][c][p][0], f.a[h][c][p][1], f.a[h][c][p][2], f.a[h][c][p][3], desc,
+                 accumulate | c | p);
+    }
+  wgmma_commit();
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2)
+w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorMap txl,
+           const __grid_constant__ TensorMap txh, const void* sa, const void* sb, const void* bias, void* out,
+           int M, int N, int KB, long long stride_c) {
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~1023ull);
+  u64* full = reinterpret_cast<u64*>(smem + STAGES * STAGE_BYTES);
+  u64* empty = full + STAGES;
+  const int tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM, tiles = tiles_n * tiles_m;
+  const int steps = (KB + BKB - 1) / BKB;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      bar_init(&full[s], 1);
+      bar_init(&empty[s], 4);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (threadIdx.x < 128) {  // the load warpgroup: one thread issues the copies
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");
+    if (threadIdx.x != 0) return;
+    int it = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      int pn, pm;
+      grouped_tile(tile, tiles_n, tiles_m, pn, pm);
+      for (int s = 0; s < steps; ++s, ++it) {
+        const int st = it % STAGES;
+        bar_wait(&empty[st], ((it / STAGES) & 1) ^ 1);
+        unsigned char* base = smem + st * STAGE_BYTES;
+        bar_expect(&full[st], STAGE_BYTES);
+        tma_load(base, &tw, s * BKB, pn * BN, &full[st]);
+        tma_load(base + TILE_BYTES, &txl, s * BKB, pm * BM, &full[st]);
+        tma_load(base + 2 * TILE_BYTES, &txh, s * BKB, pm * BM, &full[st]);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+  const int tid = threadIdx.x - 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const Offsets o = offsets(warp, g, t);
+  int acc[2][64] = {};  // each tile's first wgmmas overwrite it (scale-d 0); zeroed once for the compiler
+  Frag f0, f1;
+  int it = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    int pn, pm;
+    grouped_tile(tile, tiles_n, tiles_m, pn, pm);
+    // The first step: nothing to accumulate onto (scale-d 0 on its first wgmma of each half).
+    {
+      const int st = it % STAGES;
+      bar_wait(&full[st], (it / STAGES) & 1);
+      __syncwarp();  // the warp converged again after its polling loop, for the .aligned wgmma instructions
+      const unsigned char* base = smem + st * STAGE_BYTES;
+      load_frag(f0, base, o);
+      issue(acc, f0, smem_addr(base + TILE_BYTES), smem_addr(base + 2 * TILE_BYTES), 0);
+    }
+    // Step s: unpack into the other register set, issue, then wait for step s - 1 only; its registers
+    // are fenced after that wait, so the compiler cannot reuse them while its wgmmas may still read them.
+    // Two steps per iteration, so that each set is named at compile time (no local-memory array).
+    auto step = [&](int s, Frag& cur, Frag& prev) {
+      const int st = (it + s) % STAGES;
+      bar_wait(&full[st], ((it + s) / STAGES) & 1);
+      __syncwarp();
+      const unsigned char* base = smem + st * STAGE_BYTES;
+      load_frag(cur, base, o);
+      issue(acc, cur, smem_addr(base + TILE_BYTES), smem_addr(base + 2 * TILE_BYTES), 1);
+      wgmma_wait<1>();
+      fence_frag(prev);
+      __syncwarp();
+      if (lane == 0) bar_arrive(&empty[(it + s - 1) % STAGES]);
+    };
+    int s = 1;
+    for (; s + 1 < steps; s += 2) {
+      step(s, f1, f0);
+      step(s + 1, f0, f1);
+    }
+    if (s < steps) step(s, f1, f0);
+    wgmma_wait<0>();
+    fence_acc(acc);
+    fence_frag(f0);  // the last step's set, whichever it was
+    fence_frag(f1);
+    __syncwarp();
+    if (lane == 0) bar_arrive(&empty[(it + steps - 1) % STAGES]);
+    it += steps;
+
+    // Epilogue: acc[h][4 j + e] is weight row 64 h + 16 warp + g + 8 (e >> 1), activation row 8 j + 2 t
+    // + (e & 1) of the tile; 256 x the exact sums.
+    const int m0 = pm * BM + 2 * t;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e2 = 0; e2 < 2; ++e2) {
+        const int n = pn * BN + 64 * h + 16 * warp + g + 8 * e2;
+        if (n >= N) continue;
+        const float wsc = to_f32(sb, n, SB_T);
+#if HAS_BIAS
+        const float b = to_f32(bias, n, BIAS_T);
+#endif
+#pragma unroll
+        for (int j = 0; j < 16; ++j)
+#pragma unroll
+          for (int e1 = 0; e1 < 2; ++e1) {
+            const int m = m0 + 8 * j + e1;
+            if (m >= M) continue;
+            float v = static_cast<float>(acc[h][4 * j + 2 * e2 + e1] >> 8) * to_f32(sa, m, SA_T);
+            v = v * wsc;
+#if HAS_BIAS
+            v = v + b;
+#endif
+            store(out, m * stride_c + n, v);
+          }
+      }
+  }
+}

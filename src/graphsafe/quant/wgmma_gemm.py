@@ -1,0 +1,86 @@
+"""The many-row W4A4 GEMM in CUDA C++ for Hopper: ``csrc/w4a4_wgmma.cu``, compiled at first use by NVRTC
+for sm_90a and launched with the driver API on the current stream (as :mod:`graphsafe.quant.mma_gemv`).
+
+WORK IN PROGRESS (branch ``wip/wgmma-cuda``): not routed to by ``quant_linear`` and not yet run on a GPU.
+It does what the Gluon GEMM (:mod:`graphsafe.quant.gluon_ws`) cannot express in Triton 3.6: each K step
+waits only for the step before it (the unpacked weights alternate between two register sets, fenced
+after the wait that ends their wgmmas), and no barrier runs per step (each consumer warp releases a
+stage with its own mbarrier arrival). Whole 128 x 128 tiles only: the last partial round is not cut, so
+compare it with ``gluon_ws.ws_into(split_n=1, split_m=1)`` first.
+"""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+
+from . import mma_gemv
+
+SOURCE = Path(__file__).parent / "csrc" / "w4a4_wgmma.cu"
+BN = BM = 128  # weight rows and activation rows per tile
+BKB = 64  # packed bytes of K per step
+_TYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
+
+
+def shared_bytes(stages: int) -> int:
+    """Dynamic shared memory per CTA: the stages (weights and both planes, 8 KB each), their full and
+    empty mbarriers, and 1 KB to align the stages for the 64-byte swizzle."""
+    return stages * 3 * BN * BKB + 2 * stages * 8 + 1024
+
+
+def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype]
+           ) -> tuple[tuple[str, int], ...]:
+    """The ``-D`` macros of one program: ring depth, tile grouping and the dtypes of (scale, w_scale,
+    bias or None, out)."""
+    sa, sb, bias, out = types
+    return (("STAGES", stages), ("GROUP_N", group_n), ("SA_T", _TYPES[sa]), ("SB_T", _TYPES[sb]),
+            ("BIAS_T", _TYPES[bias] if bias is not None else 0), ("OUT_T", _TYPES[out]),
+            ("HAS_BIAS", int(bias is not None)))
+
+
+def _tensor_map(t: torch.Tensor, box_rows: int):
+    """A TMA descriptor of the 2-D byte matrix ``t`` (rows of K bytes, unit stride along K): boxes of
+    ``box_rows`` x 64 bytes with the 64-byte swizzle, zero-filled past the edges."""
+    from cuda.bindings import driver
+    rows, cols = t.shape
+    result, tmap = driver.cuTensorMapEncodeTiled(
+        driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, t.data_ptr(), [cols, rows], [t.stride(0)],
+        [BKB, box_rows], [1, 1], driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B,
+        driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+        driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+    mma_gemv._cu_ok(result, "cuTensorMapEncodeTiled")
+    return tmap
+
+
+def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
+               bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8, per_sm: int = 2,
+               sms: int | None = None) -> None:
+    """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` with
+    ``split_n=1, split_m=1`` (needs ``triton_persist.usable``; Hopper only). ``per_sm``: CTAs per SM (two
+    fit: 128 registers per thread at launch, 74 KB of shared memory each at three stages)."""
+    from .triton_persist import operands
+
+    m, n, kb = operands(x16, qw, "the CUDA wgmma GEMM")
+    if m == 0 or n == 0:
+        return
+    arch = mma_gemv.check(x16.device)
+    if arch != 90:
+        raise ValueError(f"the CUDA wgmma GEMM runs on sm_90 (Hopper) only, got sm_{arch}")
+    index = x16.device.index if x16.device.index is not None else torch.cuda.current_device()
+    if sms is None:
+        sms = torch.cuda.get_device_properties(x16.device).multi_processor_count
+    smem = shared_bytes(stages)
+    fn = mma_gemv._function(index, "90a", macros(stages, group_n, (scale.dtype, w_scale.dtype,
+                            bias.dtype if bias is not None else None, out.dtype)), smem, SOURCE, b"w4a4_wgmma")
+    tiles = -(-n // BN) * -(-m // BM)
+    maps = (_tensor_map(qw, BN), _tensor_map(x16[0], BM), _tensor_map(x16[1], BM))
+    values = (ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(w_scale.data_ptr()),
+              ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()), ctypes.c_void_p(out.data_ptr()),
+              ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kb), ctypes.c_longlong(out.stride(0)))
+    params = (ctypes.c_void_p * 11)(*(t.getPtr() for t in maps), *(ctypes.addressof(v) for v in values))
+    from cuda.bindings import driver
+    stream = driver.CUstream(torch.cuda.current_stream(x16.device).cuda_stream)
+    mma_gemv._cu_ok(driver.cuLaunchKernel(fn, min(tiles, per_sm * sms), 1, 1, 256, 1, 1, smem, stream,
+                                          ctypes.addressof(params), 0)[0], "launching w4a4_wgmma")

@@ -1,0 +1,51 @@
+"""The CUDA C++ wgmma GEMM (graphsafe.quant.wgmma_gemm, work in progress) on a Hopper GPU: bit-equal to the
+per-tile kernel (scales and a bias) and exact on the raw sums, twice in a row and across graph replays,
+on ragged shapes, one and two K steps, several ring depths and one SM; the largest K. Elsewhere the
+tests skip, and a --require-gpu run fails."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu
+
+from test_gpu_quant import assert_planes_gemm_exact  # noqa: E402
+
+from graphsafe.quant import ops  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def wgmma_gemm():
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) != (9, 0):
+        pytest.skip(f"the CUDA wgmma GEMM runs on sm_90 only; here sm_{major}{minor}")
+    from graphsafe.quant import wgmma_gemm
+    return wgmma_gemm
+
+
+@pytest.mark.parametrize("m, k, n, sms, stages", [
+    (2048, 3584, 4608, 132, 3),  # the benchmark shape, three rounds on an H100
+    (300, 256, 1000, 5, 3),  # ragged in M and N, more tiles than programs
+    (200, 4096 + 64, 700, 4, 3),  # a ragged last K step
+    (129, 512, 260, 1, 2),  # one SM (two programs), two stages
+    (1000, 1024, 200, 132, 4),  # fewer tiles than programs, four stages
+    (150, 128, 300, 2, 3),  # one K step: the prologue and the drain only
+    (40, 32, 130, 1, 3),  # one K step of 16 bytes, TMA zero-filling the rest
+    (260, 192, 390, 5, 3),  # two K steps, the second ragged
+    (70, 320, 130, 1, 3),  # three K steps (the last ragged): an odd count ends in the first register set
+])
+def test_cuda_wgmma_gemm_is_exact(wgmma_gemm, m, k, n, sms, stages):
+    assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, stages=stages, sms=sms), m, k, n)
+
+
+@pytest.mark.parametrize("m", [3, 20])
+def test_cuda_wgmma_gemm_accumulates_the_largest_k_exactly(wgmma_gemm, m):
+    """Every code -8 in both operands at the largest K (rounded down to TMA's 16-byte rows)."""
+    k = ops.MAX_K // 32 * 32
+    planes = torch.full((2, m, k // 2), -128, dtype=torch.int8, device="cuda")
+    qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8, device="cuda")
+    for dtype in (torch.float32, torch.bfloat16):
+        y = torch.zeros(m, 2, device="cuda", dtype=dtype)
+        wgmma_gemm.wgmma_into(planes, torch.ones(m, 1, device="cuda"), qw, torch.ones(2, 1, device="cuda"), None, y,
+                              sms=1)
+        assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda", dtype=dtype)), dtype
