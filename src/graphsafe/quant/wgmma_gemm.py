@@ -39,19 +39,43 @@ def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, tor
             ("HAS_BIAS", int(bias is not None)))
 
 
-def _tensor_map(t: torch.Tensor, box_rows: int):
-    """A TMA descriptor of the 2-D byte matrix ``t`` (rows of K bytes, unit stride along K): boxes of
-    ``box_rows`` x 64 bytes with the 64-byte swizzle, zero-filled past the edges."""
-    from cuda.bindings import driver
-    rows, cols = t.shape
-    result, tmap = driver.cuTensorMapEncodeTiled(
-        driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, t.data_ptr(), [cols, rows], [t.stride(0)],
-        [BKB, box_rows], [1, 1], driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
-        driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B,
-        driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-        driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
-    mma_gemv._cu_ok(result, "cuTensorMapEncodeTiled")
-    return tmap
+class _TensorMap:
+    """A TMA descriptor (CUtensorMap, 128 bytes) of the 2-D byte matrix ``t`` (rows of K bytes, unit stride
+    along K): boxes of ``box_rows`` x 64 bytes with the 64-byte swizzle, zero-filled past the edges.
+    Encoded by the driver's ``cuTensorMapEncodeTiled`` through ctypes into a 64-byte aligned buffer: the
+    driver requires that alignment, and cuda-bindings' ``CUtensorMap`` objects are only 16-byte aligned.
+    ``address`` is what a kernel-parameter slot points to (the launch copies the 128 bytes)."""
+
+    def __init__(self, t: torch.Tensor, box_rows: int):
+        from cuda.bindings import driver
+        self._buf = ctypes.create_string_buffer(128 + 64)
+        self.address = (ctypes.addressof(self._buf) + 63) // 64 * 64
+        rows, cols = t.shape
+        u64, u32 = ctypes.c_uint64, ctypes.c_uint32
+        result = _libcuda().cuTensorMapEncodeTiled(
+            ctypes.c_void_p(self.address), int(driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_UINT8), 2,
+            ctypes.c_void_p(t.data_ptr()), (u64 * 2)(cols, rows), (u64 * 1)(t.stride(0)), (u32 * 2)(BKB, box_rows),
+            (u32 * 2)(1, 1), int(driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE),
+            int(driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B),
+            int(driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B),
+            int(driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
+        mma_gemv._cu_ok(driver.CUresult(result), "cuTensorMapEncodeTiled")
+
+
+_LIBCUDA = None
+
+
+def _libcuda():
+    """The CUDA driver library, loaded once, with cuTensorMapEncodeTiled's C signature."""
+    global _LIBCUDA
+    if _LIBCUDA is None:
+        lib = ctypes.CDLL("libcuda.so.1")
+        p = ctypes.c_void_p
+        lib.cuTensorMapEncodeTiled.argtypes = [p, ctypes.c_int, ctypes.c_uint32, p, p, p, p, p, ctypes.c_int,
+                                               ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.cuTensorMapEncodeTiled.restype = ctypes.c_int
+        _LIBCUDA = lib
+    return _LIBCUDA
 
 
 def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
@@ -65,6 +89,9 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     m, n, kb = operands(x16, qw, "the CUDA wgmma GEMM")
     if m == 0 or n == 0:
         return
+    if out.shape != (m, n) or out.stride(1) != 1 or not (scale.is_contiguous() and w_scale.is_contiguous()):
+        raise ValueError(f"the CUDA wgmma GEMM writes rows of a unit-stride out ({m}, {n}) and reads contiguous "
+                         f"scales; got out {tuple(out.shape)} strides {out.stride()}")
     arch = mma_gemv.check(x16.device)
     if arch != 90:
         raise ValueError(f"the CUDA wgmma GEMM runs on sm_90 (Hopper) only, got sm_{arch}")
@@ -75,11 +102,11 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     fn = mma_gemv._function(index, "90a", macros(stages, group_n, (scale.dtype, w_scale.dtype,
                             bias.dtype if bias is not None else None, out.dtype)), smem, SOURCE, b"w4a4_wgmma")
     tiles = -(-n // BN) * -(-m // BM)
-    maps = (_tensor_map(qw, BN), _tensor_map(x16[0], BM), _tensor_map(x16[1], BM))
+    maps = (_TensorMap(qw, BN), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM))
     values = (ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(w_scale.data_ptr()),
               ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()), ctypes.c_void_p(out.data_ptr()),
               ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kb), ctypes.c_longlong(out.stride(0)))
-    params = (ctypes.c_void_p * 11)(*(t.getPtr() for t in maps), *(ctypes.addressof(v) for v in values))
+    params = (ctypes.c_void_p * 11)(*(t.address for t in maps), *(ctypes.addressof(v) for v in values))
     from cuda.bindings import driver
     stream = driver.CUstream(torch.cuda.current_stream(x16.device).cuda_stream)
     mma_gemv._cu_ok(driver.cuLaunchKernel(fn, min(tiles, per_sm * sms), 1, 1, 256, 1, 1, smem, stream,

@@ -194,7 +194,9 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
            const __grid_constant__ TensorMap txh, const void* sa, const void* sb, const void* bias, void* out,
            int M, int N, int KB, long long stride_c) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~1023ull);
+  // Aligned by an offset from smem_raw, not by rebuilding the pointer from an integer: the compiler then
+  // still knows it points to shared memory and reads the weights with LDS, not generic loads.
+  unsigned char* smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
   u64* full = reinterpret_cast<u64*>(smem + STAGES * STAGE_BYTES);
   u64* empty = full + STAGES;
   const int tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM, tiles = tiles_n * tiles_m;
