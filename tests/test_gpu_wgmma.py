@@ -1,6 +1,7 @@
 """The CUDA C++ wgmma GEMM (graphsafe.quant.wgmma_gemm, work in progress) on a Hopper GPU: bit-equal to the
 per-tile kernel (scales and a bias) and exact on the raw sums, twice in a row and across graph replays,
-on ragged shapes, one and two K steps, several ring depths and one SM; the largest K. Elsewhere the
+on each kind of round plan, ragged shapes, one to three K steps, several ring depths and one SM; the
+largest K. Elsewhere the
 tests skip, and a --require-gpu run fails."""
 from __future__ import annotations
 
@@ -23,19 +24,25 @@ def wgmma_gemm():
     return wgmma_gemm
 
 
-@pytest.mark.parametrize("m, k, n, sms, stages", [
-    (2048, 3584, 4608, 132, 3),  # the benchmark shape, three rounds on an H100
-    (300, 256, 1000, 5, 3),  # ragged in M and N, more tiles than programs
-    (200, 4096 + 64, 700, 4, 3),  # a ragged last K step
-    (129, 512, 260, 1, 2),  # one SM (two programs), two stages
-    (1000, 1024, 200, 132, 4),  # fewer tiles than programs, four stages
-    (150, 128, 300, 2, 3),  # one K step: the prologue and the drain only
-    (40, 32, 130, 1, 3),  # one K step of 16 bytes, TMA zero-filling the rest
-    (260, 192, 390, 5, 3),  # two K steps, the second ragged
-    (70, 320, 130, 1, 3),  # three K steps (the last ragged): an odd count ends in the first register set
+@pytest.mark.parametrize("m, k, n, sms, split, stages, plan", [
+    (2048, 3584, 4608, 132, (2, 2), 3, (264, 48, 2, 2)),  # the H100 plan: the third round's 48 tiles in 4 pieces
+    (2048, 3584, 4608, 132, (1, 1), 3, (264, 0, 1, 1)),  # the same in whole rounds
+    (300, 256, 1000, 5, (2, 2), 3, (10, 4, 2, 1)),  # ragged in M and N, the last round's tiles in halves
+    (200, 4096 + 64, 700, 4, (2, 2), 3, (8, 4, 2, 1)),  # a ragged last K step
+    (129, 512, 260, 1, (2, 2), 2, (2, 0, 1, 1)),  # one SM (two programs), whole rounds, two stages
+    (1000, 1024, 200, 132, (2, 2), 4, (264, 16, 2, 2)),  # everything in one cut round, ragged in N, four stages
+    (530, 256, 128, 2, (2, 1), 3, (4, 1, 2, 1)),  # halves along the weight rows only
+    (530, 256, 128, 2, (1, 2), 3, (4, 1, 1, 2)),  # halves along the activation rows only
+    (150, 128, 300, 2, (2, 2), 3, (4, 2, 2, 1)),  # one K step: the prologue and the drain only
+    (40, 32, 130, 1, (2, 2), 3, (2, 0, 1, 1)),  # one K step of 16 bytes, TMA zero-filling the rest
+    (260, 192, 390, 5, (2, 2), 3, (10, 2, 2, 2)),  # two K steps (the second ragged), a round cut in four
+    (70, 320, 130, 1, (2, 2), 3, (2, 0, 1, 1)),  # three K steps, the last ragged
 ])
-def test_cuda_wgmma_gemm_is_exact(wgmma_gemm, m, k, n, sms, stages):
-    assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, stages=stages, sms=sms), m, k, n)
+def test_cuda_wgmma_gemm_is_exact(wgmma_gemm, m, k, n, sms, split, stages, plan):
+    from graphsafe.quant import triton_persist
+    assert triton_persist.plan(-(-n // 128) * -(-m // 128), 2 * sms, *split) == plan
+    assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, stages=stages, split_n=split[0],
+                                                              split_m=split[1], sms=sms), m, k, n)
 
 
 @pytest.mark.parametrize("m", [3, 20])

@@ -173,10 +173,9 @@ def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major
     neither serializes the wgmmas nor injects a wait of its own (it says so in the log when it must,
     e.g. when registers a wgmma reads are redefined before the wait that ends it)."""
     from graphsafe.quant import mma_gemv, wgmma_gemm
-    for types in ((torch.float16, torch.float16, None, torch.float16),
-                  (torch.float16, torch.float16, torch.float16, torch.float16),
-                  (torch.bfloat16, torch.float32, torch.bfloat16, torch.float32),
-                  (torch.float32, torch.bfloat16, None, torch.bfloat16)):
+    h, b, f = torch.float16, torch.bfloat16, torch.float32
+    for types in ((h, h, None, h), (h, h, h, h), (b, f, b, f), (f, b, None, b), (h, h, h, f), (f, f, f, f),
+                  (h, h, None, f)):
         log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types), wgmma_gemm.SOURCE)
         assert "0 bytes spill stores" in log, log
         assert "serialized" not in log and "C75" not in log, log

@@ -2,11 +2,13 @@
 for sm_90a and launched with the driver API on the current stream (as :mod:`graphsafe.quant.mma_gemv`).
 
 WORK IN PROGRESS (branch ``wip/wgmma-cuda``): not routed to by ``quant_linear`` and not yet run on a GPU.
-It does what the Gluon GEMM (:mod:`graphsafe.quant.gluon_ws`) cannot express in Triton 3.6: each K step
-waits only for the step before it (the unpacked weights alternate between two register sets, fenced
-after the wait that ends their wgmmas), and no barrier runs per step (each consumer warp releases a
-stage with its own mbarrier arrival). Whole 128 x 128 tiles only: the last partial round is not cut, so
-compare it with ``gluon_ws.ws_into(split_n=1, split_m=1)`` first.
+It does what the Gluon GEMM (:mod:`graphsafe.quant.gluon_ws`) cannot express in Triton 3.6: the wgmmas of
+each 32-byte K chunk wait only for the chunk before them (two register sets of unpacked weights, each
+fenced after the wait that ends its wgmmas), so unpacking overlaps the tensor cores within one
+warpgroup, and no barrier runs per step (each consumer warp releases a stage with its own mbarrier
+arrival). Same tiles, round plan (the last partial round cut into halves or
+quarters, ``triton_persist.plan``), sums and epilogue arithmetic as the Gluon GEMM, so the two are
+bit-equal.
 """
 from __future__ import annotations
 
@@ -80,11 +82,12 @@ def _libcuda():
 
 def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
                bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8, per_sm: int = 2,
-               sms: int | None = None) -> None:
-    """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` with
-    ``split_n=1, split_m=1`` (needs ``triton_persist.usable``; Hopper only). ``per_sm``: CTAs per SM (two
-    fit: 128 registers per thread at launch, 74 KB of shared memory each at three stages)."""
-    from .triton_persist import operands
+               split_n: int = 2, split_m: int = 2, sms: int | None = None) -> None:
+    """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` (needs
+    ``triton_persist.usable``; Hopper only). ``per_sm``: CTAs per SM (two fit: 128 registers per thread at
+    launch, 74 KB of shared memory each at three stages); ``split_n``, ``split_m`` (1 or 2): how far the
+    last partial round's tiles may be cut along the weight rows and the activation rows."""
+    from .triton_persist import operands, plan
 
     m, n, kb = operands(x16, qw, "the CUDA wgmma GEMM")
     if m == 0 or n == 0:
@@ -92,6 +95,9 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     if out.shape != (m, n) or out.stride(1) != 1 or not (scale.is_contiguous() and w_scale.is_contiguous()):
         raise ValueError(f"the CUDA wgmma GEMM writes rows of a unit-stride out ({m}, {n}) and reads contiguous "
                          f"scales; got out {tuple(out.shape)} strides {out.stride()}")
+    if split_n not in (1, 2) or split_m not in (1, 2):
+        raise ValueError(f"the CUDA wgmma GEMM cuts tiles at most in halves each way; got split_n={split_n} "
+                         f"split_m={split_m}")
     arch = mma_gemv.check(x16.device)
     if arch != 90:
         raise ValueError(f"the CUDA wgmma GEMM runs on sm_90 (Hopper) only, got sm_{arch}")
@@ -101,13 +107,15 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     smem = shared_bytes(stages)
     fn = mma_gemv._function(index, "90a", macros(stages, group_n, (scale.dtype, w_scale.dtype,
                             bias.dtype if bias is not None else None, out.dtype)), smem, SOURCE, b"w4a4_wgmma")
-    tiles = -(-n // BN) * -(-m // BM)
-    maps = (_TensorMap(qw, BN), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM))
+    programs, tail, pn, pm = plan(-(-n // BN) * -(-m // BM), per_sm * sms, split_n, split_m)
+    maps = (_TensorMap(qw, BN), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM),
+            _TensorMap(qw, BN // pn), _TensorMap(x16[0], BM // pm), _TensorMap(x16[1], BM // pm))
     values = (ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(w_scale.data_ptr()),
               ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()), ctypes.c_void_p(out.data_ptr()),
-              ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kb), ctypes.c_longlong(out.stride(0)))
-    params = (ctypes.c_void_p * 11)(*(t.address for t in maps), *(ctypes.addressof(v) for v in values))
+              ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kb), ctypes.c_longlong(out.stride(0)),
+              ctypes.c_int(tail), ctypes.c_int(pn), ctypes.c_int(pm))
+    params = (ctypes.c_void_p * 17)(*(t.address for t in maps), *(ctypes.addressof(v) for v in values))
     from cuda.bindings import driver
     stream = driver.CUstream(torch.cuda.current_stream(x16.device).cuda_stream)
-    mma_gemv._cu_ok(driver.cuLaunchKernel(fn, min(tiles, per_sm * sms), 1, 1, 256, 1, 1, smem, stream,
-                                          ctypes.addressof(params), 0)[0], "launching w4a4_wgmma")
+    mma_gemv._cu_ok(driver.cuLaunchKernel(fn, programs, 1, 1, 256, 1, 1, smem, stream, ctypes.addressof(params), 0)[0],
+                    "launching w4a4_wgmma")

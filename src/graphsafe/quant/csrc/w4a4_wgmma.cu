@@ -2,9 +2,11 @@
 // INT8 tensor cores, from packed INT4 weights and the quantizer's INT8 activation planes (16 x the even
 // and the odd columns' codes). WORK IN PROGRESS (branch wip/wgmma-cuda): written to test what the Gluon
 // GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6, and not yet run on a GPU:
-//   - each K step's unpacked weights stay in their own registers (two sets, alternating) until the
-//     step's wgmmas are waited for, so a step waits only for the step before it and the next step's
-//     weights are unpacked while its wgmmas run;
+//   - each K step runs as two groups of wgmmas, one per 32-byte K chunk, each on its own register set of
+//     unpacked weights that stays untouched until the wait that ends its group; a group waits only for
+//     the group before it, so each chunk's weights are unpacked while the previous chunk's wgmmas run
+//     (a whole step per set needed 64 registers for the two sets, and ptxas serialized the wgmmas for
+//     want of registers in some dtype combinations);
 //   - no CTA-wide or warpgroup-wide barrier per step: each consumer warp releases a stage by its own
 //     mbarrier arrival (Triton puts a warpgroup bar.sync before every mbarrier wait and arrival).
 //
@@ -90,6 +92,17 @@ __device__ __forceinline__ void wgmma_s8(int (&d)[64], u32 a0, u32 a1, u32 a2, u
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
 }
 
+// The same on 64 activation rows (a piece of the last round): the first 32 of the 64 accumulators.
+__device__ __forceinline__ void wgmma_s8_n64(int (&d)[64], u32 a0, u32 a1, u32 a2, u32 a3, u64 desc, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, p;\n}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
+}
+
 __device__ __forceinline__ float to_f32(const void* p, long long i, int type) {
   if (type == 2) return static_cast<const float*>(p)[i];
   unsigned short h = static_cast<const unsigned short*>(p)[i];
@@ -123,47 +136,42 @@ __device__ __forceinline__ void grouped_tile(int t, int tiles_n, int tiles_m, in
   pm = (t % width) / size;
 }
 
-struct Frag { u32 a[2][2][2][4]; };  // [weight half h][K chunk c][plane][register]
+struct Half { u32 a[2][2][4]; };  // one 32-byte K chunk's fragments: [weight half h][plane][register]
 
-// Where a consumer thread's weight words lie in a stage: its rows' start (row 16 warp + g of the 128) and,
-// for the four 16-byte chunks of a row, byte 4 t of the chunk after the swizzle. The swizzle term
-// ((r >> 1) & 3) is (g >> 1) & 3 for every row the thread reads (the other terms of r are multiples of 8),
-// so the offsets are fixed per thread and each load adds only a constant.
-struct Offsets { int row; int chunk[4]; };
+// Where a consumer thread's weight words lie in a stage: its rows' start (row 16 warp + g of the 128)
+// and, for 16-byte chunk k of a row, byte 4 t of the chunk after the swizzle: 16 (k ^ ((r >> 1) & 3)) +
+// 4 t. The swizzle term is (g >> 1) & 3 for every row the thread reads (the other terms of r are
+// multiples of 8), so that offset is (16 k) ^ xt with xt = 16 ((g >> 1) & 3) + 4 t fixed per thread (the
+// XOR touches bits 4-5 only, 4 t bits 2-3): two registers, and each load adds a constant.
+struct Offsets { int row; int xt; };
 
 __device__ __forceinline__ Offsets offsets(int warp, int g, int t) {
-  Offsets o;
-  o.row = (16 * warp + g) * 64;
-#pragma unroll
-  for (int k = 0; k < 4; ++k) o.chunk[k] = 16 * (k ^ ((g >> 1) & 3)) + 4 * t;
-  return o;
+  return Offsets{(16 * warp + g) * 64, 16 * ((g >> 1) & 3) + 4 * t};
 }
 
-// One step's weight fragments from stage `w` (128 x 64 swizzled bytes), unpacked: for each 64-row half
-// h and 32-byte chunk c, rows r0 = 64 h + 16 warp + g and r0 + 8, bytes 32 c + 4 t and 32 c + 16 + 4 t.
-__device__ __forceinline__ void load_frag(Frag& f, const unsigned char* w, const Offsets& o) {
+// The weight fragments of one 32-byte K chunk c of stage `w` (H x 64 rows of 64 swizzled bytes),
+// unpacked: for each 64-row half h, rows r0 = 64 h + 16 warp + g and r0 + 8, bytes 32 c + 4 t and 32 c +
+// 16 + 4 t.
+template <int H>
+__device__ __forceinline__ void load_half(Half& f, const unsigned char* w, const Offsets& o, int c) {
   const unsigned char* rows = w + o.row;
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
+  for (int h = 0; h < H; ++h)
 #pragma unroll
-    for (int c = 0; c < 2; ++c)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {  // q: (row r0 or r0 + 8) + 2 (first or second 16 bytes of the chunk)
-        const u32 v = *reinterpret_cast<const u32*>(rows + (64 * h + 8 * (q & 1)) * 64 + o.chunk[2 * c + (q >> 1)]);
-        f.a[h][c][0][q] = (v << 4) & 0xF0F0F0F0u;
-        f.a[h][c][1][q] = v & 0xF0F0F0F0u;
-      }
+    for (int q = 0; q < 4; ++q) {  // q: (row r0 or r0 + 8) + 2 (first or second 16 bytes of the chunk)
+      const u32 v = *reinterpret_cast<const u32*>(rows + (64 * h + 8 * (q & 1)) * 64 + ((16 * (2 * c + (q >> 1))) ^ o.xt));
+      f.a[h][0][q] = (v << 4) & 0xF0F0F0F0u;
+      f.a[h][1][q] = v & 0xF0F0F0F0u;
+    }
 }
 
-__device__ __forceinline__ void fence_frag(Frag& f) {
+__device__ __forceinline__ void fence_half(Half& f) {
 #pragma unroll
   for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int c = 0; c < 2; ++c)
+    for (int p = 0; p < 2; ++p)
 #pragma unroll
-      for (int p = 0; p < 2; ++p)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) fence_operand(f.a[h][c][p][q]);
+      for (int q = 0; q < 4; ++q) fence_operand(f.a[h][p][q]);
 }
 
 __device__ __forceinline__ void fence_acc(int (&acc)[2][64]) {
@@ -173,33 +181,150 @@ __device__ __forceinline__ void fence_acc(int (&acc)[2][64]) {
     for (int i = 0; i < 64; ++i) fence_operand(acc[h][i]);
 }
 
-// The 8 wgmmas of one step: both weight halves, both K chunks, both planes (plane tiles at xl, xh).
-__device__ __forceinline__ void issue(int (&acc)[2][64], const Frag& f, u32 xl, u32 xh, int accumulate) {
+// The wgmmas of one K chunk c, as one group: H weight halves, both planes (plane tiles at xl, xh), NB
+// activation rows. `accumulate` 0 only for a tile's first chunk (its first wgmma of each half then
+// overwrites the accumulators).
+template <int H, int NB>
+__device__ __forceinline__ void issue(int (&acc)[2][64], const Half& f, u32 xl, u32 xh, int c, int accumulate) {
   wgmma_fence();
 #pragma unroll
-  for (int c = 0; c < 2; ++c)
+  for (int p = 0; p < 2; ++p) {
+    const u64 desc = descriptor((p ? xh : xl) + 32 * c);
 #pragma unroll
-    for (int p = 0; p < 2; ++p) {
-      const u64 desc = descriptor((p ? xh : xl) + 32 * c);
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        wgmma_s8(acc[h], f.a[h][c][p][0], f.a[h][c][p][1], f.a[h][c][p][2], f.a[h][c][p][3], desc,
-                 accumulate | c | p);
+    for (int h = 0; h < H; ++h) {
+      const u32(&a)[4] = f.a[h][p];
+      if (NB == 128)
+        wgmma_s8(acc[h], a[0], a[1], a[2], a[3], desc, accumulate | p);
+      else
+        wgmma_s8_n64(acc[h], a[0], a[1], a[2], a[3], desc, accumulate | p);
     }
+  }
   wgmma_commit();
 }
 
+struct Consumer {  // a consumer thread's place and state across tiles
+  const Offsets o;
+  const int lane;
+  unsigned char* smem;
+  u64* full;
+  u64* empty;
+  int st, ph;  // the next step's stage and the parity of its use (steps consumed so far: st + STAGES x uses)
+
+  __device__ __forceinline__ void advance() {
+    if (++st == STAGES) {
+      st = 0;
+      ph ^= 1;
+    }
+  }
+};
+
+// One tile or piece (H x 64 weight rows from n0, NB activation rows from m0): every K step, then the
+// epilogue. Each step is two groups of wgmmas, one per 32-byte K chunk, each on its own register set
+// (lo: chunk 0, hi: chunk 1): a group waits only for the group before it, so each chunk's unpacking runs
+// while the previous chunk's wgmmas do, and a set is fenced after the wait that ends its wgmmas, so the
+// compiler cannot reuse its registers while they may still be read. A stage is released once both of
+// its groups are done. acc[h][4 j + e] is weight row 64 h + 16 warp + g + 8 (e >> 1), activation row 8 j
+// + 2 t + (e & 1); 256 x the exact sums.
+template <int H, int NB>
+__device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo, Half& hi, int steps, int n0,
+                                        int m0, const void* sa, const void* sb, const void* bias, void* out, int M,
+                                        int N, long long stride_c) {
+  for (int s = 0; s < steps; ++s) {
+    bar_wait(&k.full[k.st], k.ph);
+    __syncwarp();  // the warp converged again after its polling loop, for the .aligned wgmma instructions
+    const unsigned char* base = k.smem + k.st * STAGE_BYTES;
+    const u32 xl = smem_addr(base + TILE_BYTES), xh = smem_addr(base + 2 * TILE_BYTES);
+    load_half<H>(lo, base, k.o, 0);
+    issue<H, NB>(acc, lo, xl, xh, 0, s > 0);
+    if (s > 0) {  // the previous step's second group is done: its registers and its stage are free
+      wgmma_wait<1>();
+      fence_half(hi);
+      __syncwarp();
+      if (k.lane == 0) bar_arrive(&k.empty[k.st == 0 ? STAGES - 1 : k.st - 1]);
+    }
+    load_half<H>(hi, base, k.o, 1);
+    issue<H, NB>(acc, hi, xl, xh, 1, 1);
+    wgmma_wait<1>();  // this step's first group is done
+    fence_half(lo);
+    k.advance();
+  }
+  wgmma_wait<0>();
+  fence_acc(acc);
+  fence_half(hi);
+  __syncwarp();
+  if (k.lane == 0) bar_arrive(&k.empty[k.st == 0 ? STAGES - 1 : k.st - 1]);
+
+  const int warp = (threadIdx.x - 128) / 32, g = k.lane / 4, t = k.lane % 4;  // recomputed: fewer live registers
+  const int mt = m0 + 2 * t;
+#pragma unroll
+  for (int h = 0; h < H; ++h)
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      const int n = n0 + 64 * h + 16 * warp + g + 8 * e2;
+      if (n >= N) continue;
+      const float wsc = to_f32(sb, n, SB_T);
+#if HAS_BIAS
+      const float b = to_f32(bias, n, BIAS_T);
+#endif
+#pragma unroll
+      for (int j = 0; j < NB / 8; ++j)
+#pragma unroll
+        for (int e1 = 0; e1 < 2; ++e1) {
+          const int m = mt + 8 * j + e1;
+          if (m >= M) continue;
+          float v = static_cast<float>(acc[h][4 * j + 2 * e2 + e1] >> 8) * to_f32(sa, m, SA_T);
+          v = v * wsc;
+#if HAS_BIAS
+          v = v + b;
+#endif
+          store(out, m * stride_c + n, v);
+        }
+    }
+}
+
+// The last round's piece `sub`: its tile's (sub % (pn pm))-th piece, pn along the weight rows first
+// (gluon_ws._piece_origin). Returns (first weight row, first activation row).
+__device__ __forceinline__ void piece_origin(int sub, int whole, int tiles_n, int tiles_m, int pn, int pm, int& n0,
+                                             int& m0) {
+  int tn, tm;
+  grouped_tile(whole + sub / (pn * pm), tiles_n, tiles_m, tn, tm);
+  const int piece = sub % (pn * pm);
+  n0 = tn * BN + (piece % pn) * (BN / pn);
+  m0 = tm * BM + (piece / pn) * (BM / pm);
+}
+
+// The producer: every step of a tile or piece into the next free stages; `bytes` its boxes' total.
+__device__ __forceinline__ void produce(const TensorMap* w, const TensorMap* xl, const TensorMap* xh,
+                                        unsigned char* smem, u64* full, u64* empty, int& it, int steps, int n0,
+                                        int m0, int bytes) {
+  for (int s = 0; s < steps; ++s, ++it) {
+    const int st = it % STAGES;
+    bar_wait(&empty[st], ((it / STAGES) & 1) ^ 1);
+    unsigned char* base = smem + st * STAGE_BYTES;
+    bar_expect(&full[st], bytes);
+    tma_load(base, w, s * BKB, n0, &full[st]);
+    tma_load(base + TILE_BYTES, xl, s * BKB, m0, &full[st]);
+    tma_load(base + 2 * TILE_BYTES, xh, s * BKB, m0, &full[st]);
+  }
+}
+
+// tw, txl, txh: boxes of whole tiles (128 rows x 64 bytes); tw_t, txl_t, txh_t: boxes of the last round's
+// pieces (128 / pn weight rows, 128 / pm activation rows). The first tiles_n tiles_m - tail tiles run
+// whole, then tail tiles in pn x pm pieces (triton_persist.plan).
 extern "C" __global__ void __launch_bounds__(256, 2)
 w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorMap txl,
-           const __grid_constant__ TensorMap txh, const void* sa, const void* sb, const void* bias, void* out,
-           int M, int N, int KB, long long stride_c) {
+           const __grid_constant__ TensorMap txh, const __grid_constant__ TensorMap tw_t,
+           const __grid_constant__ TensorMap txl_t, const __grid_constant__ TensorMap txh_t, const void* sa,
+           const void* sb, const void* bias, void* out, int M, int N, int KB, long long stride_c, int tail, int pn,
+           int pm) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   // Aligned by an offset from smem_raw, not by rebuilding the pointer from an integer: the compiler then
   // still knows it points to shared memory and reads the weights with LDS, not generic loads.
   unsigned char* smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
   u64* full = reinterpret_cast<u64*>(smem + STAGES * STAGE_BYTES);
   u64* empty = full + STAGES;
-  const int tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM, tiles = tiles_n * tiles_m;
+  const int tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM, whole = tiles_n * tiles_m - tail;
+  const int pieces = tail * pn * pm;
   const int steps = (KB + BKB - 1) / BKB;
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
@@ -214,95 +339,37 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");
     if (threadIdx.x != 0) return;
     int it = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      int pn, pm;
-      grouped_tile(tile, tiles_n, tiles_m, pn, pm);
-      for (int s = 0; s < steps; ++s, ++it) {
-        const int st = it % STAGES;
-        bar_wait(&empty[st], ((it / STAGES) & 1) ^ 1);
-        unsigned char* base = smem + st * STAGE_BYTES;
-        bar_expect(&full[st], STAGE_BYTES);
-        tma_load(base, &tw, s * BKB, pn * BN, &full[st]);
-        tma_load(base + TILE_BYTES, &txl, s * BKB, pm * BM, &full[st]);
-        tma_load(base + 2 * TILE_BYTES, &txh, s * BKB, pm * BM, &full[st]);
-      }
+    for (int tile = blockIdx.x; tile < whole; tile += gridDim.x) {
+      int tn, tm;
+      grouped_tile(tile, tiles_n, tiles_m, tn, tm);
+      produce(&tw, &txl, &txh, smem, full, empty, it, steps, tn * BN, tm * BM, STAGE_BYTES);
+    }
+    for (int sub = blockIdx.x; sub < pieces; sub += gridDim.x) {
+      int n0, m0;
+      piece_origin(sub, whole, tiles_n, tiles_m, pn, pm, n0, m0);
+      produce(&tw_t, &txl_t, &txh_t, smem, full, empty, it, steps, n0, m0, (BN / pn + 2 * (BM / pm)) * BKB);
     }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-  const int tid = threadIdx.x - 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const Offsets o = offsets(warp, g, t);
+  const int tid = threadIdx.x - 128, warp = tid / 32, lane = tid % 32;
+  Consumer k{offsets(warp, lane / 4, lane % 4), lane, smem, full, empty, 0, 0};
   int acc[2][64] = {};  // each tile's first wgmmas overwrite it (scale-d 0); zeroed once for the compiler
-  Frag f0, f1;
-  int it = 0;
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    int pn, pm;
-    grouped_tile(tile, tiles_n, tiles_m, pn, pm);
-    // The first step: nothing to accumulate onto (scale-d 0 on its first wgmma of each half).
-    {
-      const int st = it % STAGES;
-      bar_wait(&full[st], (it / STAGES) & 1);
-      __syncwarp();  // the warp converged again after its polling loop, for the .aligned wgmma instructions
-      const unsigned char* base = smem + st * STAGE_BYTES;
-      load_frag(f0, base, o);
-      issue(acc, f0, smem_addr(base + TILE_BYTES), smem_addr(base + 2 * TILE_BYTES), 0);
-    }
-    // Step s: unpack into the other register set, issue, then wait for step s - 1 only; its registers
-    // are fenced after that wait, so the compiler cannot reuse them while its wgmmas may still read them.
-    // Two steps per iteration, so that each set is named at compile time (no local-memory array).
-    auto step = [&](int s, Frag& cur, Frag& prev) {
-      const int st = (it + s) % STAGES;
-      bar_wait(&full[st], ((it + s) / STAGES) & 1);
-      __syncwarp();
-      const unsigned char* base = smem + st * STAGE_BYTES;
-      load_frag(cur, base, o);
-      issue(acc, cur, smem_addr(base + TILE_BYTES), smem_addr(base + 2 * TILE_BYTES), 1);
-      wgmma_wait<1>();
-      fence_frag(prev);
-      __syncwarp();
-      if (lane == 0) bar_arrive(&empty[(it + s - 1) % STAGES]);
-    };
-    int s = 1;
-    for (; s + 1 < steps; s += 2) {
-      step(s, f1, f0);
-      step(s + 1, f0, f1);
-    }
-    if (s < steps) step(s, f1, f0);
-    wgmma_wait<0>();
-    fence_acc(acc);
-    fence_frag(f0);  // the last step's set, whichever it was
-    fence_frag(f1);
-    __syncwarp();
-    if (lane == 0) bar_arrive(&empty[(it + steps - 1) % STAGES]);
-    it += steps;
-
-    // Epilogue: acc[h][4 j + e] is weight row 64 h + 16 warp + g + 8 (e >> 1), activation row 8 j + 2 t
-    // + (e & 1) of the tile; 256 x the exact sums.
-    const int m0 = pm * BM + 2 * t;
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int e2 = 0; e2 < 2; ++e2) {
-        const int n = pn * BN + 64 * h + 16 * warp + g + 8 * e2;
-        if (n >= N) continue;
-        const float wsc = to_f32(sb, n, SB_T);
-#if HAS_BIAS
-        const float b = to_f32(bias, n, BIAS_T);
-#endif
-#pragma unroll
-        for (int j = 0; j < 16; ++j)
-#pragma unroll
-          for (int e1 = 0; e1 < 2; ++e1) {
-            const int m = m0 + 8 * j + e1;
-            if (m >= M) continue;
-            float v = static_cast<float>(acc[h][4 * j + 2 * e2 + e1] >> 8) * to_f32(sa, m, SA_T);
-            v = v * wsc;
-#if HAS_BIAS
-            v = v + b;
-#endif
-            store(out, m * stride_c + n, v);
-          }
-      }
+  Half lo, hi;
+  for (int tile = blockIdx.x; tile < whole; tile += gridDim.x) {
+    int tn, tm;
+    grouped_tile(tile, tiles_n, tiles_m, tn, tm);
+    consume<2, 128>(k, acc, lo, hi, steps, tn * BN, tm * BM, sa, sb, bias, out, M, N, stride_c);
+  }
+  for (int sub = blockIdx.x; sub < pieces; sub += gridDim.x) {
+    int n0, m0;
+    piece_origin(sub, whole, tiles_n, tiles_m, pn, pm, n0, m0);
+    if (pn == 2 && pm == 2)
+      consume<1, 64>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c);
+    else if (pn == 2)
+      consume<1, 128>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c);
+    else
+      consume<2, 64>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c);
   }
 }
