@@ -179,3 +179,20 @@ def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major
         log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types), wgmma_gemm.SOURCE)
         assert "0 bytes spill stores" in log, log
         assert "serialized" not in log and "C75" not in log, log
+
+
+def test_cuda_wgmma_gemm_refuses_what_it_cannot_run():
+    """wgmma_into's checks come before any CUDA call, so they run on CPU tensors: out of the wrong shape
+    or strides, a strided bias, one stage (which would deadlock), pieces finer than halves."""
+    from graphsafe.quant import wgmma_gemm
+    planes = torch.zeros(2, 20, 64, dtype=torch.int8)
+    qw = torch.zeros(8, 64, dtype=torch.uint8)
+    scale, w_scale, out = torch.ones(20, 1), torch.ones(8, 1), torch.empty(20, 8)
+    with pytest.raises(ValueError, match="unit-stride out"):
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, torch.empty(8, 20).t())
+    with pytest.raises(ValueError, match="contiguous scales and bias"):
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, torch.ones(8, 2)[:, 0], out)
+    with pytest.raises(ValueError, match="at least 2 stages"):
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, stages=1)
+    with pytest.raises(ValueError, match="at most in halves"):
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, split_n=4)

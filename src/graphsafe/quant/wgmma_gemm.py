@@ -92,9 +92,13 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     m, n, kb = operands(x16, qw, "the CUDA wgmma GEMM")
     if m == 0 or n == 0:
         return
-    if out.shape != (m, n) or out.stride(1) != 1 or not (scale.is_contiguous() and w_scale.is_contiguous()):
+    if out.shape != (m, n) or out.stride(1) != 1 or not (scale.is_contiguous() and w_scale.is_contiguous()
+                                                         and (bias is None or bias.is_contiguous())):
         raise ValueError(f"the CUDA wgmma GEMM writes rows of a unit-stride out ({m}, {n}) and reads contiguous "
-                         f"scales; got out {tuple(out.shape)} strides {out.stride()}")
+                         f"scales and bias; got out {tuple(out.shape)} strides {out.stride()}")
+    if stages < 2:
+        raise ValueError(f"the CUDA wgmma GEMM needs at least 2 stages (a step's stage is released only once "
+                         f"the next step's first wgmmas are issued); got {stages}")
     if split_n not in (1, 2) or split_m not in (1, 2):
         raise ValueError(f"the CUDA wgmma GEMM cuts tiles at most in halves each way; got split_n={split_n} "
                          f"split_m={split_m}")

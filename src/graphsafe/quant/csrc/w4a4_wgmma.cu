@@ -218,6 +218,14 @@ struct Consumer {  // a consumer thread's place and state across tiles
   }
 };
 
+// Releases stage `st` for the producer's next TMA copies into it: this warp's generic reads of its
+// weights are ordered before those async-proxy writes (as the Gluon GEMM does), then one arrival per warp.
+__device__ __forceinline__ void release(const Consumer& k, int st) {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  __syncwarp();
+  if (k.lane == 0) bar_arrive(&k.empty[st]);
+}
+
 // One tile or piece (H x 64 weight rows from n0, NB activation rows from m0): every K step, then the
 // epilogue. Each step is two groups of wgmmas, one per 32-byte K chunk, each on its own register set
 // (lo: chunk 0, hi: chunk 1): a group waits only for the group before it, so each chunk's unpacking runs
@@ -239,8 +247,7 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
     if (s > 0) {  // the previous step's second group is done: its registers and its stage are free
       wgmma_wait<1>();
       fence_half(hi);
-      __syncwarp();
-      if (k.lane == 0) bar_arrive(&k.empty[k.st == 0 ? STAGES - 1 : k.st - 1]);
+      release(k, k.st == 0 ? STAGES - 1 : k.st - 1);
     }
     load_half<H>(hi, base, k.o, 1);
     issue<H, NB>(acc, hi, xl, xh, 1, 1);
@@ -251,8 +258,7 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
   wgmma_wait<0>();
   fence_acc(acc);
   fence_half(hi);
-  __syncwarp();
-  if (k.lane == 0) bar_arrive(&k.empty[k.st == 0 ? STAGES - 1 : k.st - 1]);
+  release(k, k.st == 0 ? STAGES - 1 : k.st - 1);
 
   const int warp = (threadIdx.x - 128) / 32, g = k.lane / 4, t = k.lane % 4;  // recomputed: fewer live registers
   const int mt = m0 + 2 * t;
