@@ -12,6 +12,7 @@ pytestmark = pytest.mark.gpu
 
 from test_gpu_quant import assert_planes_gemm_exact  # noqa: E402
 
+from graphsafe import quant  # noqa: E402
 from graphsafe.quant import ops  # noqa: E402
 
 
@@ -43,6 +44,67 @@ def test_cuda_wgmma_gemm_is_exact(wgmma_gemm, m, k, n, sms, split, stages, plan)
     assert triton_persist.plan(-(-n // 128) * -(-m // 128), 2 * sms, *split) == plan
     assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, stages=stages, split_n=split[0],
                                                               split_m=split[1], sms=sms), m, k, n)
+
+
+@pytest.mark.parametrize("m, k, n, sms, split, stages, plan", [
+    (2048, 3584, 4608, 132, (2, 2), 4, (132, 24, 2, 2)),  # the H100 plan: the third round's 24 tiles in 4 pieces
+    (2048, 3584, 4608, 132, (1, 1), 3, (132, 0, 1, 1)),  # whole rounds, three stages
+    (300, 256, 1000, 5, (2, 2), 3, (5, 2, 2, 1)),  # ragged in M and N, the last round's tiles in halves
+    (200, 4096 + 64, 700, 4, (2, 2), 4, (4, 2, 2, 1)),  # a ragged last K step
+    (129, 512, 260, 1, (2, 2), 2, (1, 0, 1, 1)),  # one SM, two stages, the second consumer's rows mostly past N
+    (1000, 1024, 200, 132, (2, 2), 4, (132, 8, 2, 2)),  # everything in one cut round
+    (530, 256, 300, 3, (2, 1), 3, (3, 1, 2, 1)),  # halves along the weight rows only
+    (530, 256, 300, 3, (1, 2), 3, (3, 1, 1, 2)),  # halves along the activation rows only
+    (260, 192, 390, 5, (2, 2), 3, (5, 1, 2, 2)),  # two K steps (the second ragged), a round cut in four
+    (40, 32, 130, 1, (2, 2), 3, (1, 0, 1, 1)),  # one K step of 16 bytes
+])
+def test_cuda_wgmma_gemm_with_two_consumers_is_exact(wgmma_gemm, m, k, n, sms, split, stages, plan):
+    """One CTA per SM, two MMA warpgroups on 256 weight rows sharing each stage's activation tiles."""
+    from graphsafe.quant import triton_persist
+    assert triton_persist.plan(-(-n // 256) * -(-m // 128), sms, *split) == plan
+    assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, stages=stages, split_n=split[0], split_m=split[1],
+                                                              sms=sms, consumers=2), m, k, n)
+
+
+@pytest.mark.parametrize("consumers", [1, 2])
+def test_cuda_wgmma_gemm_after_the_quantizer_with_pdl_is_exact(wgmma_gemm, consumers):
+    """Launched with PDL after the quantizer (which lets it start early): the weights' first stages load
+    before the wait, the planes and scales after it. Inside a graph, replayed with new activations."""
+    from graphsafe.quant import triton_kernels, triton_swap
+    m, k, n = 1000, 1024, 700
+    torch.manual_seed(0)
+    x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+    qw, ws = quant.pack_int4_weights(torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.05)
+    planes = torch.empty(2, m, k // 2, dtype=torch.int8, device="cuda")
+    scale = torch.empty(m, 1, device="cuda", dtype=torch.float16)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+
+    def chain():
+        triton_kernels.sym_quant_into(x, 1.0, planes, scale, trigger=True)
+        wgmma_gemm.wgmma_into(planes, scale, qw, ws, None, out, consumers=consumers, after_quantizer=True)
+
+    def expected():
+        p = torch.empty_like(planes)
+        s = torch.empty_like(scale)
+        triton_kernels.sym_quant_into(x, 1.0, p, s)
+        y = torch.empty_like(out)
+        triton_swap.big_into(p, s, qw, ws, None, y)
+        return y
+
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        chain()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=stream):
+            chain()
+    torch.cuda.synchronize()
+    assert torch.equal(out, expected())
+    for _ in range(2):
+        x.copy_(torch.randn_like(x))
+        out.fill_(float("nan"))
+        g.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, expected())
 
 
 @pytest.mark.parametrize("m", [3, 20])

@@ -25,20 +25,22 @@ BKB = 64  # packed bytes of K per step
 _TYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
 
 
-def shared_bytes(stages: int) -> int:
-    """Dynamic shared memory per CTA: the stages (weights and both planes, 8 KB each), their full and
-    empty mbarriers, and 1 KB to align the stages for the 64-byte swizzle."""
-    return stages * 3 * BN * BKB + 2 * stages * 8 + 1024
+def shared_bytes(stages: int, out_size: int = 2, smem_epilogue: bool = True, consumers: int = 1) -> int:
+    """Dynamic shared memory per CTA: the stages (weights and both planes, 8 KB each), 256 bytes for their
+    full and empty mbarriers, the epilogue's staging buffer (128 activation rows of 64 values of
+    ``out_size`` bytes, padded by 16 bytes), and 1 KB to align the stages for the 64-byte swizzle."""
+    epilogue = consumers * BM * (64 * out_size + 16) if smem_epilogue else 0
+    return stages * (consumers + 2) * 128 * BKB + 256 + epilogue + 1024
 
 
-def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype]
-           ) -> tuple[tuple[str, int], ...]:
-    """The ``-D`` macros of one program: ring depth, tile grouping and the dtypes of (scale, w_scale,
-    bias or None, out)."""
+def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
+           smem_epilogue: bool = True, pdl: bool = False, consumers: int = 1) -> tuple[tuple[str, int], ...]:
+    """The ``-D`` macros of one program: ring depth, tile grouping, the dtypes of (scale, w_scale,
+    bias or None, out), and whether the epilogue stages its outputs in shared memory."""
     sa, sb, bias, out = types
     return (("STAGES", stages), ("GROUP_N", group_n), ("SA_T", _TYPES[sa]), ("SB_T", _TYPES[sb]),
             ("BIAS_T", _TYPES[bias] if bias is not None else 0), ("OUT_T", _TYPES[out]),
-            ("HAS_BIAS", int(bias is not None)))
+            ("HAS_BIAS", int(bias is not None)), ("SMEM_EPI", int(smem_epilogue)), ("PDL", int(pdl)), ("CONSUMERS", consumers))
 
 
 class _TensorMap:
@@ -81,8 +83,9 @@ def _libcuda():
 
 
 def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
-               bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8, per_sm: int = 2,
-               split_n: int = 2, split_m: int = 2, sms: int | None = None) -> None:
+               bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8, per_sm: int | None = None,
+               split_n: int = 2, split_m: int = 2, sms: int | None = None, consumers: int = 1,
+               smem_epilogue: bool = True, after_quantizer: bool = False, _ablate: int = 0) -> None:
     """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` (needs
     ``triton_persist.usable``; Hopper only). ``per_sm``: CTAs per SM (two fit: 128 registers per thread at
     launch, 74 KB of shared memory each at three stages); ``split_n``, ``split_m`` (1 or 2): how far the
@@ -108,18 +111,29 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     index = x16.device.index if x16.device.index is not None else torch.cuda.current_device()
     if sms is None:
         sms = torch.cuda.get_device_properties(x16.device).multi_processor_count
-    smem = shared_bytes(stages)
+    smem = shared_bytes(stages, out.element_size(), smem_epilogue, consumers)
+    bn = BN * consumers
     fn = mma_gemv._function(index, "90a", macros(stages, group_n, (scale.dtype, w_scale.dtype,
-                            bias.dtype if bias is not None else None, out.dtype)), smem, SOURCE, b"w4a4_wgmma")
-    programs, tail, pn, pm = plan(-(-n // BN) * -(-m // BM), per_sm * sms, split_n, split_m)
-    maps = (_TensorMap(qw, BN), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM),
-            _TensorMap(qw, BN // pn), _TensorMap(x16[0], BM // pm), _TensorMap(x16[1], BM // pm))
+                            bias.dtype if bias is not None else None, out.dtype), smem_epilogue, after_quantizer, consumers) + ((("ABLATE", _ablate),) if _ablate else ()), smem, SOURCE,
+                            b"w4a4_wgmma")
+    vec = out.data_ptr() % 16 == 0 and out.stride(0) * out.element_size() % 16 == 0
+    programs, tail, pn, pm = plan(-(-n // bn) * -(-m // BM), (per_sm or 3 - consumers) * sms, split_n, split_m)
+    maps = (_TensorMap(qw, bn), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM),
+            _TensorMap(qw, bn // pn), _TensorMap(x16[0], BM // pm), _TensorMap(x16[1], BM // pm))
     values = (ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(w_scale.data_ptr()),
               ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()), ctypes.c_void_p(out.data_ptr()),
               ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kb), ctypes.c_longlong(out.stride(0)),
-              ctypes.c_int(tail), ctypes.c_int(pn), ctypes.c_int(pm))
-    params = (ctypes.c_void_p * 17)(*(t.address for t in maps), *(ctypes.addressof(v) for v in values))
+              ctypes.c_int(tail), ctypes.c_int(pn), ctypes.c_int(pm), ctypes.c_int(vec))
+    params = (ctypes.c_void_p * 18)(*(t.address for t in maps), *(ctypes.addressof(v) for v in values))
     from cuda.bindings import driver
     stream = driver.CUstream(torch.cuda.current_stream(x16.device).cuda_stream)
-    mma_gemv._cu_ok(driver.cuLaunchKernel(fn, programs, 1, 1, 256, 1, 1, smem, stream, ctypes.addressof(params), 0)[0],
-                    "launching w4a4_wgmma")
+    config = driver.CUlaunchConfig()
+    config.gridDimX, config.gridDimY, config.gridDimZ = programs, 1, 1
+    config.blockDimX, config.blockDimY, config.blockDimZ = 128 * (1 + consumers), 1, 1
+    config.sharedMemBytes, config.hStream = smem, stream
+    if after_quantizer:
+        attr = driver.CUlaunchAttribute()
+        attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        config.attrs, config.numAttrs = [attr], 1
+    mma_gemv._cu_ok(driver.cuLaunchKernelEx(config, fn, ctypes.addressof(params), 0)[0], "launching w4a4_wgmma")

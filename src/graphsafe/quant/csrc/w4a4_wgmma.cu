@@ -22,16 +22,22 @@
 // 16+4t..16+4t+3 of each 32-byte K chunk) and unpacks each 32-bit word into 16 x its even-column codes
 // (shl 4, and) for the even plane and 16 x its odd-column codes (and) for the odd plane.
 //
-// Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS.
+// Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, SMEM_EPI,
+// PDL (launched with programmatic dependent launch after the quantizer).
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
 struct __align__(64) TensorMap { u64 opaque[16]; };  // CUtensorMap, passed by value
 
-constexpr int BN = 128, BM = 128, BKB = 64;  // weight rows, activation rows, packed bytes of K per step
-constexpr int TILE_BYTES = 128 * 64;
-constexpr int STAGE_BYTES = 3 * TILE_BYTES;  // weights, even plane, odd plane
+#ifndef CONSUMERS
+#define CONSUMERS 1
+#endif
+// weight rows (128 per consumer warpgroup), activation rows, packed bytes of K per step
+constexpr int BN = 128 * CONSUMERS, BM = 128, BKB = 64;
+constexpr int TILE_BYTES = 128 * 64;  // one plane's tile (and one consumer's weights)
+constexpr int W_BYTES = CONSUMERS * TILE_BYTES;
+constexpr int STAGE_BYTES = W_BYTES + 2 * TILE_BYTES;  // weights, even plane, odd plane
 
 __device__ __forceinline__ u32 smem_addr(const void* p) {
   return static_cast<u32>(__cvta_generic_to_shared(p));
@@ -126,6 +132,57 @@ __device__ __forceinline__ void store(void* p, long long i, float y) {
 #endif
 }
 
+#if OUT_T == 2
+typedef float OutBits;
+__device__ __forceinline__ float out_bits(float y) { return y; }
+#else
+typedef unsigned short OutBits;
+__device__ __forceinline__ unsigned short out_bits(float y) {
+  unsigned short h;
+#if OUT_T == 1
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(y));
+#else
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(y));
+#endif
+  return h;
+}
+#endif
+// The named barrier of consumer warpgroup c (1 or 2) for its epilogue; immediate ids, so ptxas counts
+// two barriers per CTA, not all sixteen.
+__device__ __forceinline__ void epi_sync(int c) {
+  if (c == 0)
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+  else
+    asm volatile("bar.sync 2, 128;" ::: "memory");
+}
+
+// One output before rounding: the sum (256 x the exact sum in acc) times the activation row's and the
+// weight row's scales, plus the bias (0 without), in this order (the Gluon GEMM's, for equal bits).
+__device__ __forceinline__ float epi_value(int acc, float sa, float sb, float bias) {
+  float v = static_cast<float>(acc >> 8) * sa;
+  v = v * sb;
+#if HAS_BIAS
+  v = v + bias;
+#endif
+  return v;
+}
+
+// Two 16-bit outputs in one register, the first in the low half (stmatrix's column order).
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+  u32 r;
+#if OUT_T == 1
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+  return r;
+}
+
+// The epilogue's staging rows (64 values each) padded by 16 bytes: a warp's 2-byte or 4-byte writes
+// (rows 2 t + const, columns g + const) fall in distinct banks, and rows stay 16-byte aligned.
+constexpr int EPI_PITCH = (64 * sizeof(OutBits) + 16) / sizeof(OutBits);
+constexpr int EPI_BYTES = 128 * EPI_PITCH * sizeof(OutBits);  // one consumer's staging buffer
+
 // The program's tile t -> (weight tile, activation tile), GROUP_N weight tiles walking the activation
 // tiles together (triton_kernels._grouped_tile).
 __device__ __forceinline__ void grouped_tile(int t, int tiles_n, int tiles_m, int& pn, int& pm) {
@@ -186,6 +243,9 @@ __device__ __forceinline__ void fence_acc(int (&acc)[2][64]) {
 // overwrites the accumulators).
 template <int H, int NB>
 __device__ __forceinline__ void issue(int (&acc)[2][64], const Half& f, u32 xl, u32 xh, int c, int accumulate) {
+#if ABLATE == 1
+  return;
+#endif
   wgmma_fence();
 #pragma unroll
   for (int p = 0; p < 2; ++p) {
@@ -205,7 +265,9 @@ __device__ __forceinline__ void issue(int (&acc)[2][64], const Half& f, u32 xl, 
 struct Consumer {  // a consumer thread's place and state across tiles
   const Offsets o;
   const int lane;
+  const int c;  // which consumer warpgroup: its weights' offset in a stage (c x its rows x 64 bytes)
   unsigned char* smem;
+  unsigned char* epi;  // the epilogue's staging buffer (SMEM_EPI)
   u64* full;
   u64* empty;
   int st, ph;  // the next step's stage and the parity of its use (steps consumed so far: st + STAGES x uses)
@@ -236,20 +298,20 @@ __device__ __forceinline__ void release(const Consumer& k, int st) {
 template <int H, int NB>
 __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo, Half& hi, int steps, int n0,
                                         int m0, const void* sa, const void* sb, const void* bias, void* out, int M,
-                                        int N, long long stride_c) {
+                                        int N, long long stride_c, int vec) {
   for (int s = 0; s < steps; ++s) {
     bar_wait(&k.full[k.st], k.ph);
     __syncwarp();  // the warp converged again after its polling loop, for the .aligned wgmma instructions
     const unsigned char* base = k.smem + k.st * STAGE_BYTES;
-    const u32 xl = smem_addr(base + TILE_BYTES), xh = smem_addr(base + 2 * TILE_BYTES);
-    load_half<H>(lo, base, k.o, 0);
+    const u32 xl = smem_addr(base + W_BYTES), xh = smem_addr(base + W_BYTES + TILE_BYTES);
+    load_half<H>(lo, base + k.c * H * 64 * 64, k.o, 0);
     issue<H, NB>(acc, lo, xl, xh, 0, s > 0);
     if (s > 0) {  // the previous step's second group is done: its registers and its stage are free
       wgmma_wait<1>();
       fence_half(hi);
       release(k, k.st == 0 ? STAGES - 1 : k.st - 1);
     }
-    load_half<H>(hi, base, k.o, 1);
+    load_half<H>(hi, base + k.c * H * 64 * 64, k.o, 1);
     issue<H, NB>(acc, hi, xl, xh, 1, 1);
     wgmma_wait<1>();  // this step's first group is done
     fence_half(lo);
@@ -260,32 +322,86 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
   fence_half(hi);
   release(k, k.st == 0 ? STAGES - 1 : k.st - 1);
 
-  const int warp = (threadIdx.x - 128) / 32, g = k.lane / 4, t = k.lane % 4;  // recomputed: fewer live registers
-  const int mt = m0 + 2 * t;
+  const int tid = (threadIdx.x - 128) % 128, warp = tid / 32, g = k.lane / 4, t = k.lane % 4;  // recomputed
+  n0 += k.c * 64 * H;  // this consumer's weight rows
+  float sam[NB / 8][2];  // the activation scales of the thread's rows, loaded before any store
 #pragma unroll
-  for (int h = 0; h < H; ++h)
+  for (int j = 0; j < NB / 8; ++j)
+#pragma unroll
+    for (int e1 = 0; e1 < 2; ++e1) {
+      const int m = m0 + 2 * t + 8 * j + e1;
+      sam[j][e1] = m < M ? to_f32(sa, m, SA_T) : 0.0f;
+    }
+#if SMEM_EPI
+  OutBits* e = reinterpret_cast<OutBits*>(k.epi);
+#endif
+#pragma unroll
+  for (int h = 0; h < H; ++h) {
+    float wsc[2], b[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       const int n = n0 + 64 * h + 16 * warp + g + 8 * e2;
-      if (n >= N) continue;
-      const float wsc = to_f32(sb, n, SB_T);
+      wsc[e2] = n < N ? to_f32(sb, n, SB_T) : 0.0f;
 #if HAS_BIAS
-      const float b = to_f32(bias, n, BIAS_T);
+      b[e2] = n < N ? to_f32(bias, n, BIAS_T) : 0.0f;
 #endif
+    }
+#if SMEM_EPI && OUT_T != 2
+    // 16-bit outputs: stmatrix .trans writes four 8 x 8 blocks per instruction (j, j + 1 x both row
+    // groups e2), each transposed so that a staging row holds 8 consecutive weight rows of one
+    // activation row; lane 8 q + i gives block q's row i.
+    const int lq = k.lane >> 3, li = k.lane & 7;
+    const u32 rows = smem_addr(e) + ((8 * (lq >> 1) + li) * EPI_PITCH + 16 * warp + 8 * (lq & 1)) * 2;
+#pragma unroll
+    for (int jp = 0; jp < NB / 16; ++jp) {
+      u32 r[4];
+#pragma unroll
+      for (int bq = 0; bq < 4; ++bq) {
+        const int j = 2 * jp + (bq >> 1), e2 = bq & 1;
+        const float v0 = epi_value(acc[h][4 * j + 2 * e2], sam[j][0], wsc[e2], b[e2]);
+        const float v1 = epi_value(acc[h][4 * j + 2 * e2 + 1], sam[j][1], wsc[e2], b[e2]);
+        r[bq] = pack2(v0, v1);
+      }
+      asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};"
+                   ::"r"(rows + 16 * jp * EPI_PITCH * 2), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3]) : "memory");
+    }
+#else
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      const int n = n0 + 64 * h + 16 * warp + g + 8 * e2;
 #pragma unroll
       for (int j = 0; j < NB / 8; ++j)
 #pragma unroll
         for (int e1 = 0; e1 < 2; ++e1) {
-          const int m = mt + 8 * j + e1;
-          if (m >= M) continue;
-          float v = static_cast<float>(acc[h][4 * j + 2 * e2 + e1] >> 8) * to_f32(sa, m, SA_T);
-          v = v * wsc;
-#if HAS_BIAS
-          v = v + b;
+          const float v = epi_value(acc[h][4 * j + 2 * e2 + e1], sam[j][e1], wsc[e2], b[e2]);
+#if SMEM_EPI
+          e[(2 * t + 8 * j + e1) * EPI_PITCH + 16 * warp + g + 8 * e2] = out_bits(v);
+#else
+          const int m = m0 + 2 * t + 8 * j + e1;
+          if (n < N && m < M) store(out, m * stride_c + n, v);
 #endif
-          store(out, m * stride_c + n, v);
         }
     }
+#endif
+#if SMEM_EPI
+    // The 64 weight rows x NB activation rows of this half, staged in shared memory (out's layout: a row
+    // of 64 values per activation row), leave as 16-byte vectors: 64 / PER_VEC threads per row.
+    epi_sync(k.c);
+    constexpr int PER_VEC = 16 / sizeof(OutBits), VECS = 64 / PER_VEC;
+    for (int i = tid; i < NB * VECS; i += 128) {
+      const int r = i / VECS, v = i % VECS, m = m0 + r, n = n0 + 64 * h + v * PER_VEC;
+      if (m >= M || n >= N) continue;
+      const OutBits* src = e + r * EPI_PITCH + v * PER_VEC;
+      OutBits* dst = static_cast<OutBits*>(out) + m * stride_c + n;
+      if (vec && n + PER_VEC <= N) {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int q = 0; q < PER_VEC && n + q < N; ++q) dst[q] = src[q];
+      }
+    }
+    epi_sync(k.c);  // read before the next half overwrites it
+#endif
+  }
 }
 
 // The last round's piece `sub`: its tile's (sub % (pn pm))-th piece, pn along the weight rows first
@@ -302,27 +418,31 @@ __device__ __forceinline__ void piece_origin(int sub, int whole, int tiles_n, in
 // The producer: every step of a tile or piece into the next free stages; `bytes` its boxes' total.
 __device__ __forceinline__ void produce(const TensorMap* w, const TensorMap* xl, const TensorMap* xh,
                                         unsigned char* smem, u64* full, u64* empty, int& it, int steps, int n0,
-                                        int m0, int bytes) {
-  for (int s = 0; s < steps; ++s, ++it) {
+                                        int m0, int bytes, int s0 = 0) {
+  for (int s = s0; s < steps; ++s, ++it) {
     const int st = it % STAGES;
     bar_wait(&empty[st], ((it / STAGES) & 1) ^ 1);
     unsigned char* base = smem + st * STAGE_BYTES;
+#if ABLATE == 2
+    bar_arrive(&full[st]);
+    continue;
+#endif
     bar_expect(&full[st], bytes);
     tma_load(base, w, s * BKB, n0, &full[st]);
-    tma_load(base + TILE_BYTES, xl, s * BKB, m0, &full[st]);
-    tma_load(base + 2 * TILE_BYTES, xh, s * BKB, m0, &full[st]);
+    tma_load(base + W_BYTES, xl, s * BKB, m0, &full[st]);
+    tma_load(base + W_BYTES + TILE_BYTES, xh, s * BKB, m0, &full[st]);
   }
 }
 
 // tw, txl, txh: boxes of whole tiles (128 rows x 64 bytes); tw_t, txl_t, txh_t: boxes of the last round's
 // pieces (128 / pn weight rows, 128 / pm activation rows). The first tiles_n tiles_m - tail tiles run
 // whole, then tail tiles in pn x pm pieces (triton_persist.plan).
-extern "C" __global__ void __launch_bounds__(256, 2)
+extern "C" __global__ void __launch_bounds__(128 * (1 + CONSUMERS), 3 - CONSUMERS)
 w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorMap txl,
            const __grid_constant__ TensorMap txh, const __grid_constant__ TensorMap tw_t,
            const __grid_constant__ TensorMap txl_t, const __grid_constant__ TensorMap txh_t, const void* sa,
            const void* sb, const void* bias, void* out, int M, int N, int KB, long long stride_c, int tail, int pn,
-           int pm) {
+           int pm, int vec) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   // Aligned by an offset from smem_raw, not by rebuilding the pointer from an integer: the compiler then
   // still knows it points to shared memory and reads the weights with LDS, not generic loads.
@@ -335,7 +455,7 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       bar_init(&full[s], 1);
-      bar_init(&empty[s], 4);  // one arrival per consumer warp
+      bar_init(&empty[s], 4 * CONSUMERS);  // one arrival per consumer warp
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -344,11 +464,33 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
   if (threadIdx.x < 128) {  // the load warpgroup: one thread issues the copies
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");
     if (threadIdx.x != 0) return;
-    int it = 0;
+    int it = 0, first = 0;  // first: the first tile's steps already issued
+#if PDL
+    // Launched early after the quantizer: the first tile's first stages of weights (which do not depend on
+    // it) are on their way before waiting for the quantizer's planes and scales.
+    if (blockIdx.x < whole) {
+      int tn, tm;
+      grouped_tile(blockIdx.x, tiles_n, tiles_m, tn, tm);
+      first = min(STAGES, steps);
+      for (int s = 0; s < first; ++s) {
+        bar_expect(&full[s], STAGE_BYTES);
+        tma_load(smem + s * STAGE_BYTES, &tw, s * BKB, tn * BN, &full[s]);
+      }
+      asm volatile("griddepcontrol.wait;" ::: "memory");
+      for (int s = 0; s < first; ++s) {
+        tma_load(smem + s * STAGE_BYTES + W_BYTES, &txl, s * BKB, tm * BM, &full[s]);
+        tma_load(smem + s * STAGE_BYTES + W_BYTES + TILE_BYTES, &txh, s * BKB, tm * BM, &full[s]);
+      }
+      it = first;
+    } else {
+      asm volatile("griddepcontrol.wait;" ::: "memory");
+    }
+#endif
     for (int tile = blockIdx.x; tile < whole; tile += gridDim.x) {
       int tn, tm;
       grouped_tile(tile, tiles_n, tiles_m, tn, tm);
-      produce(&tw, &txl, &txh, smem, full, empty, it, steps, tn * BN, tm * BM, STAGE_BYTES);
+      produce(&tw, &txl, &txh, smem, full, empty, it, steps, tn * BN, tm * BM, STAGE_BYTES,
+              tile == blockIdx.x ? first : 0);
     }
     for (int sub = blockIdx.x; sub < pieces; sub += gridDim.x) {
       int n0, m0;
@@ -358,24 +500,33 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
     return;
   }
 
+#if CONSUMERS == 2
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;");
+#else
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-  const int tid = threadIdx.x - 128, warp = tid / 32, lane = tid % 32;
-  Consumer k{offsets(warp, lane / 4, lane % 4), lane, smem, full, empty, 0, 0};
+#endif
+#if PDL
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the epilogue reads the quantizer's scales
+#endif
+  // consumer c multiplies weight rows [c BN / CONSUMERS, (c + 1) BN / CONSUMERS) of each tile or piece
+  const int c = (threadIdx.x - 128) / 128, tid = (threadIdx.x - 128) % 128, warp = tid / 32, lane = tid % 32;
+  Consumer k{offsets(warp, lane / 4, lane % 4), lane, c, smem, smem + STAGES * STAGE_BYTES + 256 + c * EPI_BYTES,
+             full, empty, 0, 0};
   int acc[2][64] = {};  // each tile's first wgmmas overwrite it (scale-d 0); zeroed once for the compiler
   Half lo, hi;
   for (int tile = blockIdx.x; tile < whole; tile += gridDim.x) {
     int tn, tm;
     grouped_tile(tile, tiles_n, tiles_m, tn, tm);
-    consume<2, 128>(k, acc, lo, hi, steps, tn * BN, tm * BM, sa, sb, bias, out, M, N, stride_c);
+    consume<2, 128>(k, acc, lo, hi, steps, tn * BN, tm * BM, sa, sb, bias, out, M, N, stride_c, vec);
   }
   for (int sub = blockIdx.x; sub < pieces; sub += gridDim.x) {
     int n0, m0;
     piece_origin(sub, whole, tiles_n, tiles_m, pn, pm, n0, m0);
     if (pn == 2 && pm == 2)
-      consume<1, 64>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c);
+      consume<1, 64>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c, vec);
     else if (pn == 2)
-      consume<1, 128>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c);
+      consume<1, 128>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c, vec);
     else
-      consume<2, 64>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c);
+      consume<2, 64>(k, acc, lo, hi, steps, n0, m0, sa, sb, bias, out, M, N, stride_c, vec);
   }
 }
