@@ -1,10 +1,12 @@
 """The many-row W4A4 GEMMs side by side on a Hopper GPU (inside CUDA graphs, CUDA events, medians, as
 benchmarks/quant.py): the Gluon GEMM (graphsafe.quant.gluon_ws, default and the variants kept as
 options), the persistent Triton GEMM and the per-tile kernel, alone on INT8 planes and after the
-quantizer as quant_linear chains them, against quant_linear itself and fp16 cuBLAS. Each variant's output
-is checked bit for bit against the per-tile kernel's before it is timed.
+quantizer as quant_linear chains them, against quant_linear itself and fp16 cuBLAS; on the branch
+wip/wgmma-cuda also the CUDA C++ GEMM (one or two consumer warpgroups; chained with and without PDL).
+Each variant's output is checked bit for bit against the per-tile kernel's before it is timed; a wrong
+one is reported (WRONG on stderr, nan in the table) and not timed.
 
-    PYTHONPATH=src python benchmarks/many_rows.py [--json OUT] [--shapes 3584x4608x2048,...]
+    PYTHONPATH=src python benchmarks/many_rows.py [--json OUT] [--shapes 3584x4608x2048,...] [--ablate]
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from graphsafe.quant.wgmma_gemm import wgmma_into
 
 GLUON = {"gluon": {}, "gluon_g16": {"group_n": 16}, "gluon_whole": {"split_n": 1, "split_m": 1},
          "gluon_halves": {"split_m": 1}, "gluon_2st": {"stages": 2}, "gluon_l40": {"load_regs": 40}}
+ABLATE = False
 SHAPES = [(3584, 4608, 1024), (3584, 4608, 2048), (3584, 4608, 8192), (3584, 18944, 512), (3584, 18944, 2048),
           (18944, 3584, 2048)]
 
@@ -49,21 +52,43 @@ def bench(k: int, n: int, m: int) -> dict:
     big_into(planes[0], scales[0], packed[0][0], packed[0][1], None, expected)
     gemms = {"per_tile": big_into, "persist": persist_into}
     gemms.update({name: (lambda *a, o=o: gluon_ws.ws_into(*a, **o)) for name, o in GLUON.items()})
-    gemms["cuda_wgmma"] = wgmma_into  # work in progress (branch wip/wgmma-cuda): whole tiles, like gluon_whole
+    gemms["cuda_wgmma"] = wgmma_into  # work in progress (branch wip/wgmma-cuda)
+    gemms["cuda_c2"] = lambda *a, **kw: wgmma_into(*a, consumers=2, stages=4, **kw)
     row = {"K": k, "N": n, "M": m}
     for name, gemm in gemms.items():
         y.fill_(float("nan"))
         gemm(planes[0], scales[0], packed[0][0], packed[0][1], None, y)
         torch.cuda.synchronize()
-        if not torch.equal(y, expected):
-            raise AssertionError(f"{name} differs from the per-tile kernel at {k}->{n} M={m}")
+        if not torch.equal(y, expected):  # not timed; the others still are
+            print(f"WRONG: {name} differs from the per-tile kernel at {k}->{n} M={m}", file=sys.stderr)
+            row[name] = float("nan")
+            continue
         row[name] = _timed_graph(lambda i, g=gemm: g(planes[i], scales[i], packed[i][0], packed[i][1], None, y),
                                  copies, 50)
-    for name in ("persist", "gluon", "cuda_wgmma"):
-        def chain(i, g=gemms[name]):
-            sym_quant_into(xs[i], 1.0, planes[i], scales[i])
-            g(planes[i], scales[i], packed[i][0], packed[i][1], None, y)
-        row["w4a4_" + name] = _timed_graph(chain, copies, 50)
+    for name in ("persist", "gluon", "cuda_wgmma", "cuda_c2"):
+        if row[name] != row[name]:  # wrong above
+            continue
+        for pdl in (False, True) if name.startswith("cuda") else (False,):
+            def chain(i, g=gemms[name], pdl=pdl):
+                sym_quant_into(xs[i], 1.0, planes[i], scales[i], trigger=pdl)
+                extra = {"after_quantizer": True} if pdl else {}
+                g(planes[i], scales[i], packed[i][0], packed[i][1], None, y, **extra)
+            y.fill_(float("nan"))
+            chain(0)
+            torch.cuda.synchronize()
+            key = "w4a4_" + name + ("_pdl" if pdl else "")
+            if not torch.equal(y, expected):
+                print(f"WRONG: quantizer + {name} (PDL {pdl}) differs from the per-tile kernel at {k}->{n} M={m}",
+                      file=sys.stderr)
+                row[key] = float("nan")
+                continue
+            row[key] = _timed_graph(chain, copies, 50)
+    if ABLATE:  # timing only: outputs are wrong, so nothing is checked
+        for name, kw in (("cuda_wgmma", {}), ("cuda_c2", {"consumers": 2, "stages": 4})):
+            for ab in (1, 2):
+                row[f"{name}_no_{('mma', 'loads')[ab - 1]}"] = _timed_graph(
+                    lambda i, kw=kw, ab=ab: wgmma_into(planes[i], scales[i], packed[i][0], packed[i][1], None, y,
+                                                      _ablate=ab, **kw), copies, 50)
     row["quant_linear"] = _timed_graph(lambda i: quant_linear(xs[i], packed[i][0], packed[i][1], out=y), copies, 50)
     ws = [torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05 for _ in range(min(copies, 4))]
     row["fp16"] = _timed_graph(lambda i: torch.matmul(xs[i], ws[i].t(), out=y), len(ws), 50)
@@ -74,7 +99,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--shapes", help="comma-separated KxNxM (default: the Qwen2-7B shapes above)")
+    ap.add_argument("--ablate", action="store_true", help="also time the CUDA GEMMs with no wgmma, or no loads")
     args = ap.parse_args()
+    global ABLATE
+    ABLATE = args.ablate
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
     rows = []
     for k, n, m in shapes:

@@ -169,16 +169,19 @@ def test_tensor_core_gemv_reuses_its_launch_configuration_per_thread(monkeypatch
 
 @pytest.mark.parametrize("stages", [2, 3, 4])
 def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major):
-    """NVRTC compiles csrc/w4a4_wgmma.cu for sm_90a with every dtype and bias option: no spills, and ptxas
+    """NVRTC compiles csrc/w4a4_wgmma.cu for sm_90a with every dtype and bias option, one or two consumer
+    warpgroups, with and without PDL: no spills, and ptxas
     neither serializes the wgmmas nor injects a wait of its own (it says so in the log when it must,
     e.g. when registers a wgmma reads are redefined before the wait that ends it)."""
     from graphsafe.quant import mma_gemv, wgmma_gemm
     h, b, f = torch.float16, torch.bfloat16, torch.float32
     for types in ((h, h, None, h), (h, h, h, h), (b, f, b, f), (f, b, None, b), (h, h, h, f), (f, f, f, f),
                   (h, h, None, f)):
-        log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types), wgmma_gemm.SOURCE)
-        assert "0 bytes spill stores" in log, log
-        assert "serialized" not in log and "C75" not in log, log
+        for consumers, pdl in ((1, False), (2, stages == 3)):  # PDL changes only the loader's prologue
+            log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types, pdl=pdl, consumers=consumers),
+                                       wgmma_gemm.SOURCE)
+            assert "0 bytes spill stores" in log, log
+            assert "serialized" not in log and "C75" not in log, log
 
 
 def test_cuda_wgmma_gemm_refuses_what_it_cannot_run():
@@ -196,3 +199,5 @@ def test_cuda_wgmma_gemm_refuses_what_it_cannot_run():
         wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, stages=1)
     with pytest.raises(ValueError, match="at most in halves"):
         wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, split_n=4)
+    with pytest.raises(ValueError, match="one or two consumer"):
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, consumers=3)

@@ -1,14 +1,16 @@
 """The many-row W4A4 GEMM in CUDA C++ for Hopper: ``csrc/w4a4_wgmma.cu``, compiled at first use by NVRTC
 for sm_90a and launched with the driver API on the current stream (as :mod:`graphsafe.quant.mma_gemv`).
 
-WORK IN PROGRESS (branch ``wip/wgmma-cuda``): not routed to by ``quant_linear`` and not yet run on a GPU.
+WORK IN PROGRESS (branch ``wip/wgmma-cuda``): not routed to by ``quant_linear``. With one consumer
+warpgroup it is bit-equal to the per-tile kernel on an H100 and an H200 (``tests/test_gpu_wgmma.py``) and
+4-6 % slower than the Gluon GEMM at 3584->4608 M = 2048 (benchmarks/README.md); two consumers and PDL
+after the quantizer are written and compile, but have not run on a GPU.
 It does what the Gluon GEMM (:mod:`graphsafe.quant.gluon_ws`) cannot express in Triton 3.6: the wgmmas of
 each 32-byte K chunk wait only for the chunk before them (two register sets of unpacked weights, each
 fenced after the wait that ends its wgmmas), so unpacking overlaps the tensor cores within one
 warpgroup, and no barrier runs per step (each consumer warp releases a stage with its own mbarrier
-arrival). Same tiles, round plan (the last partial round cut into halves or
-quarters, ``triton_persist.plan``), sums and epilogue arithmetic as the Gluon GEMM, so the two are
-bit-equal.
+arrival). Same tiles, round plan (the last partial round cut into halves or quarters,
+``triton_persist.plan``), sums and epilogue arithmetic as the Gluon GEMM, so the two are bit-equal.
 """
 from __future__ import annotations
 
@@ -25,22 +27,24 @@ BKB = 64  # packed bytes of K per step
 _TYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
 
 
-def shared_bytes(stages: int, out_size: int = 2, smem_epilogue: bool = True, consumers: int = 1) -> int:
-    """Dynamic shared memory per CTA: the stages (weights and both planes, 8 KB each), 256 bytes for their
-    full and empty mbarriers, the epilogue's staging buffer (128 activation rows of 64 values of
-    ``out_size`` bytes, padded by 16 bytes), and 1 KB to align the stages for the 64-byte swizzle."""
-    epilogue = consumers * BM * (64 * out_size + 16) if smem_epilogue else 0
+def shared_bytes(stages: int, out_size: int = 2, consumers: int = 1) -> int:
+    """Dynamic shared memory per CTA: the stages (8 KB of weights per consumer warpgroup and both planes'
+    8 KB tiles), 256 bytes for their full and empty mbarriers, each consumer's epilogue staging buffer (128
+    activation rows of 64 values of ``out_size`` bytes, padded by 16 bytes), and 1 KB to align the stages
+    for the 64-byte swizzle."""
+    epilogue = consumers * BM * (64 * out_size + 16)
     return stages * (consumers + 2) * 128 * BKB + 256 + epilogue + 1024
 
 
 def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
-           smem_epilogue: bool = True, pdl: bool = False, consumers: int = 1) -> tuple[tuple[str, int], ...]:
+           pdl: bool = False, consumers: int = 1) -> tuple[tuple[str, int], ...]:
     """The ``-D`` macros of one program: ring depth, tile grouping, the dtypes of (scale, w_scale,
-    bias or None, out), and whether the epilogue stages its outputs in shared memory."""
+    bias or None, out), whether it is launched with PDL after the quantizer, and its consumer
+    warpgroups."""
     sa, sb, bias, out = types
     return (("STAGES", stages), ("GROUP_N", group_n), ("SA_T", _TYPES[sa]), ("SB_T", _TYPES[sb]),
             ("BIAS_T", _TYPES[bias] if bias is not None else 0), ("OUT_T", _TYPES[out]),
-            ("HAS_BIAS", int(bias is not None)), ("SMEM_EPI", int(smem_epilogue)), ("PDL", int(pdl)), ("CONSUMERS", consumers))
+            ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)), ("CONSUMERS", consumers))
 
 
 class _TensorMap:
@@ -83,13 +87,19 @@ def _libcuda():
 
 
 def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
-               bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8, per_sm: int | None = None,
-               split_n: int = 2, split_m: int = 2, sms: int | None = None, consumers: int = 1,
-               smem_epilogue: bool = True, after_quantizer: bool = False, _ablate: int = 0) -> None:
+               bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8,
+               per_sm: int | None = None, split_n: int = 2, split_m: int = 2, sms: int | None = None,
+               consumers: int = 1, after_quantizer: bool = False, _ablate: int = 0) -> None:
     """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` (needs
-    ``triton_persist.usable``; Hopper only). ``per_sm``: CTAs per SM (two fit: 128 registers per thread at
-    launch, 74 KB of shared memory each at three stages); ``split_n``, ``split_m`` (1 or 2): how far the
-    last partial round's tiles may be cut along the weight rows and the activation rows."""
+    ``triton_persist.usable``; Hopper only). ``consumers``: MMA warpgroups per CTA, 1 (128 x 128 tiles,
+    two CTAs per SM by default) or 2 (256 x 128 tiles sharing each stage's activations, one CTA per SM);
+    ``per_sm``: CTAs per SM (refused where their shared memory does not fit); ``split_n``, ``split_m``
+    (1 or 2): how far the last partial round's tiles may be cut along the weight rows and the activation
+    rows. ``after_quantizer``: launched with PDL, so it may start before the previous kernel ends and
+    reads the weights (never written by that kernel) before waiting for it; the previous kernel must be
+    the quantizer of ``x16`` and ``scale``, and it must trigger its dependents only after its own wait
+    for its input (``sym_quant_into(trigger=True)`` does). ``_ablate`` (timing only, wrong outputs): 1
+    issues no wgmma, 2 loads nothing."""
     from .triton_persist import operands, plan
 
     m, n, kb = operands(x16, qw, "the CUDA wgmma GEMM")
@@ -102,6 +112,8 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     if stages < 2:
         raise ValueError(f"the CUDA wgmma GEMM needs at least 2 stages (a step's stage is released only once "
                          f"the next step's first wgmmas are issued); got {stages}")
+    if consumers not in (1, 2):
+        raise ValueError(f"the CUDA wgmma GEMM has one or two consumer warpgroups; got {consumers}")
     if split_n not in (1, 2) or split_m not in (1, 2):
         raise ValueError(f"the CUDA wgmma GEMM cuts tiles at most in halves each way; got split_n={split_n} "
                          f"split_m={split_m}")
@@ -111,13 +123,18 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     index = x16.device.index if x16.device.index is not None else torch.cuda.current_device()
     if sms is None:
         sms = torch.cuda.get_device_properties(x16.device).multi_processor_count
-    smem = shared_bytes(stages, out.element_size(), smem_epilogue, consumers)
+    smem = shared_bytes(stages, out.element_size(), consumers)
+    per_sm = per_sm or 3 - consumers
+    limit = torch.cuda.get_device_properties(x16.device).shared_memory_per_multiprocessor
+    if per_sm * (smem + 1024) > limit:  # the driver reserves 1 KB per CTA
+        raise ValueError(f"{per_sm} CTAs of {smem} bytes of shared memory ({stages} stages, {out.dtype} out, "
+                         f"{consumers} consumer(s)) do not fit an SM's {limit} bytes")
     bn = BN * consumers
-    fn = mma_gemv._function(index, "90a", macros(stages, group_n, (scale.dtype, w_scale.dtype,
-                            bias.dtype if bias is not None else None, out.dtype), smem_epilogue, after_quantizer, consumers) + ((("ABLATE", _ablate),) if _ablate else ()), smem, SOURCE,
-                            b"w4a4_wgmma")
+    types = (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype)
+    defs = macros(stages, group_n, types, after_quantizer, consumers) + ((("ABLATE", _ablate),) if _ablate else ())
+    fn = mma_gemv._function(index, "90a", defs, smem, SOURCE, b"w4a4_wgmma")
     vec = out.data_ptr() % 16 == 0 and out.stride(0) * out.element_size() % 16 == 0
-    programs, tail, pn, pm = plan(-(-n // bn) * -(-m // BM), (per_sm or 3 - consumers) * sms, split_n, split_m)
+    programs, tail, pn, pm = plan(-(-n // bn) * -(-m // BM), per_sm * sms, split_n, split_m)
     maps = (_TensorMap(qw, bn), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM),
             _TensorMap(qw, bn // pn), _TensorMap(x16[0], BM // pm), _TensorMap(x16[1], BM // pm))
     values = (ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(w_scale.data_ptr()),

@@ -1,7 +1,7 @@
 // The many-row W4A4 GEMM in CUDA C++ for Hopper (sm_90a): out^T (N x M) = W (N x K) . X^T (K x M) on
 // INT8 tensor cores, from packed INT4 weights and the quantizer's INT8 activation planes (16 x the even
 // and the odd columns' codes). WORK IN PROGRESS (branch wip/wgmma-cuda): written to test what the Gluon
-// GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6, and not yet run on a GPU:
+// GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6; bit-equal to it on an H100:
 //   - each K step runs as two groups of wgmmas, one per 32-byte K chunk, each on its own register set of
 //     unpacked weights that stays untouched until the wait that ends its group; a group waits only for
 //     the group before it, so each chunk's weights are unpacked while the previous chunk's wgmmas run
@@ -11,8 +11,13 @@
 //     mbarrier arrival (Triton puts a warpgroup bar.sync before every mbarrier wait and arrival).
 //
 // Compiled at first use by NVRTC (graphsafe/quant/wgmma_gemm.py). One CTA: warpgroup 0 loads (one
-// thread issues every TMA copy into a ring of STAGES stages), warpgroup 1 multiplies and stores; two
-// CTAs per SM walk 128 x 128 tiles persistently, in groups of GROUP_N weight tiles.
+// thread issues every TMA copy into a ring of STAGES stages), CONSUMERS warpgroups multiply and store.
+// With one consumer two CTAs per SM walk 128 x 128 tiles persistently; with two, one CTA per SM walks
+// 256 x 128 tiles, each consumer on 128 weight rows and both on the same activation tiles (a third less
+// shared-memory fill per product). Tiles go in groups of GROUP_N weight tiles. The epilogue stages each
+// 64 weight rows of outputs in shared memory (stmatrix for 16-bit outputs) and writes 16-byte vectors.
+// With PDL (launched early after the quantizer) the loader fetches its first tile's first stages of
+// weights before waiting for the quantizer's planes and scales; it never triggers its own dependents.
 //
 // Shared memory per stage: the weights' tile (128 rows x 64 packed bytes = 128 codes of K per row) and
 // both activation planes' tiles (128 rows x 64 bytes each), written by TMA with the 64-byte swizzle
@@ -22,8 +27,8 @@
 // 16+4t..16+4t+3 of each 32-byte K chunk) and unpacks each 32-bit word into 16 x its even-column codes
 // (shl 4, and) for the even plane and 16 x its odd-column codes (and) for the odd plane.
 //
-// Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, SMEM_EPI,
-// PDL (launched with programmatic dependent launch after the quantizer).
+// Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
+// CONSUMERS (1 or 2), ABLATE (timing only, wrong outputs: 1 issues no wgmma, 2 loads nothing).
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -118,19 +123,6 @@ __device__ __forceinline__ float to_f32(const void* p, long long i, int type) {
   return f;
 }
 
-__device__ __forceinline__ void store(void* p, long long i, float y) {
-#if OUT_T == 2
-  static_cast<float*>(p)[i] = y;
-#else
-  unsigned short h;
-#if OUT_T == 1
-  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(y));
-#else
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(y));
-#endif
-  static_cast<unsigned short*>(p)[i] = h;
-#endif
-}
 
 #if OUT_T == 2
 typedef float OutBits;
@@ -267,7 +259,7 @@ struct Consumer {  // a consumer thread's place and state across tiles
   const int lane;
   const int c;  // which consumer warpgroup: its weights' offset in a stage (c x its rows x 64 bytes)
   unsigned char* smem;
-  unsigned char* epi;  // the epilogue's staging buffer (SMEM_EPI)
+  unsigned char* epi;  // the epilogue's staging buffer
   u64* full;
   u64* empty;
   int st, ph;  // the next step's stage and the parity of its use (steps consumed so far: st + STAGES x uses)
@@ -332,9 +324,7 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
       const int m = m0 + 2 * t + 8 * j + e1;
       sam[j][e1] = m < M ? to_f32(sa, m, SA_T) : 0.0f;
     }
-#if SMEM_EPI
   OutBits* e = reinterpret_cast<OutBits*>(k.epi);
-#endif
 #pragma unroll
   for (int h = 0; h < H; ++h) {
     float wsc[2], b[2] = {0.0f, 0.0f};
@@ -346,7 +336,7 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
       b[e2] = n < N ? to_f32(bias, n, BIAS_T) : 0.0f;
 #endif
     }
-#if SMEM_EPI && OUT_T != 2
+#if OUT_T != 2
     // 16-bit outputs: stmatrix .trans writes four 8 x 8 blocks per instruction (j, j + 1 x both row
     // groups e2), each transposed so that a staging row holds 8 consecutive weight rows of one
     // activation row; lane 8 q + i gives block q's row i.
@@ -368,22 +358,15 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
 #else
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
-      const int n = n0 + 64 * h + 16 * warp + g + 8 * e2;
 #pragma unroll
       for (int j = 0; j < NB / 8; ++j)
 #pragma unroll
         for (int e1 = 0; e1 < 2; ++e1) {
           const float v = epi_value(acc[h][4 * j + 2 * e2 + e1], sam[j][e1], wsc[e2], b[e2]);
-#if SMEM_EPI
           e[(2 * t + 8 * j + e1) * EPI_PITCH + 16 * warp + g + 8 * e2] = out_bits(v);
-#else
-          const int m = m0 + 2 * t + 8 * j + e1;
-          if (n < N && m < M) store(out, m * stride_c + n, v);
-#endif
         }
     }
 #endif
-#if SMEM_EPI
     // The 64 weight rows x NB activation rows of this half, staged in shared memory (out's layout: a row
     // of 64 values per activation row), leave as 16-byte vectors: 64 / PER_VEC threads per row.
     epi_sync(k.c);
@@ -400,7 +383,6 @@ __device__ __forceinline__ void consume(Consumer& k, int (&acc)[2][64], Half& lo
       }
     }
     epi_sync(k.c);  // read before the next half overwrites it
-#endif
   }
 }
 
