@@ -3,12 +3,10 @@
 // and the odd columns' codes). WORK IN PROGRESS (branch wip/wgmma-cuda): written to test what the Gluon
 // GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6; bit-equal to it on an H100:
 //   - each K step runs as two groups of wgmmas, one per 32-byte K chunk, each on its own register set of
-//     unpacked weights that stays untouched until the wait that ends its group; a group waits only for
-//     the group before it, so each chunk's weights are unpacked while the previous chunk's wgmmas run
-//     (a whole step per set needed 64 registers for the two sets, and ptxas serialized the wgmmas for
-//     want of registers in some dtype combinations);
-//   - no CTA-wide or warpgroup-wide barrier per step: each consumer warp releases a stage by its own
-//     mbarrier arrival (Triton puts a warpgroup bar.sync before every mbarrier wait and arrival).
+//     unpacked weights, untouched until the wait that ends its group; a group waits only for the one
+//     before it, so each chunk's weights are unpacked while the previous chunk's wgmmas run;
+//   - no barrier per step: each consumer warp releases a stage by its own mbarrier arrival (Triton puts
+//     a warpgroup bar.sync before every mbarrier wait and arrival).
 //
 // Compiled at first use by NVRTC (graphsafe/quant/wgmma_gemm.py). One CTA: warpgroup 0 loads (one
 // thread issues every TMA copy into a ring of STAGES stages), CONSUMERS warpgroups multiply and store.
@@ -19,8 +17,8 @@
 // With PDL (launched early after the quantizer) the loader fetches its first tile's first stages of
 // weights before waiting for the quantizer's planes and scales; it never triggers its own dependents.
 //
-// Shared memory per stage: the weights' tile (128 rows x 64 packed bytes = 128 codes of K per row) and
-// both activation planes' tiles (128 rows x 64 bytes each), written by TMA with the 64-byte swizzle
+// Shared memory per stage: the weights' tile (128 rows per consumer x 64 packed bytes = 128 codes of K
+// per row) and both activation planes' tiles (128 rows x 64 bytes each), written by TMA with the 64-byte swizzle
 // (16-byte chunk c of row r lands at chunk c ^ ((r >> 1) & 3)). The planes are the wgmmas' second
 // operand straight from there (K-major, 64-byte swizzle); each consumer thread reads its weight words
 // (the first operand's register fragment: rows g and g + 8 of its warp's 16, bytes 4t..4t+3 and
@@ -139,13 +137,10 @@ __device__ __forceinline__ unsigned short out_bits(float y) {
   return h;
 }
 #endif
-// The named barrier of consumer warpgroup c (1 or 2) for its epilogue; immediate ids, so ptxas counts
-// two barriers per CTA, not all sixteen.
+// Consumer warpgroup c's named barrier (1 or 2) for its epilogue; immediate ids, so ptxas counts two.
 __device__ __forceinline__ void epi_sync(int c) {
-  if (c == 0)
-    asm volatile("bar.sync 1, 128;" ::: "memory");
-  else
-    asm volatile("bar.sync 2, 128;" ::: "memory");
+  if (c == 0) asm volatile("bar.sync 1, 128;" ::: "memory");
+  else asm volatile("bar.sync 2, 128;" ::: "memory");
 }
 
 // One output before rounding: the sum (256 x the exact sum in acc) times the activation row's and the
@@ -159,8 +154,7 @@ __device__ __forceinline__ float epi_value(int acc, float sa, float sb, float bi
   return v;
 }
 
-// Two 16-bit outputs in one register, the first in the low half (stmatrix's column order).
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
+__device__ __forceinline__ u32 pack2(float lo, float hi) {  // two 16-bit outputs, the first in the low half
   u32 r;
 #if OUT_T == 1
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
@@ -178,9 +172,7 @@ constexpr int EPI_BYTES = 128 * EPI_PITCH * sizeof(OutBits);  // one consumer's 
 // The program's tile t -> (weight tile, activation tile), GROUP_N weight tiles walking the activation
 // tiles together (triton_kernels._grouped_tile).
 __device__ __forceinline__ void grouped_tile(int t, int tiles_n, int tiles_m, int& pn, int& pm) {
-  const int width = GROUP_N * tiles_m;
-  const int first = (t / width) * GROUP_N;
-  const int size = min(tiles_n - first, GROUP_N);
+  const int width = GROUP_N * tiles_m, first = (t / width) * GROUP_N, size = min(tiles_n - first, GROUP_N);
   pn = first + (t % width) % size;
   pm = (t % width) / size;
 }
@@ -208,7 +200,8 @@ __device__ __forceinline__ void load_half(Half& f, const unsigned char* w, const
   for (int h = 0; h < H; ++h)
 #pragma unroll
     for (int q = 0; q < 4; ++q) {  // q: (row r0 or r0 + 8) + 2 (first or second 16 bytes of the chunk)
-      const u32 v = *reinterpret_cast<const u32*>(rows + (64 * h + 8 * (q & 1)) * 64 + ((16 * (2 * c + (q >> 1))) ^ o.xt));
+      const int at = (64 * h + 8 * (q & 1)) * 64 + ((16 * (2 * c + (q >> 1))) ^ o.xt);
+      const u32 v = *reinterpret_cast<const u32*>(rows + at);
       f.a[h][0][q] = (v << 4) & 0xF0F0F0F0u;
       f.a[h][1][q] = v & 0xF0F0F0F0u;
     }
@@ -216,18 +209,12 @@ __device__ __forceinline__ void load_half(Half& f, const unsigned char* w, const
 
 __device__ __forceinline__ void fence_half(Half& f) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
-#pragma unroll
-    for (int p = 0; p < 2; ++p)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) fence_operand(f.a[h][p][q]);
+  for (int i = 0; i < 16; ++i) fence_operand(f.a[i / 8][i / 4 % 2][i % 4]);
 }
 
 __device__ __forceinline__ void fence_acc(int (&acc)[2][64]) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) fence_operand(acc[h][i]);
+  for (int i = 0; i < 128; ++i) fence_operand(acc[i / 64][i % 64]);
 }
 
 // The wgmmas of one K chunk c, as one group: H weight halves, both planes (plane tiles at xl, xh), NB
@@ -264,12 +251,7 @@ struct Consumer {  // a consumer thread's place and state across tiles
   u64* empty;
   int st, ph;  // the next step's stage and the parity of its use (steps consumed so far: st + STAGES x uses)
 
-  __device__ __forceinline__ void advance() {
-    if (++st == STAGES) {
-      st = 0;
-      ph ^= 1;
-    }
-  }
+  __device__ __forceinline__ void advance() { if (++st == STAGES) st = 0, ph ^= 1; }
 };
 
 // Releases stage `st` for the producer's next TMA copies into it: this warp's generic reads of its
