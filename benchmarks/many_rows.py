@@ -53,7 +53,9 @@ def bench(k: int, n: int, m: int) -> dict:
     gemms = {"per_tile": big_into, "persist": persist_into}
     gemms.update({name: (lambda *a, o=o: gluon_ws.ws_into(*a, **o)) for name, o in GLUON.items()})
     gemms["cuda_wgmma"] = wgmma_into  # work in progress (branch wip/wgmma-cuda)
+    gemms["cuda_ldsm"] = lambda *a, **kw: wgmma_into(*a, ldsm=True, **kw)
     gemms["cuda_c2"] = lambda *a, **kw: wgmma_into(*a, consumers=2, stages=4, **kw)
+    gemms["cuda_c2_ldsm"] = lambda *a, **kw: wgmma_into(*a, consumers=2, stages=4, ldsm=True, **kw)
     row = {"K": k, "N": n, "M": m}
     for name, gemm in gemms.items():
         y.fill_(float("nan"))
@@ -65,7 +67,7 @@ def bench(k: int, n: int, m: int) -> dict:
             continue
         row[name] = _timed_graph(lambda i, g=gemm: g(planes[i], scales[i], packed[i][0], packed[i][1], None, y),
                                  copies, 50)
-    for name in ("persist", "gluon", "cuda_wgmma", "cuda_c2"):
+    for name in ("persist", "gluon", "cuda_wgmma", "cuda_ldsm", "cuda_c2", "cuda_c2_ldsm"):
         if row[name] != row[name]:  # wrong above
             continue
         for pdl in (False, True) if name.startswith("cuda") else (False,):

@@ -59,11 +59,19 @@ def test_cuda_wgmma_gemm_is_exact(wgmma_gemm, m, k, n, sms, split, stages, plan)
     (40, 32, 130, 1, (2, 2), 3, (1, 0, 1, 1)),  # one K step of 16 bytes
 ])
 def test_cuda_wgmma_gemm_with_two_consumers_is_exact(wgmma_gemm, m, k, n, sms, split, stages, plan):
-    """One CTA per SM, two MMA warpgroups on 256 weight rows sharing each stage's activation tiles."""
+    """One CTA per SM, two MMA warpgroups on 256 weight rows sharing each stage's activation tiles; the
+    weights read with ldmatrix where the ring is not three stages deep."""
     from graphsafe.quant import triton_persist
     assert triton_persist.plan(-(-n // 256) * -(-m // 128), sms, *split) == plan
+    ldsm = stages != 3
     assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, stages=stages, split_n=split[0], split_m=split[1],
-                                                              sms=sms, consumers=2), m, k, n)
+                                                              sms=sms, consumers=2, ldsm=ldsm), m, k, n)
+
+
+@pytest.mark.parametrize("m, k, n, sms", [(2048, 3584, 4608, 132), (300, 256, 1000, 5), (260, 192, 390, 5),
+                                          (40, 32, 130, 1), (530, 256, 128, 2)])
+def test_cuda_wgmma_gemm_reading_weights_with_ldmatrix_is_exact(wgmma_gemm, m, k, n, sms):
+    assert_planes_gemm_exact(lambda *a: wgmma_gemm.wgmma_into(*a, sms=sms, ldsm=True), m, k, n)
 
 
 @pytest.mark.parametrize("consumers", [1, 2])

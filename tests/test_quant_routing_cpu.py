@@ -170,16 +170,16 @@ def test_tensor_core_gemv_reuses_its_launch_configuration_per_thread(monkeypatch
 @pytest.mark.parametrize("stages", [2, 3, 4])
 def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major):
     """NVRTC compiles csrc/w4a4_wgmma.cu for sm_90a with every dtype and bias option, one or two consumer
-    warpgroups, with and without PDL: no spills, and ptxas
+    warpgroups, with and without PDL, weights read by plain loads or ldmatrix: no spills, and ptxas
     neither serializes the wgmmas nor injects a wait of its own (it says so in the log when it must,
     e.g. when registers a wgmma reads are redefined before the wait that ends it)."""
     from graphsafe.quant import mma_gemv, wgmma_gemm
     h, b, f = torch.float16, torch.bfloat16, torch.float32
     for types in ((h, h, None, h), (h, h, h, h), (b, f, b, f), (f, b, None, b), (h, h, h, f), (f, f, f, f),
                   (h, h, None, f)):
-        for consumers, pdl in ((1, False), (2, stages == 3)):  # PDL changes only the loader's prologue
-            log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types, pdl=pdl, consumers=consumers),
-                                       wgmma_gemm.SOURCE)
+        for consumers, pdl, ldsm in ((1, False, False), (2, stages == 3, stages != 3)):  # PDL: the loader only
+            log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types, pdl=pdl, consumers=consumers,
+                                                                ldsm=ldsm), wgmma_gemm.SOURCE)
             assert "0 bytes spill stores" in log, log
             assert "serialized" not in log and "C75" not in log, log
 

@@ -37,14 +37,16 @@ def shared_bytes(stages: int, out_size: int = 2, consumers: int = 1) -> int:
 
 
 def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
-           pdl: bool = False, consumers: int = 1) -> tuple[tuple[str, int], ...]:
+           pdl: bool = False, consumers: int = 1, ldsm: bool = False, ablate: int = 0
+           ) -> tuple[tuple[str, int], ...]:
     """The ``-D`` macros of one program: ring depth, tile grouping, the dtypes of (scale, w_scale,
-    bias or None, out), whether it is launched with PDL after the quantizer, and its consumer
-    warpgroups."""
+    bias or None, out), whether it is launched with PDL after the quantizer, its consumer warpgroups,
+    whether it reads the weights with ldmatrix, and the ablation (timing only; 0 for none)."""
     sa, sb, bias, out = types
     return (("STAGES", stages), ("GROUP_N", group_n), ("SA_T", _TYPES[sa]), ("SB_T", _TYPES[sb]),
             ("BIAS_T", _TYPES[bias] if bias is not None else 0), ("OUT_T", _TYPES[out]),
-            ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)), ("CONSUMERS", consumers))
+            ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)), ("CONSUMERS", consumers),
+            ("LDSM", int(ldsm)), ("ABLATE", ablate))
 
 
 class _TensorMap:
@@ -89,7 +91,7 @@ def _libcuda():
 def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
                bias: torch.Tensor | None, out: torch.Tensor, stages: int = 3, group_n: int = 8,
                per_sm: int | None = None, split_n: int = 2, split_m: int = 2, sms: int | None = None,
-               consumers: int = 1, after_quantizer: bool = False, _ablate: int = 0) -> None:
+               consumers: int = 1, after_quantizer: bool = False, ldsm: bool = False, _ablate: int = 0) -> None:
     """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` (needs
     ``triton_persist.usable``; Hopper only). ``consumers``: MMA warpgroups per CTA, 1 (128 x 128 tiles,
     two CTAs per SM by default) or 2 (256 x 128 tiles sharing each stage's activations, one CTA per SM);
@@ -98,8 +100,9 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     rows. ``after_quantizer``: launched with PDL, so it may start before the previous kernel ends and
     reads the weights (never written by that kernel) before waiting for it; the previous kernel must be
     the quantizer of ``x16`` and ``scale``, and it must trigger its dependents only after its own wait
-    for its input (``sym_quant_into(trigger=True)`` does). ``_ablate`` (timing only, wrong outputs): 1
-    issues no wgmma, 2 loads nothing."""
+    for its input (``sym_quant_into(trigger=True)`` does). ``ldsm``: read the weights with ``ldmatrix``
+    (a 64-row half's fragments of a 32-byte chunk in one instruction instead of four loads).
+    ``_ablate`` (timing only, wrong outputs): 1 issues no wgmma, 2 loads nothing."""
     from .triton_persist import operands, plan
 
     m, n, kb = operands(x16, qw, "the CUDA wgmma GEMM")
@@ -131,7 +134,7 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
                          f"{consumers} consumer(s)) do not fit an SM's {limit} bytes")
     bn = BN * consumers
     types = (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype)
-    defs = macros(stages, group_n, types, after_quantizer, consumers) + ((("ABLATE", _ablate),) if _ablate else ())
+    defs = macros(stages, group_n, types, after_quantizer, consumers, ldsm, _ablate)
     fn = mma_gemv._function(index, "90a", defs, smem, SOURCE, b"w4a4_wgmma")
     vec = out.data_ptr() % 16 == 0 and out.stride(0) * out.element_size() % 16 == 0
     programs, tail, pn, pm = plan(-(-n // bn) * -(-m // BM), per_sm * sms, split_n, split_m)

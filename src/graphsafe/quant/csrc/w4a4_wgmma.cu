@@ -26,7 +26,8 @@
 // (shl 4, and) for the even plane and 16 x its odd-column codes (and) for the odd plane.
 //
 // Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
-// CONSUMERS (1 or 2), ABLATE (timing only, wrong outputs: 1 issues no wgmma, 2 loads nothing).
+// CONSUMERS (1 or 2), LDSM (read the weights with ldmatrix), ABLATE (timing only, wrong outputs: 1
+// issues no wgmma, 2 loads nothing).
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -179,32 +180,46 @@ __device__ __forceinline__ void grouped_tile(int t, int tiles_n, int tiles_m, in
 
 struct Half { u32 a[2][2][4]; };  // one 32-byte K chunk's fragments: [weight half h][plane][register]
 
-// Where a consumer thread's weight words lie in a stage: its rows' start (row 16 warp + g of the 128)
-// and, for 16-byte chunk k of a row, byte 4 t of the chunk after the swizzle: 16 (k ^ ((r >> 1) & 3)) +
-// 4 t. The swizzle term is (g >> 1) & 3 for every row the thread reads (the other terms of r are
-// multiples of 8), so that offset is (16 k) ^ xt with xt = 16 ((g >> 1) & 3) + 4 t fixed per thread (the
-// XOR touches bits 4-5 only, 4 t bits 2-3): two registers, and each load adds a constant.
+// Where a consumer thread's weight words lie in a stage: its row's start, and for 16-byte chunk k of a
+// row, the chunk after the swizzle, 16 (k ^ ((r >> 1) & 3)). Bits 1-2 of every row r the thread reads are
+// fixed, so that is (16 k) ^ xt with xt fixed per thread (the XOR touches bits 4-5 only). Plain loads:
+// rows 16 warp + g (+ 8), byte 4 t of the chunk, xt = 16 ((g >> 1) & 3) + 4 t. LDSM (ldmatrix .x4: a
+// 64-row half's four fragments of a chunk at once): lane l gives row 16 warp + (l & 7) + 8 ((l >> 3) & 1)
+// and chunk 2 c + (l >> 4), so xt = 16 (l >> 4) ^ 16 ((l >> 1) & 3).
 struct Offsets { int row; int xt; };
 
-__device__ __forceinline__ Offsets offsets(int warp, int g, int t) {
+__device__ __forceinline__ Offsets offsets(int warp, int lane) {
+#if LDSM
+  return Offsets{(16 * warp + (lane & 7) + 8 * ((lane >> 3) & 1)) * 64,
+                 (16 * (lane >> 4)) ^ (16 * ((lane >> 1) & 3))};
+#else
+  const int g = lane / 4, t = lane % 4;
   return Offsets{(16 * warp + g) * 64, 16 * ((g >> 1) & 3) + 4 * t};
+#endif
 }
 
 // The weight fragments of one 32-byte K chunk c of stage `w` (H x 64 rows of 64 swizzled bytes),
-// unpacked: for each 64-row half h, rows r0 = 64 h + 16 warp + g and r0 + 8, bytes 32 c + 4 t and 32 c +
-// 16 + 4 t.
+// unpacked: for each 64-row half h, rows 64 h + 16 warp + g and + 8, bytes 32 c + 4 t and 32 c + 16 + 4 t.
 template <int H>
 __device__ __forceinline__ void load_half(Half& f, const unsigned char* w, const Offsets& o, int c) {
-  const unsigned char* rows = w + o.row;
 #pragma unroll
-  for (int h = 0; h < H; ++h)
+  for (int h = 0; h < H; ++h) {
+    u32 v[4];  // q: (row r0 or r0 + 8) + 2 (first or second 16 bytes of the chunk)
+#if LDSM
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+                 : "r"(smem_addr(w + o.row + 64 * 64 * h + ((32 * c) ^ o.xt))));
+#else
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {  // q: (row r0 or r0 + 8) + 2 (first or second 16 bytes of the chunk)
-      const int at = (64 * h + 8 * (q & 1)) * 64 + ((16 * (2 * c + (q >> 1))) ^ o.xt);
-      const u32 v = *reinterpret_cast<const u32*>(rows + at);
-      f.a[h][0][q] = (v << 4) & 0xF0F0F0F0u;
-      f.a[h][1][q] = v & 0xF0F0F0F0u;
+    for (int q = 0; q < 4; ++q)
+      v[q] = *reinterpret_cast<const u32*>(w + o.row + (64 * h + 8 * (q & 1)) * 64 + ((32 * c + 16 * (q >> 1)) ^ o.xt));
+#endif
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      f.a[h][0][q] = (v[q] << 4) & 0xF0F0F0F0u;
+      f.a[h][1][q] = v[q] & 0xF0F0F0F0u;
     }
+  }
 }
 
 __device__ __forceinline__ void fence_half(Half& f) {
@@ -222,9 +237,7 @@ __device__ __forceinline__ void fence_acc(int (&acc)[2][64]) {
 // overwrites the accumulators).
 template <int H, int NB>
 __device__ __forceinline__ void issue(int (&acc)[2][64], const Half& f, u32 xl, u32 xh, int c, int accumulate) {
-#if ABLATE == 1
-  return;
-#endif
+  if (ABLATE == 1) return;
   wgmma_fence();
 #pragma unroll
   for (int p = 0; p < 2; ++p) {
@@ -387,10 +400,7 @@ __device__ __forceinline__ void produce(const TensorMap* w, const TensorMap* xl,
     const int st = it % STAGES;
     bar_wait(&empty[st], ((it / STAGES) & 1) ^ 1);
     unsigned char* base = smem + st * STAGE_BYTES;
-#if ABLATE == 2
-    bar_arrive(&full[st]);
-    continue;
-#endif
+    if (ABLATE == 2) { bar_arrive(&full[st]); continue; }
     bar_expect(&full[st], bytes);
     tma_load(base, w, s * BKB, n0, &full[st]);
     tma_load(base + W_BYTES, xl, s * BKB, m0, &full[st]);
@@ -417,10 +427,7 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
   const int pieces = tail * pn * pm;
   const int steps = (KB + BKB - 1) / BKB;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      bar_init(&full[s], 1);
-      bar_init(&empty[s], 4 * CONSUMERS);  // one arrival per consumer warp
-    }
+    for (int s = 0; s < STAGES; ++s) bar_init(&full[s], 1), bar_init(&empty[s], 4 * CONSUMERS);  // 1 per warp
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
@@ -464,17 +471,13 @@ w4a4_wgmma(const __grid_constant__ TensorMap tw, const __grid_constant__ TensorM
     return;
   }
 
-#if CONSUMERS == 2
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;");
-#else
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-#endif
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(CONSUMERS == 2 ? 240 : 232));
 #if PDL
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the epilogue reads the quantizer's scales
 #endif
   // consumer c multiplies weight rows [c BN / CONSUMERS, (c + 1) BN / CONSUMERS) of each tile or piece
   const int c = (threadIdx.x - 128) / 128, tid = (threadIdx.x - 128) % 128, warp = tid / 32, lane = tid % 32;
-  Consumer k{offsets(warp, lane / 4, lane % 4), lane, c, smem, smem + STAGES * STAGE_BYTES + 256 + c * EPI_BYTES,
+  Consumer k{offsets(warp, lane), lane, c, smem, smem + STAGES * STAGE_BYTES + 256 + c * EPI_BYTES,
              full, empty, 0, 0};
   int acc[2][64] = {};  // each tile's first wgmmas overwrite it (scale-d 0); zeroed once for the compiler
   Half lo, hi;
