@@ -177,7 +177,7 @@ def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major
     h, b, f = torch.float16, torch.bfloat16, torch.float32
     for types in ((h, h, None, h), (h, h, h, h), (b, f, b, f), (f, b, None, b), (h, h, h, f), (f, f, f, f),
                   (h, h, None, f)):
-        for consumers, pdl, ldsm in ((1, False, False), (2, stages == 3, stages != 3)):  # PDL: the loader only
+        for consumers, pdl, ldsm in ((1, False, stages == 4), (2, stages == 3, stages != 3)):  # PDL: loader only
             log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types, pdl=pdl, consumers=consumers,
                                                                 ldsm=ldsm), wgmma_gemm.SOURCE)
             assert "0 bytes spill stores" in log, log
