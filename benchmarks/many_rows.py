@@ -28,6 +28,7 @@ from graphsafe.quant.wgmma_gemm import wgmma_into
 GLUON = {"gluon": {}, "gluon_g16": {"group_n": 16}, "gluon_whole": {"split_n": 1, "split_m": 1},
          "gluon_halves": {"split_m": 1}, "gluon_2st": {"stages": 2}, "gluon_l40": {"load_regs": 40}}
 ABLATE = False
+SKIP: set = set()
 SHAPES = [(3584, 4608, 1024), (3584, 4608, 2048), (3584, 4608, 8192), (3584, 18944, 512), (3584, 18944, 2048),
           (18944, 3584, 2048)]
 
@@ -58,6 +59,8 @@ def bench(k: int, n: int, m: int) -> dict:
     gemms["cuda_c2_ldsm"] = lambda *a, **kw: wgmma_into(*a, consumers=2, stages=4, ldsm=True, **kw)
     row = {"K": k, "N": n, "M": m}
     for name, gemm in gemms.items():
+        if SKIP and name in SKIP:
+            continue
         y.fill_(float("nan"))
         gemm(planes[0], scales[0], packed[0][0], packed[0][1], None, y)
         torch.cuda.synchronize()
@@ -67,8 +70,9 @@ def bench(k: int, n: int, m: int) -> dict:
             continue
         row[name] = _timed_graph(lambda i, g=gemm: g(planes[i], scales[i], packed[i][0], packed[i][1], None, y),
                                  copies, 50)
+        print(f"{k}->{n} M={m} {name}: {row[name]:.2f} us", file=sys.stderr, flush=True)
     for name in ("persist", "gluon", "cuda_wgmma", "cuda_ldsm", "cuda_c2", "cuda_c2_ldsm"):
-        if row[name] != row[name]:  # wrong above
+        if name not in row or row[name] != row[name]:  # skipped or wrong above
             continue
         for pdl in (False, True) if name.startswith("cuda") else (False,):
             def chain(i, g=gemms[name], pdl=pdl):
@@ -85,8 +89,11 @@ def bench(k: int, n: int, m: int) -> dict:
                 row[key] = float("nan")
                 continue
             row[key] = _timed_graph(chain, copies, 50)
+            print(f"{k}->{n} M={m} {key}: {row[key]:.2f} us", file=sys.stderr, flush=True)
     if ABLATE:  # timing only: outputs are wrong, so nothing is checked
         for name, kw in (("cuda_wgmma", {}), ("cuda_c2", {"consumers": 2, "stages": 4})):
+            if name in SKIP:
+                continue
             for ab in (1, 2):
                 row[f"{name}_no_{('mma', 'loads')[ab - 1]}"] = _timed_graph(
                     lambda i, kw=kw, ab=ab: wgmma_into(planes[i], scales[i], packed[i][0], packed[i][1], None, y,
@@ -102,9 +109,11 @@ def main() -> int:
     ap.add_argument("--json", help="write the numbers to this file")
     ap.add_argument("--shapes", help="comma-separated KxNxM (default: the Qwen2-7B shapes above)")
     ap.add_argument("--ablate", action="store_true", help="also time the CUDA GEMMs with no wgmma, or no loads")
+    ap.add_argument("--skip", default="", help="comma-separated GEMM columns not to time")
     args = ap.parse_args()
     global ABLATE
     ABLATE = args.ablate
+    SKIP.update(s for s in args.skip.split(",") if s)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
     rows = []
     for k, n, m in shapes:
@@ -115,7 +124,7 @@ def main() -> int:
     print("| K→N | M | " + " | ".join(cols) + " | W4A4 speed-up |")
     print("|---|---|" + "---|" * (len(cols) + 1))
     for r in rows:
-        print(f"| {r['K']}→{r['N']} | {r['M']} | " + " | ".join(f"{r[c]:.1f}" for c in cols)
+        print(f"| {r['K']}→{r['N']} | {r['M']} | " + " | ".join(f"{r.get(c, float('nan')):.1f}" for c in cols)
               + f" | {r['fp16'] / r['quant_linear']:.2f}× |")
     _save({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
            "rows": rows}, args.json)
