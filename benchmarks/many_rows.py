@@ -53,7 +53,7 @@ def bench(k: int, n: int, m: int) -> dict:
     big_into(planes[0], scales[0], packed[0][0], packed[0][1], None, expected)
     gemms = {"per_tile": big_into, "persist": persist_into}
     gemms.update({name: (lambda *a, o=o: gluon_ws.ws_into(*a, **o)) for name, o in GLUON.items()})
-    gemms["cuda_wgmma"] = wgmma_into  # work in progress (branch wip/wgmma-cuda)
+    gemms["cuda_wgmma"] = wgmma_into
     gemms["cuda_ldsm"] = lambda *a, **kw: wgmma_into(*a, ldsm=True, **kw)
     gemms["cuda_c2"] = lambda *a, **kw: wgmma_into(*a, consumers=2, stages=4, **kw)
     gemms["cuda_c2_ldsm"] = lambda *a, **kw: wgmma_into(*a, consumers=2, stages=4, ldsm=True, **kw)

@@ -136,10 +136,9 @@ def test_quant_linear_equals_quantize_then_linear_on_benchmark_shapes(k, n, m, d
                                      (40, 18944, 3584), (2048, 18944, 3584), (2048, 3584, 4608)])
 def test_quant_linear_is_exact_across_graph_replays(m, k, n):
     """Each of quant_linear's paths in a graph (dp4a GEMV or the few-row GEMM launched with PDL after the
-    quantizer; the many-row GEMM on INT8 planes, per tile at 40 rows, persistent at 2048 on Hopper, on an
-    H100 or H200 in whole rounds for 18944->3584 (Triton) and with its last round cut for 3584->4608
-    (Gluon with Triton 3.6)): replay after
-    replay with new inputs, against the exact sums."""
+    quantizer; the many-row GEMM on INT8 planes, per tile at 40 rows, persistent at 2048 on Hopper: on an
+    H100 or H200 the CUDA wgmma GEMM launched with PDL, in whole rounds for 18944->3584 and with its last
+    round cut for 3584->4608): replay after replay with new inputs, against the exact sums."""
     from graphsafe.quant import triton_gemv
     if torch.cuda.get_device_capability()[0] >= 9:
         assert triton_gemv.pdl_available(torch.device("cuda")), "PDL should be on for Hopper and newer"
@@ -162,12 +161,13 @@ def test_quant_linear_is_exact_across_graph_replays(m, k, n):
 
 
 @pytest.mark.parametrize("before", ["kernel", "copy", "other_stream"])
-@pytest.mark.parametrize("m", [1, 2, 3, 4, 8, 16])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 8, 16, 2048])
 def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m, before):
     """quant_linear's kernels launch early (PDL) and let the next kernel launch early too; each waits for
-    its input first. x is written just before by a torch kernel, by a copy, or on another stream, and
-    the second layer reads the first's output, which its quantizer may start before: eager and every
-    replay must match the reference."""
+    its input first (at 2048 rows only the many-row GEMM launches early, after its quantizer). x is
+    written just before by a torch kernel, by a copy, or on another stream, and the second layer reads
+    the first's output, which its quantizer may start before: eager and every replay must match the
+    reference."""
     k, h = 3584, 4608
     src = torch.zeros(m, k, device="cuda", dtype=torch.float16)
     x = torch.empty_like(src)
@@ -265,23 +265,33 @@ def assert_planes_gemm_exact(gemm, m, k, n):
 
 def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch):
     """Beyond 16 rows quant_linear runs a persistent GEMM from one full round of 128 x 128 tiles on Hopper
-    (the Gluon one on short rows with Triton 3.6, else the Triton one) and the per-tile kernel below it
-    (or off Hopper)."""
+    (on sm_90 the CUDA wgmma GEMM, launched with PDL after its quantizer; without cuda-bindings the Gluon
+    one on short rows with Triton 3.6, else the Triton one) and the per-tile kernel below it (or off
+    Hopper)."""
     import triton
 
-    from graphsafe.quant import triton_persist, triton_swap
+    from graphsafe.quant import gluon_ws, triton_gemv, triton_persist, triton_swap, wgmma_gemm
     ran = []
-    persist, per_tile = triton_persist.persist_into, triton_swap.big_into
-    monkeypatch.setattr(triton_persist, "persist_into", lambda *a, **k: ran.append("persist") or persist(*a, **k))
-    monkeypatch.setattr(triton_swap, "big_into", lambda *a, **k: ran.append("per-tile") or per_tile(*a, **k))
-    hopper = torch.cuda.get_device_capability()[0] == 9
+
+    def spy(module, name, label):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: ran.append(label) or real(*a, **k))
+    spy(triton_persist, "persist_into", "persist")
+    spy(triton_swap, "big_into", "per-tile")
+    spy(gluon_ws, "ws_into", "gluon")
+    real_wgmma = wgmma_gemm.wgmma_into
+    monkeypatch.setattr(wgmma_gemm, "wgmma_into", lambda *a, **k: ran.append(
+        "wgmma" + ("+pdl" if k["after_quantizer"] else "")) or real_wgmma(*a, **k))
+    capability = torch.cuda.get_device_capability()
+    hopper = capability[0] == 9
     gluon = hopper and triton.__version__.startswith("3.6.")
-    if gluon:
-        from graphsafe.quant import gluon_ws
-        ws_into = gluon_ws.ws_into
-        monkeypatch.setattr(gluon_ws, "ws_into", lambda *a, **k: ran.append("gluon") or ws_into(*a, **k))
+    cuda = capability == (9, 0) and wgmma_gemm.available(torch.device("cuda", torch.cuda.current_device()))
+    if capability == (9, 0):
+        assert cuda, "the CUDA wgmma GEMM should run on an H100 or H200 (cuda-bindings and NVRTC installed)"
+    wgmma = "wgmma+pdl" if triton_gemv.pdl_available(torch.device("cuda")) else "wgmma"
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    for k, n, many in ((3584, 4608, "gluon" if gluon else "persist"), (18944, 3584, "persist")):
+    for k, n, many in ((3584, 4608, wgmma if cuda else "gluon" if gluon else "persist"),
+                       (18944, 3584, wgmma if cuda else "persist")):
         qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
         for m in (17, 512, 2048):
             ran.clear()

@@ -31,7 +31,7 @@ def wgmma_gemm():
     (300, 256, 1000, 5, (2, 2), 3, (10, 4, 2, 1)),  # ragged in M and N, the last round's tiles in halves
     (200, 4096 + 64, 700, 4, (2, 2), 3, (8, 4, 2, 1)),  # a ragged last K step
     (129, 512, 260, 1, (2, 2), 2, (2, 0, 1, 1)),  # one SM (two programs), whole rounds, two stages
-    (1000, 1024, 200, 132, (2, 2), 4, (264, 16, 2, 2)),  # everything in one cut round, ragged in N, four stages
+    (1000, 1024, 200, 132, (2, 2), 3, (264, 16, 2, 2)),  # everything in one cut round, ragged in N
     (530, 256, 128, 2, (2, 1), 3, (4, 1, 2, 1)),  # halves along the weight rows only
     (530, 256, 128, 2, (1, 2), 3, (4, 1, 1, 2)),  # halves along the activation rows only
     (150, 128, 300, 2, (2, 2), 3, (4, 2, 2, 1)),  # one K step: the prologue and the drain only
@@ -116,13 +116,28 @@ def test_cuda_wgmma_gemm_after_the_quantizer_with_pdl_is_exact(wgmma_gemm, consu
 
 
 @pytest.mark.parametrize("m", [3, 20])
-def test_cuda_wgmma_gemm_accumulates_the_largest_k_exactly(wgmma_gemm, m):
-    """Every code -8 in both operands at the largest K (rounded down to TMA's 16-byte rows)."""
+@pytest.mark.parametrize("routed", [False, True])
+def test_cuda_wgmma_gemm_accumulates_the_largest_k_exactly(wgmma_gemm, m, routed):
+    """Every code -8 in both operands at the largest K (rounded down to TMA's 16-byte rows), with the
+    defaults and with what quant_linear runs (``MANY_ROWS``), each output dtype."""
     k = ops.MAX_K // 32 * 32
     planes = torch.full((2, m, k // 2), -128, dtype=torch.int8, device="cuda")
     qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8, device="cuda")
-    for dtype in (torch.float32, torch.bfloat16):
+    kw = wgmma_gemm.MANY_ROWS if routed else {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
         y = torch.zeros(m, 2, device="cuda", dtype=dtype)
         wgmma_gemm.wgmma_into(planes, torch.ones(m, 1, device="cuda"), qw, torch.ones(2, 1, device="cuda"), None, y,
-                              sms=1)
+                              sms=1, **kw)
         assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda", dtype=dtype)), dtype
+
+
+def test_cuda_wgmma_gemm_refuses_a_ring_that_does_not_fit(wgmma_gemm):
+    """Four stages of one consumer with a float32 output need more than half an SM's shared memory: a
+    clear error before anything is launched (the other refusals are checked on the CPU)."""
+    planes = torch.zeros(2, 256, 64, dtype=torch.int8, device="cuda")
+    qw = torch.zeros(256, 64, dtype=torch.uint8, device="cuda")
+    out = torch.full((256, 256), 7.0, device="cuda")
+    with pytest.raises(ValueError, match="2 CTAs of 134400 bytes .* do not fit"):
+        wgmma_gemm.wgmma_into(planes, torch.ones(256, 1, device="cuda"), qw, torch.ones(256, 1, device="cuda"), None,
+                              out, stages=4)
+    assert torch.equal(out, torch.full_like(out, 7.0))

@@ -201,3 +201,35 @@ def test_cuda_wgmma_gemm_refuses_what_it_cannot_run():
         wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, split_n=4)
     with pytest.raises(ValueError, match="one or two consumer"):
         wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, consumers=3)
+
+
+def test_cuda_wgmma_gemm_available_on_sm_90_only_and_warns_once_without_its_packages(monkeypatch):
+    """``wgmma_gemm.available`` (what ``triton_persist.route`` asks before the Triton GEMMs): sm_90 only;
+    where cuda-bindings or NVRTC is missing, False with one RuntimeWarning per device; where the reason is
+    not a package (no GPU), False with none. CPU tensors always take the per-tile kernel."""
+    import warnings
+
+    from graphsafe.quant import mma_gemv, triton_persist, wgmma_gemm
+    dev = torch.device("cuda", 5)
+    monkeypatch.setattr(wgmma_gemm, "_WARNED", set())
+    for arch, expected in ((90, True), (89, False), (100, False)):
+        monkeypatch.setattr(mma_gemv, "check", lambda device, arch=arch: arch)
+        assert wgmma_gemm.available(dev) is expected, arch
+
+    def missing(device):
+        raise mma_gemv.MmaUnavailable("the tensor-core GEMV needs cuda-bindings and NVRTC", warn=True)
+    monkeypatch.setattr(mma_gemv, "check", missing)
+    with pytest.warns(RuntimeWarning, match="many-row GEMM runs on the slower Triton kernels"):
+        assert not wgmma_gemm.available(dev)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not wgmma_gemm.available(dev)  # once per device
+
+    def no_gpu(device):
+        raise mma_gemv.MmaUnavailable("the tensor-core GEMV needs a CUDA device, got cpu")
+    monkeypatch.setattr(mma_gemv, "check", no_gpu)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not wgmma_gemm.available(torch.device("cuda", 6))
+    planes, qw = torch.zeros(2, 4096, 1792, dtype=torch.int8), torch.zeros(4608, 1792, dtype=torch.uint8)
+    assert triton_persist.route(planes, qw) == "per-tile"

@@ -190,23 +190,45 @@ def gluon_wanted(kb: int, arch: int, version: str | None = None) -> bool:
     return 90 <= arch < 100 and version.startswith(GLUON_TRITON) and 0 < kb <= GLUON_MAX_KB
 
 
+def route(x16: torch.Tensor, qw: torch.Tensor) -> str:
+    """Which GEMM :func:`many_rows_into` runs on these operands: where :func:`wanted` and :func:`usable`
+    hold, ``"wgmma"`` (the CUDA C++ GEMM of ``graphsafe.quant.wgmma_gemm``) on sm_90 where cuda-bindings
+    and NVRTC can build it, else ``"gluon"`` where :func:`gluon_wanted`, else ``"persist"`` (this
+    module's); otherwise ``"per-tile"`` (``triton_swap.big_into``)."""
+    if _INTERPRET or not x16.is_cuda:
+        return "per-tile"
+    props = torch.cuda.get_device_properties(x16.device)
+    arch, sms = props.major * 10 + props.minor, props.multi_processor_count
+    if not (wanted(x16.shape[1], qw.shape[0], arch, sms) and usable(x16, qw)):
+        return "per-tile"
+    from . import wgmma_gemm
+    if wgmma_gemm.available(x16.device):
+        return "wgmma"
+    return "gluon" if gluon_wanted(x16.shape[2], arch) else "persist"
+
+
 def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
-                   bias: torch.Tensor | None, out: torch.Tensor) -> None:
-    """The GEMM ``quant_linear`` runs beyond 16 rows: where :func:`wanted` and :func:`usable` hold, the
-    Gluon kernel if :func:`gluon_wanted`, else this module's; otherwise ``triton_swap.big_into``."""
+                   bias: torch.Tensor | None, out: torch.Tensor, after_quantizer: bool = False) -> None:
+    """The GEMM ``quant_linear`` runs beyond 16 rows, as :func:`route` picks it. ``after_quantizer``: the
+    previous kernel is the quantizer of ``x16`` and ``scale``, launched with ``trigger=True``, and the CUDA
+    GEMM may launch with PDL to load its first weights while it finishes (the other GEMMs ignore it and
+    wait for it as usual)."""
     from . import triton_swap
 
-    if not _INTERPRET and x16.is_cuda:
-        props = torch.cuda.get_device_properties(x16.device)
-        arch, sms = props.major * 10 + props.minor, props.multi_processor_count
+    which = route(x16, qw)
+    if which == "wgmma":
+        from . import wgmma_gemm
+        wgmma_gemm.wgmma_into(x16, scale, qw, w_scale, bias, out, after_quantizer=after_quantizer,
+                              **wgmma_gemm.MANY_ROWS)
+    elif which == "per-tile":
+        triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
+    else:
+        sms = torch.cuda.get_device_properties(x16.device).multi_processor_count
         cfg = persist_config(x16.shape[1], qw.shape[0], x16.shape[2])  # the tiles both kernels run
-        if wanted(x16.shape[1], qw.shape[0], arch, sms, cfg) and usable(x16, qw):
-            if gluon_wanted(x16.shape[2], arch):
-                from . import gluon_ws
-                gluon_ws.ws_into(x16, scale, qw, w_scale, bias, out, bn=cfg.bn, bm=cfg.bm, bkb=cfg.bkb,
-                                 group_n=cfg.group_n, per_sm=cfg.per_sm, split_n=cfg.split_n, split_m=cfg.split_m,
-                                 sms=sms)
-            else:
-                persist_into(x16, scale, qw, w_scale, bias, out, cfg, sms=sms)
-            return
-    triton_swap.big_into(x16, scale, qw, w_scale, bias, out)
+        if which == "gluon":
+            from . import gluon_ws
+            gluon_ws.ws_into(x16, scale, qw, w_scale, bias, out, bn=cfg.bn, bm=cfg.bm, bkb=cfg.bkb,
+                             group_n=cfg.group_n, per_sm=cfg.per_sm, split_n=cfg.split_n, split_m=cfg.split_m,
+                             sms=sms)
+        else:
+            persist_into(x16, scale, qw, w_scale, bias, out, cfg, sms=sms)

@@ -1,20 +1,21 @@
 """The many-row W4A4 GEMM in CUDA C++ for Hopper: ``csrc/w4a4_wgmma.cu``, compiled at first use by NVRTC
 for sm_90a and launched with the driver API on the current stream (as :mod:`graphsafe.quant.mma_gemv`).
 
-WORK IN PROGRESS (branch ``wip/wgmma-cuda``): not routed to by ``quant_linear``. With one consumer
-warpgroup it is bit-equal to the per-tile kernel on an H100 and an H200 (``tests/test_gpu_wgmma.py``) and
-4-6 % slower than the Gluon GEMM at 3584->4608 M = 2048 (benchmarks/README.md); two consumers and PDL
-after the quantizer are written and compile, but have not run on a GPU.
+``quant_linear`` runs it from one full round of tiles on sm_90 (``triton_persist.route``), with two
+consumer warpgroups on 256 x 128 tiles (one CTA per SM), the weights read with ``ldmatrix``, four
+stages, and PDL after the quantizer (:data:`MANY_ROWS`). On an H100 it took 52 µs at 3584->4608
+M = 2048 against 53 for the Gluon GEMM, and 181 against 207 at 18944->3584 (benchmarks/README.md).
 It does what the Gluon GEMM (:mod:`graphsafe.quant.gluon_ws`) cannot express in Triton 3.6: the wgmmas of
 each 32-byte K chunk wait only for the chunk before them (two register sets of unpacked weights, each
 fenced after the wait that ends its wgmmas), so unpacking overlaps the tensor cores within one
 warpgroup, and no barrier runs per step (each consumer warp releases a stage with its own mbarrier
-arrival). Same tiles, round plan (the last partial round cut into halves or quarters,
-``triton_persist.plan``), sums and epilogue arithmetic as the Gluon GEMM, so the two are bit-equal.
+arrival). Same round plan (the last partial round cut into halves or quarters, ``triton_persist.plan``),
+sums and epilogue arithmetic as the Gluon GEMM, so the two are bit-equal.
 """
 from __future__ import annotations
 
 import ctypes
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,6 +26,24 @@ SOURCE = Path(__file__).parent / "csrc" / "w4a4_wgmma.cu"
 BN = BM = 128  # weight rows and activation rows per tile
 BKB = 64  # packed bytes of K per step
 _TYPES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}
+# what quant_linear runs (H100, benchmarks/README.md): fits one CTA per SM with any output dtype
+MANY_ROWS = {"consumers": 2, "stages": 4, "ldsm": True}
+_WARNED: set[torch.device] = set()
+
+
+def available(device: torch.device) -> bool:
+    """Whether the GEMM runs on ``device``: sm_90, with cuda-bindings and an NVRTC that compiles for it
+    (``mma_gemv.check``). Where a missing or mismatched package is the reason, a RuntimeWarning says so
+    once per device (the many-row GEMM then runs on the Triton kernels)."""
+    try:
+        arch = mma_gemv.check(device)
+    except mma_gemv.MmaUnavailable as exc:
+        if exc.warn and device not in _WARNED:
+            _WARNED.add(device)
+            warnings.warn(f"{exc}; the many-row GEMM runs on the slower Triton kernels", RuntimeWarning,
+                          stacklevel=4)
+        return False
+    return arch == 90
 
 
 def shared_bytes(stages: int, out_size: int = 2, consumers: int = 1) -> int:
