@@ -124,11 +124,11 @@ def test_cuda_wgmma_gemm_accumulates_the_largest_k_exactly(wgmma_gemm, m, routed
     planes = torch.full((2, m, k // 2), -128, dtype=torch.int8, device="cuda")
     qw = torch.full((2, k // 2), 0x88, dtype=torch.uint8, device="cuda")
     kw = wgmma_gemm.MANY_ROWS if routed else {}
+    w_scale = torch.full((2, 1), 2.0 ** -8, device="cuda")  # keeps the float16 output finite
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         y = torch.zeros(m, 2, device="cuda", dtype=dtype)
-        wgmma_gemm.wgmma_into(planes, torch.ones(m, 1, device="cuda"), qw, torch.ones(2, 1, device="cuda"), None, y,
-                              sms=1, **kw)
-        assert torch.equal(y, torch.full((m, 2), 64.0 * k, device="cuda", dtype=dtype)), dtype
+        wgmma_gemm.wgmma_into(planes, torch.ones(m, 1, device="cuda"), qw, w_scale, None, y, sms=1, **kw)
+        assert torch.equal(y, torch.full((m, 2), 64.0 * k * 2.0 ** -8, device="cuda").to(dtype)), dtype
 
 
 def test_cuda_wgmma_gemm_refuses_a_ring_that_does_not_fit(wgmma_gemm):
