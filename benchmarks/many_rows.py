@@ -1,12 +1,15 @@
 """The many-row W4A4 GEMMs side by side on a Hopper GPU (inside CUDA graphs, CUDA events, medians, as
 benchmarks/quant.py): the Gluon GEMM (graphsafe.quant.gluon_ws, default and the variants kept as
 options), the persistent Triton GEMM and the per-tile kernel, alone on INT8 planes and after the
-quantizer as quant_linear chains them, against quant_linear itself and fp16 cuBLAS; on the branch
-wip/wgmma-cuda also the CUDA C++ GEMM (one or two consumer warpgroups; chained with and without PDL).
+quantizer as quant_linear chains them, against quant_linear itself and fp16 cuBLAS; and the CUDA C++
+GEMM (graphsafe.quant.wgmma_gemm; one or two consumer warpgroups, with ldmatrix or plain loads; chained
+with and without PDL; two consumers with ldmatrix and PDL is what quant_linear runs on sm_90).
 Each variant's output is checked bit for bit against the per-tile kernel's before it is timed; a wrong
-one is reported (WRONG on stderr, nan in the table) and not timed.
+one is reported (WRONG on stderr, nan in the table) and not timed. Each number is also printed to
+stderr as it is measured; --skip leaves columns out.
 
     PYTHONPATH=src python benchmarks/many_rows.py [--json OUT] [--shapes 3584x4608x2048,...] [--ablate]
+        [--skip per_tile,gluon_g16,...]
 """
 from __future__ import annotations
 
