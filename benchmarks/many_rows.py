@@ -117,6 +117,11 @@ def main() -> int:
     global ABLATE
     ABLATE = args.ablate
     SKIP.update(s for s in args.skip.split(",") if s)
+    from graphsafe.quant import wgmma_gemm
+    if not wgmma_gemm.available(torch.device("cuda", torch.cuda.current_device())):
+        print("the CUDA wgmma GEMM cannot run here (it needs sm_90, cuda-bindings and NVRTC): its columns "
+              "are left out", file=sys.stderr)
+        SKIP.update(("cuda_wgmma", "cuda_ldsm", "cuda_c2", "cuda_c2_ldsm"))
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
     rows = []
     for k, n, m in shapes:

@@ -263,44 +263,57 @@ def assert_planes_gemm_exact(gemm, m, k, n):
         assert torch.equal(out, expected)
 
 
-def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch):
+@pytest.mark.parametrize("cuda_gemm", [True, False], ids=["cuda-gemm", "without-cuda-gemm"])
+def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch, cuda_gemm):
     """Beyond 16 rows quant_linear runs a persistent GEMM from one full round of 128 x 128 tiles on Hopper
-    (on sm_90 the CUDA wgmma GEMM, launched with PDL after its quantizer; without cuda-bindings the Gluon
-    one on short rows with Triton 3.6, else the Triton one) and the per-tile kernel below it (or off
-    Hopper)."""
+    (on sm_90 the CUDA wgmma GEMM, launched with PDL after a quantizer that triggers it; where it cannot
+    run, here made so, the Gluon one on short rows with Triton 3.6, else the Triton one, after a
+    quantizer that triggers nothing) and the per-tile kernel below it (or off Hopper)."""
     import triton
 
-    from graphsafe.quant import gluon_ws, triton_gemv, triton_persist, triton_swap, wgmma_gemm
-    ran = []
+    from graphsafe.quant import triton_gemv, triton_kernels, triton_persist, triton_swap, wgmma_gemm
+    ran, triggers = [], []
 
     def spy(module, name, label):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: ran.append(label) or real(*a, **k))
     spy(triton_persist, "persist_into", "persist")
     spy(triton_swap, "big_into", "per-tile")
-    spy(gluon_ws, "ws_into", "gluon")
-    real_wgmma = wgmma_gemm.wgmma_into
+    real_wgmma, real_quant = wgmma_gemm.wgmma_into, triton_kernels.sym_quant_into
     monkeypatch.setattr(wgmma_gemm, "wgmma_into", lambda *a, **k: ran.append(
         "wgmma" + ("+pdl" if k["after_quantizer"] else "")) or real_wgmma(*a, **k))
+    monkeypatch.setattr(triton_kernels, "sym_quant_into", lambda *a, **k: triggers.append(
+        k.get("trigger", False)) or real_quant(*a, **k))
     capability = torch.cuda.get_device_capability()
     hopper = capability[0] == 9
     gluon = hopper and triton.__version__.startswith("3.6.")
-    cuda = capability == (9, 0) and wgmma_gemm.available(torch.device("cuda", torch.cuda.current_device()))
-    if capability == (9, 0):
-        assert cuda, "the CUDA wgmma GEMM should run on an H100 or H200 (cuda-bindings and NVRTC installed)"
-    wgmma = "wgmma+pdl" if triton_gemv.pdl_available(torch.device("cuda")) else "wgmma"
+    if gluon:  # gluon_ws imports Triton's experimental Gluon, which other Triton releases lay out differently
+        from graphsafe.quant import gluon_ws
+        spy(gluon_ws, "ws_into", "gluon")
+    if cuda_gemm:
+        cuda = capability == (9, 0) and wgmma_gemm.available(torch.device("cuda", torch.cuda.current_device()))
+        if capability == (9, 0):
+            assert cuda, "the CUDA wgmma GEMM should run on an H100 or H200 (cuda-bindings and NVRTC installed)"
+    else:
+        cuda = False
+        monkeypatch.setattr(wgmma_gemm, "available", lambda device: False)
+    pdl = triton_gemv.pdl_available(torch.device("cuda"))
+    wgmma = "wgmma+pdl" if pdl else "wgmma"
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     for k, n, many in ((3584, 4608, wgmma if cuda else "gluon" if gluon else "persist"),
                        (18944, 3584, wgmma if cuda else "persist")):
         qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
         for m in (17, 512, 2048):
             ran.clear()
+            triggers.clear()
             x = _x(m, k)
             y = quant.quant_linear(x, qw, ws)
             q, s = ref.sym_quant_reference(x)
             torch.testing.assert_close(y, ref.w4a4_linear_reference(q, s, qw, ws))
             full_round = -(-n // 128) * -(-m // 128) >= 2 * sms
-            assert ran == [many if hopper and full_round else "per-tile"], (k, n, m, sms)
+            expected = many if hopper and full_round else "per-tile"
+            assert ran == [expected], (k, n, m, sms)
+            assert triggers == [expected == "wgmma+pdl"], (k, n, m, triggers)
 
 
 @pytest.mark.parametrize("m, k", [(1, ops.MAX_K - 6), (3, ops.MAX_K), (20, ops.MAX_K)])

@@ -1,7 +1,8 @@
-"""The CUDA C++ wgmma GEMM (graphsafe.quant.wgmma_gemm, work in progress) on a Hopper GPU: bit-equal to the
-per-tile kernel (scales and a bias) and exact on the raw sums, twice in a row and across graph replays,
-on each kind of round plan, ragged shapes, one to three K steps, several ring depths and one SM; the
-largest K. Elsewhere the
+"""The CUDA C++ wgmma GEMM (graphsafe.quant.wgmma_gemm, what quant_linear runs beyond one round of tiles
+on sm_90) on a Hopper GPU: bit-equal to the per-tile kernel (scales and a bias) and exact on the raw
+sums, twice in a row and across graph replays, on each kind of round plan, ragged shapes, one to three K
+steps, several ring depths and one SM, one and two consumer warpgroups, ldmatrix, PDL after the
+quantizer; the largest K; refusals. Where it cannot run (not sm_90, or no cuda-bindings and NVRTC) the
 tests skip, and a --require-gpu run fails."""
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ from graphsafe.quant import ops  # noqa: E402
 
 @pytest.fixture(scope="module")
 def wgmma_gemm():
+    from graphsafe.quant import mma_gemv, wgmma_gemm
     major, minor = torch.cuda.get_device_capability()
     if (major, minor) != (9, 0):
         pytest.skip(f"the CUDA wgmma GEMM runs on sm_90 only; here sm_{major}{minor}")
-    from graphsafe.quant import wgmma_gemm
+    try:
+        mma_gemv.check(torch.device("cuda", torch.cuda.current_device()))
+    except mma_gemv.MmaUnavailable as exc:
+        pytest.skip(str(exc))
     return wgmma_gemm
 
 

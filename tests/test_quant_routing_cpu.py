@@ -172,12 +172,17 @@ def test_cuda_wgmma_gemm_compiles_pipelined_without_spilling(stages, nvrtc_major
     """NVRTC compiles csrc/w4a4_wgmma.cu for sm_90a with every dtype and bias option, one or two consumer
     warpgroups, with and without PDL, weights read by plain loads or ldmatrix: no spills, and ptxas
     neither serializes the wgmmas nor injects a wait of its own (it says so in the log when it must,
-    e.g. when registers a wgmma reads are redefined before the wait that ends it)."""
+    e.g. when registers a wgmma reads are redefined before the wait that ends it); at four stages also
+    what quant_linear runs (``MANY_ROWS`` with PDL)."""
     from graphsafe.quant import mma_gemv, wgmma_gemm
     h, b, f = torch.float16, torch.bfloat16, torch.float32
+    routed = wgmma_gemm.MANY_ROWS
+    configs = [(1, False, stages == 4), (2, stages == 3, stages != 3)]  # PDL changes the loader only
+    if stages == routed["stages"]:
+        configs.append((routed["consumers"], True, routed["ldsm"]))
     for types in ((h, h, None, h), (h, h, h, h), (b, f, b, f), (f, b, None, b), (h, h, h, f), (f, f, f, f),
                   (h, h, None, f)):
-        for consumers, pdl, ldsm in ((1, False, stages == 4), (2, stages == 3, stages != 3)):  # PDL: loader only
+        for consumers, pdl, ldsm in configs:
             log = mma_gemv.compile_log("90a", wgmma_gemm.macros(stages, 8, types, pdl=pdl, consumers=consumers,
                                                                 ldsm=ldsm), wgmma_gemm.SOURCE)
             assert "0 bytes spill stores" in log, log
@@ -201,6 +206,10 @@ def test_cuda_wgmma_gemm_refuses_what_it_cannot_run():
         wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, split_n=4)
     with pytest.raises(ValueError, match="one or two consumer"):
         wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, consumers=3)
+    with pytest.raises(ValueError, match="at most 1 CTA"):  # two consumers' registers fill an SM
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, consumers=2, per_sm=2)
+    with pytest.raises(ValueError, match="at most 2 CTA"):
+        wgmma_gemm.wgmma_into(planes, scale, qw, w_scale, None, out, per_sm=3)
 
 
 def test_cuda_wgmma_gemm_available_on_sm_90_only_and_warns_once_without_its_packages(monkeypatch):

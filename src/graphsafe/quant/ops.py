@@ -304,9 +304,10 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
     if m > SMALL_MAX_M:  # the quantizer writes INT8 operands, which the GEMM reads without unpacking
         x16 = x.new_empty((2, m, kb), dtype=torch.int8)
         # the CUDA GEMM is the one many-row GEMM that launches early (PDL), once the quantizer has its input
-        pdl = triton_persist.route(x16, qw) == "wgmma" and triton_gemv.pdl_available(x.device)
+        which = triton_persist.route(x16, qw)
+        pdl = which == "wgmma" and triton_gemv.pdl_available(x.device)
         triton_kernels.sym_quant_into(x, clip_ratio, x16, scale, trigger=pdl)
-        triton_persist.many_rows_into(x16, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+        triton_persist.many_rows_into(x16, scale, qw, w_scale, bias, out, after_quantizer=pdl, which=which)
         return
     # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
     q = x.new_empty((m, kb), dtype=torch.uint8)

@@ -199,7 +199,8 @@ def route(x16: torch.Tensor, qw: torch.Tensor) -> str:
         return "per-tile"
     props = torch.cuda.get_device_properties(x16.device)
     arch, sms = props.major * 10 + props.minor, props.multi_processor_count
-    if not (wanted(x16.shape[1], qw.shape[0], arch, sms) and usable(x16, qw)):
+    cfg = persist_config(x16.shape[1], qw.shape[0], x16.shape[2])
+    if not (wanted(x16.shape[1], qw.shape[0], arch, sms, cfg) and usable(x16, qw)):
         return "per-tile"
     from . import wgmma_gemm
     if wgmma_gemm.available(x16.device):
@@ -208,14 +209,15 @@ def route(x16: torch.Tensor, qw: torch.Tensor) -> str:
 
 
 def many_rows_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
-                   bias: torch.Tensor | None, out: torch.Tensor, after_quantizer: bool = False) -> None:
-    """The GEMM ``quant_linear`` runs beyond 16 rows, as :func:`route` picks it. ``after_quantizer``: the
-    previous kernel is the quantizer of ``x16`` and ``scale``, launched with ``trigger=True``, and the CUDA
-    GEMM may launch with PDL to load its first weights while it finishes (the other GEMMs ignore it and
-    wait for it as usual)."""
+                   bias: torch.Tensor | None, out: torch.Tensor, after_quantizer: bool = False,
+                   which: str | None = None) -> None:
+    """The GEMM ``quant_linear`` runs beyond 16 rows, as :func:`route` picks it (``which``: its answer,
+    where the caller already asked). ``after_quantizer``: the previous kernel is the quantizer of ``x16``
+    and ``scale``, launched with ``trigger=True``, and the CUDA GEMM may launch with PDL to load its first
+    weights while it finishes (the other GEMMs ignore it and wait for it as usual)."""
     from . import triton_swap
 
-    which = route(x16, qw)
+    which = which or route(x16, qw)
     if which == "wgmma":
         from . import wgmma_gemm
         wgmma_gemm.wgmma_into(x16, scale, qw, w_scale, bias, out, after_quantizer=after_quantizer,

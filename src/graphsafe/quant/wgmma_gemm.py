@@ -114,7 +114,8 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     """``out`` (M, N) from INT8 activation planes ``x16`` (2, M, K/2), like ``gluon_ws.ws_into`` (needs
     ``triton_persist.usable``; Hopper only). ``consumers``: MMA warpgroups per CTA, 1 (128 x 128 tiles,
     two CTAs per SM by default) or 2 (256 x 128 tiles sharing each stage's activations, one CTA per SM);
-    ``per_sm``: CTAs per SM (refused where their shared memory does not fit); ``split_n``, ``split_m``
+    ``per_sm``: CTAs per SM (at most 2 with one consumer, 1 with two: their registers; refused where
+    their shared memory does not fit); ``split_n``, ``split_m``
     (1 or 2): how far the last partial round's tiles may be cut along the weight rows and the activation
     rows. ``after_quantizer``: launched with PDL, so it may start before the previous kernel ends and
     reads the weights (never written by that kernel) before waiting for it; the previous kernel must be
@@ -136,6 +137,9 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
                          f"the next step's first wgmmas are issued); got {stages}")
     if consumers not in (1, 2):
         raise ValueError(f"the CUDA wgmma GEMM has one or two consumer warpgroups; got {consumers}")
+    if per_sm is not None and not 1 <= per_sm <= 3 - consumers:
+        raise ValueError(f"the CUDA wgmma GEMM fits at most {3 - consumers} CTA(s) of {consumers} consumer "
+                         f"warpgroup(s) per SM (registers); got per_sm={per_sm}")
     if split_n not in (1, 2) or split_m not in (1, 2):
         raise ValueError(f"the CUDA wgmma GEMM cuts tiles at most in halves each way; got split_n={split_n} "
                          f"split_m={split_m}")
@@ -147,8 +151,10 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
         sms = torch.cuda.get_device_properties(x16.device).multi_processor_count
     smem = shared_bytes(stages, out.element_size(), consumers)
     per_sm = per_sm or 3 - consumers
-    limit = torch.cuda.get_device_properties(x16.device).shared_memory_per_multiprocessor
-    if per_sm * (smem + 1024) > limit:  # the driver reserves 1 KB per CTA
+    props = torch.cuda.get_device_properties(x16.device)
+    limit = props.shared_memory_per_multiprocessor
+    block_limit = getattr(props, "shared_memory_per_block_optin", limit)  # CUDA builds of torch have it
+    if per_sm * (smem + 1024) > limit or smem > block_limit:  # the driver reserves 1 KB per CTA
         raise ValueError(f"{per_sm} CTAs of {smem} bytes of shared memory ({stages} stages, {out.dtype} out, "
                          f"{consumers} consumer(s)) do not fit an SM's {limit} bytes")
     bn = BN * consumers

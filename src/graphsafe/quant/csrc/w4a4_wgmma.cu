@@ -1,7 +1,7 @@
 // The many-row W4A4 GEMM in CUDA C++ for Hopper (sm_90a): out^T (N x M) = W (N x K) . X^T (K x M) on
 // INT8 tensor cores, from packed INT4 weights and the quantizer's INT8 activation planes (16 x the even
-// and the odd columns' codes). WORK IN PROGRESS (branch wip/wgmma-cuda): written to test what the Gluon
-// GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6; bit-equal to it on an H100:
+// and the odd columns' codes); what quant_linear runs beyond one round of tiles on sm_90. It does what
+// the Gluon GEMM (graphsafe/quant/gluon_ws.py) cannot express in Triton 3.6, and is bit-equal to it:
 //   - each K step runs as two groups of wgmmas, one per 32-byte K chunk, each on its own register set of
 //     unpacked weights, untouched until the wait that ends its group; a group waits only for the one
 //     before it, so each chunk's weights are unpacked while the previous chunk's wgmmas run;
