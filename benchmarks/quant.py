@@ -92,7 +92,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     y_buf = torch.empty(m, n, dtype=torch.float16, device="cuda")
     qs = [sym_quant(x) for x in xs]
 
-    def w4a4(i):  # what W4A4Linear runs: the quantizer, then the GEMM (PDL-linked up to SMALL_MAX_M rows, and beyond on sm_90)
+    def w4a4(i):  # what W4A4Linear runs: the quantizer, then the GEMM (PDL-linked; beyond SMALL_MAX_M rows on sm_90)
         quant_linear(xs[i], packed[i][0], packed[i][1], out=y_buf)
 
     if m > SMALL_MAX_M:  # quant_linear's GEMM there reads INT8 planes written by the quantizer

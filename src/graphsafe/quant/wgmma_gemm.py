@@ -147,11 +147,11 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     if arch != 90:
         raise ValueError(f"the CUDA wgmma GEMM runs on sm_90 (Hopper) only, got sm_{arch}")
     index = x16.device.index if x16.device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(x16.device)
     if sms is None:
-        sms = torch.cuda.get_device_properties(x16.device).multi_processor_count
+        sms = props.multi_processor_count
     smem = shared_bytes(stages, out.element_size(), consumers)
     per_sm = per_sm or 3 - consumers
-    props = torch.cuda.get_device_properties(x16.device)
     limit = props.shared_memory_per_multiprocessor
     block_limit = getattr(props, "shared_memory_per_block_optin", limit)  # CUDA builds of torch have it
     if per_sm * (smem + 1024) > limit or smem > block_limit:  # the driver reserves 1 KB per CTA
