@@ -23,6 +23,8 @@ for K <= 2^18).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 QMIN, QMAX = -8, 7
@@ -33,6 +35,7 @@ def _round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype).to(torch.float32)
 
 
+@functools.lru_cache(maxsize=256)  # asked on every quantizer launch; a tensor round trip costs ~5 us of host time
 def rounded_clip(clip_ratio: float, dtype: torch.dtype) -> float:
     """``T(clip_ratio)`` as a Python float (exact in float32): the clip every backend multiplies by."""
     return float(torch.tensor(float(clip_ratio)).to(dtype))
