@@ -15,6 +15,8 @@ sums and epilogue arithmetic as the Gluon GEMM, so the two are bit-equal.
 from __future__ import annotations
 
 import ctypes
+import functools
+import threading
 import warnings
 from pathlib import Path
 
@@ -68,27 +70,85 @@ def macros(stages: int, group_n: int, types: tuple[torch.dtype, torch.dtype, tor
             ("LDSM", int(ldsm)), ("ABLATE", ablate))
 
 
-class _TensorMap:
-    """A TMA descriptor (CUtensorMap, 128 bytes) of the 2-D byte matrix ``t`` (rows of K bytes, unit stride
-    along K): boxes of ``box_rows`` x 64 bytes with the 64-byte swizzle, zero-filled past the edges.
-    Encoded by the driver's ``cuTensorMapEncodeTiled`` through ctypes into a 64-byte aligned buffer: the
-    driver requires that alignment, and cuda-bindings' ``CUtensorMap`` objects are only 16-byte aligned.
-    ``address`` is what a kernel-parameter slot points to (the launch copies the 128 bytes)."""
+def descriptor(t: torch.Tensor, box_rows: int) -> bytes:
+    """The TMA descriptor (CUtensorMap, 128 bytes) of the 2-D byte matrix ``t`` (rows of K bytes, unit
+    stride along K): boxes of ``box_rows`` x 64 bytes with the 64-byte swizzle, zero-filled past the
+    edges. It depends only on the address, shape, row stride and box, so it is encoded once per such key
+    (:func:`_encode`, an LRU cache) and then copied: a layer's weights, and activation buffers that the
+    caching allocator hands out again, skip the driver call."""
+    rows, cols = t.shape
+    return _encode(t.data_ptr(), rows, cols, t.stride(0), box_rows)
 
-    def __init__(self, t: torch.Tensor, box_rows: int):
+
+@functools.lru_cache(maxsize=512)
+def _encode(address: int, rows: int, cols: int, stride: int, box_rows: int) -> bytes:
+    """Encoded by the driver's ``cuTensorMapEncodeTiled`` through ctypes into a 64-byte aligned buffer
+    (the driver requires that alignment; cuda-bindings' ``CUtensorMap`` objects are only 16-byte
+    aligned)."""
+    from cuda.bindings import driver
+    buf = ctypes.create_string_buffer(128 + 64)
+    aligned = (ctypes.addressof(buf) + 63) // 64 * 64
+    u64, u32 = ctypes.c_uint64, ctypes.c_uint32
+    result = _libcuda().cuTensorMapEncodeTiled(
+        ctypes.c_void_p(aligned), int(driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_UINT8), 2,
+        ctypes.c_void_p(address), (u64 * 2)(cols, rows), (u64 * 1)(stride), (u32 * 2)(BKB, box_rows),
+        (u32 * 2)(1, 1), int(driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE),
+        int(driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B),
+        int(driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B),
+        int(driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
+    mma_gemv._cu_ok(driver.CUresult(result), "cuTensorMapEncodeTiled")
+    return ctypes.string_at(aligned, 128)
+
+
+class _Launch:
+    """One launch configuration of ``w4a4_wgmma`` (grid, block, shared memory, PDL) and its 18 parameter
+    slots (six 64-byte aligned 128-byte descriptors, then the twelve values), built once per thread and
+    reused, as ``mma_gemv``'s: building them costs more Python time than the launch. Each call copies the
+    descriptors and sets the values and the stream, then launches; the launch copies every parameter, so
+    the slots are free again when it returns."""
+
+    _TYPES = (ctypes.c_void_p,) * 4 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) + (ctypes.c_int,) * 4
+
+    def __init__(self, grid: int, block: int, smem: int, pdl: bool):
         from cuda.bindings import driver
-        self._buf = ctypes.create_string_buffer(128 + 64)
-        self.address = (ctypes.addressof(self._buf) + 63) // 64 * 64
-        rows, cols = t.shape
-        u64, u32 = ctypes.c_uint64, ctypes.c_uint32
-        result = _libcuda().cuTensorMapEncodeTiled(
-            ctypes.c_void_p(self.address), int(driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_UINT8), 2,
-            ctypes.c_void_p(t.data_ptr()), (u64 * 2)(cols, rows), (u64 * 1)(t.stride(0)), (u32 * 2)(BKB, box_rows),
-            (u32 * 2)(1, 1), int(driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE),
-            int(driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B),
-            int(driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B),
-            int(driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
-        mma_gemv._cu_ok(driver.CUresult(result), "cuTensorMapEncodeTiled")
+        self.config = driver.CUlaunchConfig()
+        self.config.gridDimX, self.config.gridDimY, self.config.gridDimZ = grid, 1, 1
+        self.config.blockDimX, self.config.blockDimY, self.config.blockDimZ = block, 1, 1
+        self.config.sharedMemBytes = smem
+        self.attrs = []
+        if pdl:
+            attr = driver.CUlaunchAttribute()
+            attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+            attr.value.programmaticStreamSerializationAllowed = 1
+            self.attrs.append(attr)
+        self.config.attrs = self.attrs
+        self.config.numAttrs = len(self.attrs)
+        self._maps = ctypes.create_string_buffer(6 * 128 + 64)
+        base = (ctypes.addressof(self._maps) + 63) // 64 * 64
+        self.map_slots = tuple(base + 128 * i for i in range(6))
+        self.args = tuple(t() for t in self._TYPES)
+        self.params = (ctypes.c_void_p * 18)(*self.map_slots, *(ctypes.addressof(a) for a in self.args))
+
+    def __call__(self, fn, stream: int, maps: tuple[bytes, ...], values: tuple) -> None:
+        from cuda.bindings import driver
+        for slot, encoded in zip(self.map_slots, maps, strict=True):
+            ctypes.memmove(slot, encoded, 128)
+        for slot, value in zip(self.args, values, strict=True):
+            slot.value = value
+        self.config.hStream = driver.CUstream(stream)
+        mma_gemv._cu_ok(driver.cuLaunchKernelEx(self.config, fn, ctypes.addressof(self.params), 0)[0],
+                        "launching w4a4_wgmma")
+
+
+_THREAD = threading.local()
+
+
+def _launch(grid: int, block: int, smem: int, pdl: bool) -> _Launch:
+    cache = _THREAD.__dict__.setdefault("launches", {})
+    key = (grid, block, smem, pdl)
+    if key not in cache:
+        cache[key] = _Launch(grid, block, smem, pdl)
+    return cache[key]
 
 
 _LIBCUDA = None
@@ -163,22 +223,9 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     fn = mma_gemv._function(index, "90a", defs, smem, SOURCE, b"w4a4_wgmma")
     vec = out.data_ptr() % 16 == 0 and out.stride(0) * out.element_size() % 16 == 0
     programs, tail, pn, pm = plan(-(-n // bn) * -(-m // BM), per_sm * sms, split_n, split_m)
-    maps = (_TensorMap(qw, bn), _TensorMap(x16[0], BM), _TensorMap(x16[1], BM),
-            _TensorMap(qw, bn // pn), _TensorMap(x16[0], BM // pm), _TensorMap(x16[1], BM // pm))
-    values = (ctypes.c_void_p(scale.data_ptr()), ctypes.c_void_p(w_scale.data_ptr()),
-              ctypes.c_void_p((bias if bias is not None else w_scale).data_ptr()), ctypes.c_void_p(out.data_ptr()),
-              ctypes.c_int(m), ctypes.c_int(n), ctypes.c_int(kb), ctypes.c_longlong(out.stride(0)),
-              ctypes.c_int(tail), ctypes.c_int(pn), ctypes.c_int(pm), ctypes.c_int(vec))
-    params = (ctypes.c_void_p * 18)(*(t.address for t in maps), *(ctypes.addressof(v) for v in values))
-    from cuda.bindings import driver
-    stream = driver.CUstream(torch.cuda.current_stream(x16.device).cuda_stream)
-    config = driver.CUlaunchConfig()
-    config.gridDimX, config.gridDimY, config.gridDimZ = programs, 1, 1
-    config.blockDimX, config.blockDimY, config.blockDimZ = 128 * (1 + consumers), 1, 1
-    config.sharedMemBytes, config.hStream = smem, stream
-    if after_quantizer:
-        attr = driver.CUlaunchAttribute()
-        attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-        attr.value.programmaticStreamSerializationAllowed = 1
-        config.attrs, config.numAttrs = [attr], 1
-    mma_gemv._cu_ok(driver.cuLaunchKernelEx(config, fn, ctypes.addressof(params), 0)[0], "launching w4a4_wgmma")
+    maps = (descriptor(qw, bn), descriptor(x16[0], BM), descriptor(x16[1], BM),
+            descriptor(qw, bn // pn), descriptor(x16[0], BM // pm), descriptor(x16[1], BM // pm))
+    values = (scale.data_ptr(), w_scale.data_ptr(), (bias if bias is not None else w_scale).data_ptr(),
+              out.data_ptr(), m, n, kb, out.stride(0), tail, pn, pm, int(vec))
+    _launch(programs, 128 * (1 + consumers), smem, after_quantizer)(
+        fn, torch.cuda.current_stream(x16.device).cuda_stream, maps, values)
