@@ -147,6 +147,7 @@ def test_quant_linear_is_exact_across_graph_replays(m, k, n):
     ones = torch.ones(n, 1, device="cuda", dtype=torch.float32)
     y = torch.empty(m, n, device="cuda", dtype=torch.float32)
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
     with torch.cuda.stream(stream):
         quant.quant_linear(x, qw, ones, out=y, clip_ratio=0.8)
     torch.cuda.synchronize()
@@ -196,6 +197,7 @@ def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m, before):
         return ref.w4a4_linear_reference(*ref.sym_quant_reference(r1), *w2, None, torch.float16)
 
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
     with torch.cuda.stream(stream):
         src.copy_(_x(m, k, seed=99))
         step()
@@ -248,6 +250,7 @@ def assert_planes_gemm_exact(gemm, m, k, n):
     torch.testing.assert_close(expected, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
     out = torch.empty(m, n, device="cuda", dtype=torch.float16)
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
     with torch.cuda.stream(stream):
         for _ in range(2):
             out.fill_(float("nan"))
@@ -374,6 +377,7 @@ def test_cuda_graph_replay_follows_new_inputs_with_out_buffers():
     qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=5, scale=0.05))
     y = torch.empty(4, 4608, dtype=torch.float16, device="cuda")
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
     with torch.cuda.stream(stream):
         for backend in ("triton", "cuda"):  # warm-up compiles and loads every kernel before capture
             quant.sym_quant(x, out=q, scale_out=s, backend=backend)

@@ -105,6 +105,7 @@ def test_cuda_wgmma_gemm_after_the_quantizer_with_pdl_is_exact(wgmma_gemm, consu
         return y
 
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
     with torch.cuda.stream(stream):
         chain()
         g = torch.cuda.CUDAGraph()
