@@ -102,6 +102,28 @@ def test_per_thread_define_in_cuda_source():
     assert codes("#define CUDA_API_PER_THREAD_DEFAULT_STREAM 1\n", "a.cu") == ["GSC007"]
 
 
+@pytest.mark.parametrize("src", [
+    'flags = ["-O3", "--default-stream=per-thread"]\nload("k", ["k.cu"], extra_cuda_cflags=flags)\n',
+    'load("k", ["k.cu"], extra_cuda_cflags=["-O3"] + ["--default-stream", "per-thread"])\n',
+    'CUDAExtension("k", ["k.cu"], extra_compile_args={"nvcc": ["-DCUDA_API_PER_THREAD_DEFAULT_STREAM"]})\n',
+    'NVCC = ("--default-stream=per-thread",)\nif cmd.startswith("nvcc"):\n    run([cmd, *NVCC])\n',
+])
+def test_per_thread_flag_set_in_a_build_is_reported(src):
+    assert codes(src) == ["GSC007"]
+
+
+@pytest.mark.parametrize("src", [
+    'PER_THREAD = ("--default-stream=per-thread", "-DCUDA_API_PER_THREAD_DEFAULT_STREAM")\n'
+    'def bad(arg):\n    return arg.startswith(PER_THREAD)\n',
+    'def bad(args):\n    return "--default-stream=per-thread" in args or args == ["--default-stream", "per-thread"]\n',
+    'def bad(flag):\n    return flag.replace("-DCUDA_API_PER_THREAD_DEFAULT_STREAM", "")\n',
+])
+def test_per_thread_flag_only_looked_for_is_not_reported(src):
+    """A linter or a build check that searches for the flag does not set it (graphsafe's own rule table
+    was reported before)."""
+    assert codes(src) == []
+
+
 def test_library_handle_bound_elsewhere_in_file_is_accepted():
     src = ("cublasHandle_t handle() { static cublasHandle_t h; cublasCreate(&h); return h; }\n"
            "void gemm(cudaStream_t s) { cublasSetStream(handle(), s); }\n")

@@ -272,20 +272,53 @@ def _static_output_rule(tree: ast.Module) -> list[Hit]:
     return out
 
 
+STR_METHODS = {"startswith", "endswith", "find", "rfind", "index", "rindex", "count", "replace", "split",
+               "partition", "removeprefix", "removesuffix", "strip", "lstrip", "rstrip"}
+
+
 def _per_thread_flags(tree: ast.Module) -> list[Hit]:
-    """nvcc flags that make the default stream per-thread, in build scripts (setup.py, load(...))."""
+    """nvcc flags that make the default stream per-thread, in build scripts (setup.py, load(...)). A flag
+    that is only looked for (compared, tested with ``in``, passed to a string method such as
+    ``startswith``, or held in a name used only that way) is not set anywhere, so it is not reported."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    uses: dict[str, list[ast.Name]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            uses.setdefault(node.id, []).append(node)
     out = []
     for node in ast.walk(tree):
+        flags = []
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip().startswith(
                 PER_THREAD_FLAGS):
-            out.append(_hit("GSC007", node, "nvcc flag makes the default stream per-thread",
-                            "work on the default stream escapes capture", "remove the flag; launch on "
-                            "`at::cuda::getCurrentCUDAStream()`"))
+            flags.append(node)
         elif isinstance(node, (ast.List, ast.Tuple)):
             vals = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
-            for i, v in enumerate(vals[:-1]):
-                if v in ("--default-stream", "-default-stream") and vals[i + 1] == "per-thread":
-                    out.append(_hit("GSC007", node.elts[i], "nvcc flag makes the default stream per-thread",
-                                    "work on the default stream escapes capture", "remove the flag; launch on "
-                                    "`at::cuda::getCurrentCUDAStream()`"))
+            flags += [node.elts[i] for i, v in enumerate(vals[:-1])
+                      if v in ("--default-stream", "-default-stream") and vals[i + 1] == "per-thread"]
+        for flag in flags:
+            if not _only_looked_for(flag, parents, uses):
+                out.append(_hit("GSC007", flag, "nvcc flag makes the default stream per-thread",
+                                "work on the default stream escapes capture", "remove the flag; launch on "
+                                "`at::cuda::getCurrentCUDAStream()`"))
     return out
+
+
+def _only_looked_for(node: ast.AST, parents: dict, uses: dict[str, list[ast.Name]]) -> bool:
+    """Whether the value ``node`` (a constant, or a name holding it) is only matched against, never set:
+    climbing out of the containers that hold it, it ends in a comparison or a string method's argument,
+    or in an assignment to names whose every use is such."""
+    owner = node
+    while isinstance(parents.get(owner), (ast.List, ast.Tuple, ast.Set, ast.Starred, ast.BinOp, ast.Dict)):
+        owner = parents[owner]
+    parent = parents.get(owner)
+    if isinstance(parent, ast.Compare):
+        return True
+    if isinstance(parent, ast.Call) and owner in parent.args and isinstance(parent.func, ast.Attribute):
+        return parent.func.attr in STR_METHODS
+    if isinstance(parent, (ast.Assign, ast.AnnAssign)) and owner is parent.value:
+        targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+        if not all(isinstance(t, ast.Name) for t in targets):
+            return False
+        loads = [u for t in targets for u in uses.get(t.id, [])]
+        return bool(loads) and all(_only_looked_for(u, parents, {}) for u in loads)
+    return False
