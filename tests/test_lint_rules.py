@@ -124,6 +124,30 @@ def test_per_thread_flag_only_looked_for_is_not_reported(src):
     assert codes(src) == []
 
 
+_LAZY = "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n{}        return x\n"
+
+
+@pytest.mark.parametrize("body", [
+    "        if self.buf is None:\n            self.buf = torch.empty_like(x)\n",
+    "        if not hasattr(self, 'side'):\n            self.side = torch.cuda.Stream()\n",
+    "        self.side = self.side or torch.cuda.Stream()\n",
+])
+def test_state_set_once_on_the_first_call_is_not_reported(body):
+    """A buffer or stream made on the first call (the warm-up before capture) and reused after: not
+    per-call state."""
+    assert codes(_LAZY.format(body)) == []
+
+
+@pytest.mark.parametrize("body", [
+    "        if self.buf is None or self.buf.shape != x.shape:\n            self.buf = torch.empty_like(x)\n",
+    "        if self.buf is None:\n            pass\n        else:\n            self.buf = x\n",
+    "        if self.other is None:\n            self.buf = torch.empty_like(x)\n",
+    "        self.buf = x or self.buf\n",
+])
+def test_state_set_again_in_captured_code_is_reported(body):
+    assert codes(_LAZY.format(body)) == ["GSP004"]
+
+
 def test_library_handle_bound_elsewhere_in_file_is_accepted():
     src = ("cublasHandle_t handle() { static cublasHandle_t h; cublasCreate(&h); return h; }\n"
            "void gemm(cudaStream_t s) { cublasSetStream(handle(), s); }\n")

@@ -120,7 +120,10 @@ value.""",
          """\
 Python code runs once, at capture. `self.step += 1`, `self.cache = y` or a `global` update in a
 forward happens at capture and never again: replays see the state of the capture, and a rebound
-attribute is a pointer the graph no longer uses.""",
+attribute is a pointer the graph no longer uses. An attribute set only while unset (`if self.buf is
+None: self.buf = torch.empty(...)`, `self.side = self.side or torch.cuda.Stream()`) is not reported: the
+warm-up call before capture makes it, and the graph keeps using it. Made again for another shape
+(`... or self.buf.shape != x.shape`), it is: a graph captured at the first shape keeps the freed buffer.""",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        self.calls += 1\n"
          "        return x * 2\n",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        self.calls.add_(1)\n"

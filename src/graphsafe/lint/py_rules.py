@@ -150,6 +150,41 @@ def _tensorish(node: ast.AST) -> bool:
     return False
 
 
+def _is_self_attr(node: ast.AST, attr: str) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name)
+            and node.value.id == "self")
+
+
+def _unset_test(test: ast.AST, attr: str) -> bool:
+    """``self.attr is None``, ``not self.attr`` or ``not hasattr(self, "attr")``. Not with another
+    clause (``self.buf is None or self.buf.shape != x.shape``): a buffer made again for another shape
+    leaves a graph captured at the first shape holding the freed one."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Is):
+        return _is_self_attr(test.left, attr) and isinstance(test.comparators[0], ast.Constant) \
+            and test.comparators[0].value is None
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        o = test.operand
+        return _is_self_attr(o, attr) or (
+            isinstance(o, ast.Call) and _name(o.func) == "hasattr" and len(o.args) == 2
+            and _name(o.args[0]) == "self" and isinstance(o.args[1], ast.Constant) and o.args[1].value == attr)
+    return False
+
+
+def _lazy_init(attr: str, assign: ast.AST, parents: dict) -> bool:
+    """``self.attr`` set only while it is unset (``if self.attr is None: self.attr = ...`` or
+    ``self.attr = self.attr or ...``): a buffer or stream made on the first call (the warm-up before
+    capture), which later calls and replays reuse. Not state that changes per call."""
+    value = getattr(assign, "value", None)
+    if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or) and _is_self_attr(value.values[0], attr):
+        return True
+    child, node = assign, parents.get(assign)
+    while node is not None:
+        if isinstance(node, ast.If) and child in node.body and _unset_test(node.test, attr):
+            return True
+        child, node = node, parents.get(node)
+    return False
+
+
 def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
     out: list[Hit] = []
     masks: set[str] = set()
@@ -160,6 +195,7 @@ def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
             if isinstance(v, ast.Compare) or (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Invert)) or (
                     isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr in MASK_MAKERS):
                 masks.add(node.targets[0].id)
+    parents = {child: node for node in ast.walk(scope) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(scope):
         if isinstance(node, ast.Call):
             out += _call_rules(node)
@@ -176,7 +212,8 @@ def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
         elif is_method and isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
-                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
+                if (isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+                        and not _lazy_init(t.attr, node, parents)):
                     out.append(_hit("GSP004", t, f"Python state `self.{t.attr}` is updated in captured code",
                                     "runs at capture only, never on replay", "keep state in device tensors updated "
                                     "in place (`self.buf.add_(1)`), or update it outside the graph"))
