@@ -148,6 +148,15 @@ def test_state_set_again_in_captured_code_is_reported(body):
     assert codes(_LAZY.format(body)) == ["GSP004"]
 
 
+def test_capture_without_warmup_points_at_the_graph_and_knows_runners_that_warm_up_elsewhere():
+    src = ("import torch\ndef capture(g, model, x):\n"
+           "    with keep_rng(), torch.cuda.graph(g):\n        return model(x)\n")
+    found = lint_source(src.encode(), "x.py")[0]
+    assert [(f.code, f.location.line, f.location.column) for f in found] == [("GSP006", 3, 22)]  # the graph itself
+    assert codes(src + "def warmup(model, x):\n    model(x)\n") == []
+    assert codes(src.replace("    with", "    self_warm_up(model)\n    with")) == []
+
+
 def test_library_handle_bound_elsewhere_in_file_is_accepted():
     src = ("cublasHandle_t handle() { static cublasHandle_t h; cublasCreate(&h); return h; }\n"
            "void gemm(cudaStream_t s) { cublasSetStream(handle(), s); }\n")

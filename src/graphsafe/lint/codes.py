@@ -143,7 +143,9 @@ graph records only the branch taken at capture and replays it for every input.""
 The first call of a model does one-time work: lazy initialization, cuBLAS/cuDNN workspace and
 autotuning, allocations, extension loading. Done during capture it is recorded (or breaks the
 capture). Run the callable a few times on a side stream first, as the `torch.cuda.graph` docs
-show.""",
+show. Not reported where the module warms up in a place of its own: a call before the capture to
+something named for it (`self.warmup()`), or a function or class so named (runners that warm up in one
+method and capture in another).""",
          "import torch\ndef capture(model, x):\n    g = torch.cuda.CUDAGraph()\n"
          "    with torch.cuda.graph(g):\n        y = model(x)\n    return g, y\n",
          "import torch\ndef capture(model, x):\n    s = torch.cuda.Stream()\n    with torch.cuda.stream(s):\n"

@@ -258,7 +258,9 @@ def _call_rules(node: ast.Call) -> list[Hit]:
 
 
 def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
-    """``torch.cuda.graph`` capture with no warm-up call of the captured callable before it."""
+    """``torch.cuda.graph`` capture with no warm-up call of the captured callable before it, in a module
+    that has no warm-up of its own elsewhere (a function or class named for it, as in runners that warm
+    up in one method and capture in another)."""
     calls = [n for stmt in w.body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
     if not calls:
         return []
@@ -269,9 +271,13 @@ def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
         if node is w or getattr(node, "lineno", 0) >= w.lineno:
             break
         for n in ast.walk(node):
-            if isinstance(n, ast.Call) and (_name(n.func) in captured or _name(n.func) == "torch.cuda.stream"):
+            if isinstance(n, ast.Call) and (_name(n.func) in captured or _name(n.func) == "torch.cuda.stream"
+                                            or "warm" in _name(n.func).lower()):
                 return []
-    item = w.items[0].context_expr
+    if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and "warm" in n.name.lower()
+           for n in ast.walk(tree)):
+        return []
+    item = next((i.context_expr for i in w.items if _is_graph_ctx(i.context_expr)), w.items[0].context_expr)
     return [_hit("GSP006", item, "CUDA-graph capture without a warm-up run",
                  "the first call (lazy init, autotuning, allocations) happens during capture",
                  f"run `{sorted(captured)[0]}(...)` a few times on a side stream (`with torch.cuda.stream(s):`) "
