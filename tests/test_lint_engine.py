@@ -149,3 +149,51 @@ def test_fuzz_random_and_mutated_sources():
 def test_precommit_hook_definition():
     text = (Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml").read_text()
     assert "id: graphsafe-lint" in text and "entry: graphsafe lint" in text
+
+
+_SPLIT = b'''#ifndef MY_HEADER_ONLY
+#include <cuda_runtime.h>
+
+__global__ void fill_kernel(float* x, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = 0.f;
+}
+
+class MY_API Filler {
+ public:
+  MY_DEPRECATED(
+#if MY_WIDE
+      "use fill_wide()")
+#else
+      "use fill_narrow()")
+#endif
+  static void fill(float* x, int n) {
+    fill_kernel<<<(n + 255) / 256, 256>>>(x, n);
+  }
+};
+#else
+#error "not in header-only builds"
+#endif
+'''
+
+
+def test_a_file_tree_sitter_cannot_parse_as_written_is_read_by_its_first_branches():
+    """A declaration split across #if branches inside a class swallows the rest of it into one ERROR
+    node; read with only the first branch of each conditional, the launch after it is analysed whole
+    (its missing error check too), at the same line and column, and a note says what was read."""
+    found = lint_source(_SPLIT, "filler.cuh")[0]
+    assert {(f.code, f.location.line, f.location.column) for f in found if f.code != "GSX002"} == {
+        ("GSC001", 18, 5), ("GSC006", 18, 5)}
+    notes = [f for f in found if f.code == "GSX002"]
+    assert len(notes) == 1 and notes[0].severity == "note" and "first branch" in notes[0].message
+
+
+def test_first_branches_keeps_positions_and_only_the_first_branch():
+    from graphsafe.lint.preproc import first_branches
+    src = (b"a();\n#if X\nb();\n#  ifdef Y \\\n  // continued\nc();\n#  else\nd();\n#  endif\n#elif Z\ne();\n"
+           b"#else\nf();\n#endif\ng();\n#endif\nh();\n")
+    view = first_branches(src)
+    assert len(view) == len(src) and [i for i, c in enumerate(view) if c == 10] == [
+        i for i, c in enumerate(src) if c == 10]
+    assert [ln.strip() for ln in view.split(b"\n") if ln.strip()] == [b"a();", b"b();", b"c();", b"g();", b"h();"]
+    assert first_branches(b"int x;\n") == b"int x;\n"  # nothing to do: the same bytes

@@ -167,7 +167,11 @@ or document the aliasing explicitly.""",
     Rule("GSX002", "parse-error", "note", "any", "the file could not be parsed completely",
          "Python files with a syntax error are not checked. For C++/CUDA, tree-sitter recovers from "
          "errors and the rest of the file is checked; this note says how much it skipped, when that is "
-         "more than a tenth of the file (macro-heavy code is a common cause). A Python syntax error or an undecodable file is a warning.", "", ""),
+         "more than a tenth of the file (macro-heavy code is a common cause). Where preprocessor "
+         "conditionals are the cause (a declaration split across `#if` branches, a header wrapped in one "
+         "`#if` ... `#else` `#error` ... `#endif`), the file is read again with only the first branch of "
+         "each conditional, and a note says so. A Python syntax error or an undecodable file is a "
+         "warning.", "", ""),
     Rule("GSX003", "skipped-file", "warning", "any", "the file was skipped (binary or too large)",
          "Binary files and files above the size limit (`max-file-size` in `[tool.graphsafe]`, 10 MB by "
          "default) are not parsed.", "", ""),

@@ -116,9 +116,19 @@ def lint_cpp(src: bytes, return_tree: bool = False):
                 "per-thread default stream switched on here",
                 "remove the define; launch on `at::cuda::getCurrentCUDAStream()` instead of the default stream"))
     # bytes inside regions tree-sitter could not parse (macro-heavy C++ gives small ones everywhere)
-    errors = sum(m["e"].end_byte - m["e"].start_byte for m in matches("(ERROR) @e", tree.root_node)) \
+    errors = _covered(sorted((m["e"].start_byte, m["e"].end_byte) for m in matches("(ERROR) @e", tree.root_node))) \
         if tree.root_node.has_error else 0
     return (hits, errors, tree) if return_tree else (hits, errors)
+
+
+def _covered(spans: list[tuple[int, int]]) -> int:
+    """Bytes covered by sorted (start, end) spans: error regions nest, and each byte counts once."""
+    total, reach = 0, 0
+    for start, end in spans:
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def _lint_macro(m, src: bytes) -> list[Hit]:

@@ -199,8 +199,19 @@ def _cuda(data: bytes, filename: str):
 
     hits, error_bytes, tree = lint_cpp(data, return_tree=True)
     share = error_bytes / max(1, len(data))
-    notes = [_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed")] \
-        if share > PARSE_NOTE_SHARE else []
+    notes = []
+    if share > PARSE_NOTE_SHARE:  # conditionals that tree-sitter cannot take as syntax: read their first branches
+        from .preproc import first_branches
+        view = first_branches(data)
+        if view != data:
+            hits2, error_bytes2, tree2 = lint_cpp(view, return_tree=True)
+            if error_bytes2 < error_bytes:
+                hits, tree, share0, share = hits2, tree2, share, error_bytes2 / max(1, len(data))
+                notes.append(_gsx("GSX002", filename, f"{share0:.0%} of the file could not be parsed as written; "
+                                  "only the first branch of each preprocessor conditional (#if/#ifdef) was "
+                                  "read", severity="note"))
+    if share > PARSE_NOTE_SHARE:
+        notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
     comments: dict[int, tuple[str, bool]] = {}
     for m in matches("(comment) @c", tree.root_node):
         node = m["c"]
