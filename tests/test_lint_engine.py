@@ -185,15 +185,36 @@ def test_a_file_tree_sitter_cannot_parse_as_written_is_read_by_its_first_branche
     assert {(f.code, f.location.line, f.location.column) for f in found if f.code != "GSX002"} == {
         ("GSC001", 18, 5), ("GSC006", 18, 5)}
     notes = [f for f in found if f.code == "GSX002"]
-    assert len(notes) == 1 and notes[0].severity == "note" and "first branch" in notes[0].message
+    assert len(notes) == 1 and notes[0].severity == "note" and "one branch of each" in notes[0].message
+    assert "other branches" in notes[0].help
 
 
-def test_first_branches_keeps_positions_and_only_the_first_branch():
+def test_the_second_reading_adds_findings_and_loses_none():
+    """What the file as written gave stays, other branches included (a ROCm/CUDA split's CUDA side),
+    and a suppression comment in a branch the second reading blanks still holds."""
+    other = (b"__global__ void k(float* x) {}\n#ifdef USE_ROCM\nvoid a(float* x) { hipLaunch(x); }\n#else\n"
+             b"void b(float* x) {\n  k<<<1, 1>>>(x);\n  k<<<1, 1>>>(x);  // graphsafe: ignore[GSC001]\n"
+             b"  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n#endif\n")
+    alone = {(f.code, f.location.line) for f in lint_source(other, "k.cu")[0]}
+    assert ("GSC001", 6) in alone and ("GSC001", 7) not in alone
+    found = {(f.code, f.location.line) for f in lint_source(other + _SPLIT, "k.cu")[0]}
+    assert alone <= found and {("GSC001", 28), ("GSC006", 28), ("GSX002", None)} <= found
+    assert ("GSC001", 7) not in found
+
+
+def test_first_branches_keeps_positions_and_one_branch():
     from graphsafe.lint.preproc import first_branches
-    src = (b"a();\n#if X\nb();\n#  ifdef Y \\\n  // continued\nc();\n#  else\nd();\n#  endif\n#elif Z\ne();\n"
-           b"#else\nf();\n#endif\ng();\n#endif\nh();\n")
-    view = first_branches(src)
-    assert len(view) == len(src) and [i for i, c in enumerate(view) if c == 10] == [
-        i for i, c in enumerate(src) if c == 10]
-    assert [ln.strip() for ln in view.split(b"\n") if ln.strip()] == [b"a();", b"b();", b"c();", b"g();", b"h();"]
+
+    def kept(src):
+        view = first_branches(src)
+        assert len(view) == len(src) and [i for i, c in enumerate(view) if c in b"\r\n"] == [
+            i for i, c in enumerate(src) if c in b"\r\n"]
+        return [ln.strip() for ln in view.splitlines() if ln.strip()]
+
+    assert kept(b"a();\n#if X\nb();\n#  ifdef Y \\\n  // continued\nc();\n#  else\nd();\n#  endif\n#elif Z\n"
+                b"e();\n#else\nf();\n#endif\ng();\n#endif\nh();\n") == [b"a();", b"b();", b"c();", b"g();", b"h();"]
+    assert kept(b"#if 0\nold();\n#elif A\nnew();\n#else\nother();\n#endif\n") == [b"new();"]
+    assert kept(b"/* the old way:\r\n#else\r\n*/\r\nx();\r\n#endif /* a\n#else\n*/\ny();\n") == [
+        b"/* the old way:", b"#else", b"*/", b"x();", b"#else", b"*/", b"y();"]  # #else in a comment: text
+    assert kept(b'#else\ns = "/*";\n#endif\n#if A\nt();\n') == [b's = "/*";', b"t();"]  # stray, and unclosed
     assert first_branches(b"int x;\n") == b"int x;\n"  # nothing to do: the same bytes

@@ -106,6 +106,9 @@ def test_per_thread_define_in_cuda_source():
     'flags = ["-O3", "--default-stream=per-thread"]\nload("k", ["k.cu"], extra_cuda_cflags=flags)\n',
     'load("k", ["k.cu"], extra_cuda_cflags=["-O3"] + ["--default-stream", "per-thread"])\n',
     'CUDAExtension("k", ["k.cu"], extra_compile_args={"nvcc": ["-DCUDA_API_PER_THREAD_DEFAULT_STREAM"]})\n',
+    'cmd = os.environ["NVCC_FLAGS"].replace("--default-stream legacy", "--default-stream per-thread")\n',
+    'class B:\n    nvcc = ["--default-stream=per-thread"]\n    def go(self):\n        run(self.nvcc)\n'
+    'def check(nvcc):\n    return "-G" in nvcc\n',  # another scope's name
     'NVCC = ("--default-stream=per-thread",)\nif cmd.startswith("nvcc"):\n    run([cmd, *NVCC])\n',
 ])
 def test_per_thread_flag_set_in_a_build_is_reported(src):
@@ -131,6 +134,8 @@ _LAZY = "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n{} 
     "        if self.buf is None:\n            self.buf = torch.empty_like(x)\n",
     "        if not hasattr(self, 'side'):\n            self.side = torch.cuda.Stream()\n",
     "        self.side = self.side or torch.cuda.Stream()\n",
+    "        if self.buf is not None:\n            pass\n        else:\n            self.buf = torch.empty_like(x)\n",
+    "        if hasattr(self, 'buf'):\n            pass\n        else:\n            self.buf = torch.empty_like(x)\n",
 ])
 def test_state_set_once_on_the_first_call_is_not_reported(body):
     """A buffer or stream made on the first call (the warm-up before capture) and reused after: not
@@ -154,7 +159,12 @@ def test_capture_without_warmup_points_at_the_graph_and_knows_runners_that_warm_
     found = lint_source(src.encode(), "x.py")[0]
     assert [(f.code, f.location.line, f.location.column) for f in found] == [("GSP006", 3, 22)]  # the graph itself
     assert codes(src + "def warmup(model, x):\n    model(x)\n") == []
-    assert codes(src.replace("    with", "    self_warm_up(model)\n    with")) == []
+    assert codes(src.replace("    with", "    self._warm_up(model)\n    with")) == []
+    # names that only contain "warm", and warm-ups of other classes, are not this capture's warm-up
+    for other in ("def swarm_step():\n    pass\n", "class R:\n    def warmup(self):\n        pass\n",
+                  "def test_capture_without_warmup():\n    pass\n"):
+        assert codes(src + other) == ["GSP006"], other
+    assert codes(src.replace("    with", "    skip_warmup()\n    with")) == ["GSP006"]
 
 
 def test_library_handle_bound_elsewhere_in_file_is_accepted():

@@ -143,9 +143,9 @@ graph records only the branch taken at capture and replays it for every input.""
 The first call of a model does one-time work: lazy initialization, cuBLAS/cuDNN workspace and
 autotuning, allocations, extension loading. Done during capture it is recorded (or breaks the
 capture). Run the callable a few times on a side stream first, as the `torch.cuda.graph` docs
-show. Not reported where the module warms up in a place of its own: a call before the capture to
-something named for it (`self.warmup()`), or a function or class so named (runners that warm up in one
-method and capture in another).""",
+show. Not reported where the code warms up in a place of its own: a call before the capture to
+something named for it (`self.warmup()`, `_warm_up(model)`), or a module function or a method of the
+capturing class so named (runners that warm up in one method and capture in another).""",
          "import torch\ndef capture(model, x):\n    g = torch.cuda.CUDAGraph()\n"
          "    with torch.cuda.graph(g):\n        y = model(x)\n    return g, y\n",
          "import torch\ndef capture(model, x):\n    s = torch.cuda.Stream()\n    with torch.cuda.stream(s):\n"
@@ -167,11 +167,11 @@ or document the aliasing explicitly.""",
     Rule("GSX002", "parse-error", "note", "any", "the file could not be parsed completely",
          "Python files with a syntax error are not checked. For C++/CUDA, tree-sitter recovers from "
          "errors and the rest of the file is checked; this note says how much it skipped, when that is "
-         "more than a tenth of the file (macro-heavy code is a common cause). Where preprocessor "
-         "conditionals are the cause (a declaration split across `#if` branches, a header wrapped in one "
-         "`#if` ... `#else` `#error` ... `#endif`), the file is read again with only the first branch of "
-         "each conditional, and a note says so. A Python syntax error or an undecodable file is a "
-         "warning.", "", ""),
+         "more than a tenth of the file (macro-heavy code is a common cause). The file is then read a "
+         "second time with one branch of each preprocessor conditional (the first, or the one after "
+         "`#if 0`), which helps where the conditionals are the cause (a declaration split across `#if` "
+         "branches); if that reading parses more, its findings are added to the first reading's and the "
+         "note says so. A Python syntax error or an undecodable file is a warning.", "", ""),
     Rule("GSX003", "skipped-file", "warning", "any", "the file was skipped (binary or too large)",
          "Binary files and files above the size limit (`max-file-size` in `[tool.graphsafe]`, 10 MB by "
          "default) are not parsed.", "", ""),

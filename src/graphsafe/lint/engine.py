@@ -106,10 +106,13 @@ def discover(paths: list[str], config: LintConfig) -> tuple[list[Path], list[Fin
     return files, problems
 
 
-def _gsx(code: str, file: str, why: str, line: int | None = None, severity: str | None = None) -> Finding:
+def _gsx(code: str, file: str, why: str, line: int | None = None, severity: str | None = None,
+         help_: str | None = None) -> Finding:
     rule = RULES[code]
+    if help_ is None:
+        help_ = "" if code != "GSX002" else "findings in the unparsed part may be missing"
     return Finding(code, severity or rule.severity, f"{rule.summary}: {why}", location=Location(file=file, line=line),
-                   help="" if code != "GSX002" else "findings in the unparsed part may be missing")
+                   help=help_)
 
 
 def lint_paths(paths: list[str], config: LintConfig | None = None) -> LintResult:
@@ -195,30 +198,41 @@ def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
 
 def _cuda(data: bytes, filename: str):
     from .cpp_rules import lint_cpp
-    from .cuda import matches, text
 
     hits, error_bytes, tree = lint_cpp(data, return_tree=True)
     share = error_bytes / max(1, len(data))
+    trees = [(tree, data)]
     notes = []
-    if share > PARSE_NOTE_SHARE:  # conditionals that tree-sitter cannot take as syntax: read their first branches
+    if share > PARSE_NOTE_SHARE:  # read once more with one branch of each preprocessor conditional
         from .preproc import first_branches
         view = first_branches(data)
         if view != data:
-            hits2, error_bytes2, tree2 = lint_cpp(view, return_tree=True)
-            if error_bytes2 < error_bytes:
-                hits, tree, share0, share = hits2, tree2, share, error_bytes2 / max(1, len(data))
-                notes.append(_gsx("GSX002", filename, f"{share0:.0%} of the file could not be parsed as written; "
-                                  "only the first branch of each preprocessor conditional (#if/#ifdef) was "
-                                  "read", severity="note"))
-    if share > PARSE_NOTE_SHARE:
+            more, view_errors, view_tree = lint_cpp(view, return_tree=True)
+            if view_errors < error_bytes:  # it parses more: add what it finds (same positions) to what we have
+                seen = {(h.code, h.line, h.column) for h in hits}
+                hits = hits + [h for h in more if (h.code, h.line, h.column) not in seen]
+                trees.append((view_tree, view))
+                notes.append(_gsx(
+                    "GSX002", filename, f"{share:.0%} of the file could not be parsed as written; read again with "
+                    f"one branch of each preprocessor conditional (#if/#ifdef), {view_errors / max(1, len(data)):.0%} could not",
+                    help_="findings in the other branches of its #if/#ifdef conditionals may be missing"))
+    if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
+    comments: dict[int, tuple[str, bool]] = {}
+    for t, src in reversed(trees):  # the file as written last: its comments win
+        comments.update(_cpp_comments(t, src))
+    return hits, notes, comments
+
+
+def _cpp_comments(tree, data: bytes) -> dict[int, tuple[str, bool]]:
+    from .cuda import matches, text
     comments: dict[int, tuple[str, bool]] = {}
     for m in matches("(comment) @c", tree.root_node):
         node = m["c"]
         line_start = data.rfind(b"\n", 0, node.start_byte) + 1
         standalone = not data[line_start:node.start_byte].strip()
         comments[node.end_point[0] + 1] = (text(node, data), standalone)
-    return hits, notes, comments
+    return comments
 
 
 def _suppressed(code: str, line: int, comments: dict[int, tuple[str, bool]]) -> bool:

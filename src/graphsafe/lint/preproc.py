@@ -2,22 +2,24 @@
 
 tree-sitter parses preprocessor conditionals as syntax: each branch of an ``#if`` must be complete
 code. Headers that wrap their whole body in one (``#if !defined(X)`` ... ``#else`` ``#error`` ...
-``#endif``), or split a declaration across branches, come out as one large ERROR node, and the rules
-then see nothing. :func:`first_branches` keeps the first branch of every conditional and blanks the
-directives and the other branches, byte for byte (spaces, line breaks kept), so every position in the
-kept code is where it was and findings keep their lines and columns.
+``#endif``), or split a declaration across branches, can come out as one large ERROR node, and the
+rules then see nothing there. :func:`first_branches` keeps one branch of every conditional (the first,
+or the one after ``#if 0``) and blanks the directives and the other branches, byte for byte (spaces,
+line breaks kept), so every position in the kept code is where it was and findings keep their lines
+and columns. The engine merges what this view finds with what the file as written gave.
 
-Directives are found line by line, as the C preprocessor itself reads them (a logical line that starts
-with ``#``, backslash continuations joined); nothing else in the file is interpreted.
+Directives are found as the C preprocessor finds them, per logical line (backslash continuations
+joined) that starts with ``#`` outside a block comment; string and character literals and comments are
+skipped only to follow block comments across lines. Nothing else in the file is interpreted.
 """
 from __future__ import annotations
 
-CONDITIONALS_OPEN = (b"if", b"ifdef", b"ifndef")
-CONDITIONALS_NEXT = (b"elif", b"elifdef", b"elifndef", b"else")
+OPEN = (b"if", b"ifdef", b"ifndef")
+NEXT = (b"elif", b"elifdef", b"elifndef", b"else")
 
 
-def _directive(logical: bytes) -> bytes | None:
-    """The directive name of a logical line (``b"if"`` for ``  #  if X``), or None."""
+def _directive(logical: bytes) -> tuple[bytes, bytes] | None:
+    """(name, rest) of a directive line (``(b"if", b"0")`` for ``  #  if 0``), or None."""
     s = logical.lstrip(b" \t")
     if not s.startswith(b"#"):
         return None
@@ -25,7 +27,33 @@ def _directive(logical: bytes) -> bytes | None:
     end = 0
     while end < len(s) and (s[end:end + 1].isalnum() or s[end:end + 1] == b"_"):
         end += 1
-    return s[:end]
+    return s[:end], s[end:].split(b"//")[0].split(b"/*")[0].strip()
+
+
+def _comment_after(line: bytes, in_comment: bool) -> bool:
+    """Whether a block comment is still open at the end of ``line`` (one open at its start or not)."""
+    i, n = 0, len(line)
+    quote = 0
+    while i < n:
+        c = line[i]
+        if in_comment:
+            if line.startswith(b"*/", i):
+                in_comment, i = False, i + 2
+                continue
+        elif quote:
+            if c == 0x5C:  # backslash: skip the escaped byte
+                i += 1
+            elif c == quote:
+                quote = 0
+        elif line.startswith(b"/*", i):
+            in_comment, i = True, i + 2
+            continue
+        elif line.startswith(b"//", i):
+            return False
+        elif c in (0x22, 0x27):  # " or '
+            quote = c
+        i += 1
+    return in_comment
 
 
 def _blank(chunk: bytes) -> bytes:
@@ -33,31 +61,41 @@ def _blank(chunk: bytes) -> bytes:
 
 
 def first_branches(src: bytes) -> bytes:
-    """``src`` with the first branch of every preprocessor conditional kept and the rest blanked: the
-    same length and the same line breaks. Unbalanced directives are taken as they come (an ``#endif``
-    too many closes nothing; a missing one leaves the branch open to the end)."""
+    """``src`` with one branch of every preprocessor conditional kept and the rest blanked: the same
+    length and the same line breaks. Kept: the first branch, or after ``#if 0`` the next one. Stray
+    ``#elif``/``#else``/``#endif`` lines (no open ``#if``) are blanked; an ``#if`` never closed stays
+    open to the end."""
     out: list[bytes] = []
-    dead: list[bool] = []  # per open conditional: whether the current branch is blanked
+    levels: list[list[bool]] = []  # per open conditional: [current branch blanked, a branch was kept]
+    blanked = 0  # how many open levels have their current branch blanked
+    in_comment = False
     lines = src.splitlines(keepends=True)
     i = 0
     while i < len(lines):
         j = i + 1  # a logical line: physical lines joined by backslash continuations
-        while lines[j - 1].rstrip(b"\r\n").endswith(b"\\") and j < len(lines):
+        while j < len(lines) and lines[j - 1].rstrip(b"\r\n").endswith(b"\\"):
             j += 1
         chunk = b"".join(lines[i:j])
-        name = _directive(chunk)
-        outside = any(dead)
-        if name in CONDITIONALS_OPEN:
-            dead.append(False)
+        found = None if in_comment else _directive(chunk)
+        name = found[0] if found else None
+        if name in OPEN:
+            dead = name == b"if" and found[1] == b"0"
+            levels.append([dead, not dead])
+            blanked += dead
             out.append(_blank(chunk))
-        elif name in CONDITIONALS_NEXT and dead:
-            dead[-1] = True
-            out.append(_blank(chunk))
-        elif name == b"endif":
-            if dead:
-                dead.pop()
+        elif name in NEXT or name == b"endif":
+            if levels:
+                was = levels[-1][0]
+                if name == b"endif":
+                    levels.pop()
+                    now = False
+                else:
+                    now = levels[-1][1]  # a branch was kept already: blank this one
+                    levels[-1] = [now, True]
+                blanked += now - was
             out.append(_blank(chunk))
         else:
-            out.append(_blank(chunk) if outside else chunk)
+            out.append(_blank(chunk) if blanked else chunk)
+        in_comment = _comment_after(chunk, in_comment)
         i = j
     return b"".join(out)

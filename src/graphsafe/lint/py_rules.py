@@ -170,6 +170,13 @@ def _unset_test(test: ast.AST, attr: str) -> bool:
     return False
 
 
+def _negated(test: ast.AST) -> ast.AST:
+    """``not test`` as the tests above read it: ``x is not None`` -> ``x is None``, ``x`` -> ``not x``."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.IsNot):
+        return ast.Compare(left=test.left, ops=[ast.Is()], comparators=test.comparators)
+    return ast.UnaryOp(op=ast.Not(), operand=test)
+
+
 def _lazy_init(attr: str, assign: ast.AST, parents: dict) -> bool:
     """``self.attr`` set only while it is unset (``if self.attr is None: self.attr = ...`` or
     ``self.attr = self.attr or ...``): a buffer or stream made on the first call (the warm-up before
@@ -179,7 +186,8 @@ def _lazy_init(attr: str, assign: ast.AST, parents: dict) -> bool:
         return True
     child, node = assign, parents.get(assign)
     while node is not None:
-        if isinstance(node, ast.If) and child in node.body and _unset_test(node.test, attr):
+        if isinstance(node, ast.If) and ((child in node.body and _unset_test(node.test, attr)) or (
+                child in node.orelse and _unset_test(_negated(node.test), attr))):
             return True
         child, node = node, parents.get(node)
     return False
@@ -272,16 +280,22 @@ def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
             break
         for n in ast.walk(node):
             if isinstance(n, ast.Call) and (_name(n.func) in captured or _name(n.func) == "torch.cuda.stream"
-                                            or "warm" in _name(n.func).lower()):
+                                            or _warm(_name(n.func))):
                 return []
-    if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and "warm" in n.name.lower()
-           for n in ast.walk(tree)):
-        return []
+    owner = next((c for c in tree.body if isinstance(c, ast.ClassDef) and func in c.body), None)
+    for scope in (tree.body, owner.body if owner is not None else []):  # module functions, sibling methods
+        if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and _warm(n.name) for n in scope):
+            return []
     item = next((i.context_expr for i in w.items if _is_graph_ctx(i.context_expr)), w.items[0].context_expr)
     return [_hit("GSP006", item, "CUDA-graph capture without a warm-up run",
                  "the first call (lazy init, autotuning, allocations) happens during capture",
                  f"run `{sorted(captured)[0]}(...)` a few times on a side stream (`with torch.cuda.stream(s):`) "
                  "before capturing")]
+
+
+def _warm(name: str) -> bool:
+    """A warm-up by its name: ``warmup``, ``self._warm_up``, ``warmup_model`` (not ``skip_warmup``)."""
+    return name.rsplit(".", 1)[-1].lstrip("_").lower().startswith("warm")
 
 
 def _enclosing(tree: ast.Module, target: ast.AST) -> ast.AST | None:
@@ -328,6 +342,12 @@ def _per_thread_flags(tree: ast.Module) -> list[Hit]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             uses.setdefault(node.id, []).append(node)
+    for fn in ast.walk(tree):  # a name a function binds locally is not the module's: its uses do not count
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            local = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+            local |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            for name in local & uses.keys():
+                uses[name] = []
     out = []
     for node in ast.walk(tree):
         flags = []
@@ -348,8 +368,9 @@ def _per_thread_flags(tree: ast.Module) -> list[Hit]:
 
 def _only_looked_for(node: ast.AST, parents: dict, uses: dict[str, list[ast.Name]]) -> bool:
     """Whether the value ``node`` (a constant, or a name holding it) is only matched against, never set:
-    climbing out of the containers that hold it, it ends in a comparison or a string method's argument,
-    or in an assignment to names whose every use is such."""
+    climbing out of the containers that hold it, it ends in a comparison or a string method's argument
+    (``replace``'s first), or in a module-level assignment to names whose every use is such (names no
+    function rebinds)."""
     owner = node
     while isinstance(parents.get(owner), (ast.List, ast.Tuple, ast.Set, ast.Starred, ast.BinOp, ast.Dict)):
         owner = parents[owner]
@@ -357,8 +378,11 @@ def _only_looked_for(node: ast.AST, parents: dict, uses: dict[str, list[ast.Name
     if isinstance(parent, ast.Compare):
         return True
     if isinstance(parent, ast.Call) and owner in parent.args and isinstance(parent.func, ast.Attribute):
+        if parent.func.attr == "replace":  # what it looks for; the replacement is what it sets
+            return parent.args[0] is owner
         return parent.func.attr in STR_METHODS
-    if isinstance(parent, (ast.Assign, ast.AnnAssign)) and owner is parent.value:
+    if isinstance(parent, (ast.Assign, ast.AnnAssign)) and owner is parent.value \
+            and isinstance(parents.get(parent), ast.Module):
         targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
         if not all(isinstance(t, ast.Name) for t in targets):
             return False
