@@ -32,6 +32,8 @@ def _directive(logical: bytes) -> tuple[bytes, bytes] | None:
 
 def _comment_after(line: bytes, in_comment: bool) -> bool:
     """Whether a block comment is still open at the end of ``line`` (one open at its start or not)."""
+    if b"/*" not in line and b"*/" not in line:  # most lines: nothing opens or closes one
+        return in_comment
     i, n = 0, len(line)
     quote = 0
     while i < n:
