@@ -109,6 +109,8 @@ def test_per_thread_define_in_cuda_source():
     'cmd = os.environ["NVCC_FLAGS"].replace("--default-stream legacy", "--default-stream per-thread")\n',
     'class B:\n    nvcc = ["--default-stream=per-thread"]\n    def go(self):\n        run(self.nvcc)\n'
     'def check(nvcc):\n    return "-G" in nvcc\n',  # another scope's name
+    'os.system("/usr/local/cuda/bin/nvcc k.cu -O3 --default-stream per-thread -o k.o")\n',
+    'os.environ["NVCC_APPEND_FLAGS"] = "-lineinfo -DCUDA_API_PER_THREAD_DEFAULT_STREAM"\n',
     'NVCC = ("--default-stream=per-thread",)\nif cmd.startswith("nvcc"):\n    run([cmd, *NVCC])\n',
 ])
 def test_per_thread_flag_set_in_a_build_is_reported(src):
@@ -120,6 +122,7 @@ def test_per_thread_flag_set_in_a_build_is_reported(src):
     'def bad(arg):\n    return arg.startswith(PER_THREAD)\n',
     'def bad(args):\n    return "--default-stream=per-thread" in args or args == ["--default-stream", "per-thread"]\n',
     'def bad(flag):\n    return flag.replace("-DCUDA_API_PER_THREAD_DEFAULT_STREAM", "")\n',
+    'HELP = "do not build with --default-stream per-thread"\n',  # prose, not a command line
 ])
 def test_per_thread_flag_only_looked_for_is_not_reported(src):
     """A linter or a build check that searches for the flag does not set it (graphsafe's own rule table
@@ -151,6 +154,17 @@ def test_state_set_once_on_the_first_call_is_not_reported(body):
 ])
 def test_state_set_again_in_captured_code_is_reported(body):
     assert codes(_LAZY.format(body)) == ["GSP004"]
+
+
+def test_state_set_through_a_tuple_is_reported_per_attribute():
+    assert codes(_LAZY.format("        self.a, (self.b) = x, x\n")) == ["GSP004", "GSP004"]
+
+
+def test_capture_inside_another_block_without_warmup_is_reported():
+    src = ("import torch\ndef capture(g, model, x):\n    with torch.no_grad():\n{}"
+           "        with torch.cuda.graph(g):\n            return model(x)\n")
+    assert codes(src.format("")) == ["GSP006"]
+    assert codes(src.format("        model(x)\n")) == []  # warmed up inside the same outer block
 
 
 def test_capture_without_warmup_points_at_the_graph_and_knows_runners_that_warm_up_elsewhere():

@@ -219,6 +219,7 @@ def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
                             "outside the captured region"))
         elif is_method and isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            targets = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
             for t in targets:
                 if (isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
                         and not _lazy_init(t.attr, node, parents)):
@@ -276,11 +277,11 @@ def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
     func = _enclosing(tree, w)
     body = func.body if func is not None else tree.body
     for node in body:
-        if node is w or getattr(node, "lineno", 0) >= w.lineno:
+        if node is w or getattr(node, "lineno", 0) > w.lineno:
             break
-        for n in ast.walk(node):
-            if isinstance(n, ast.Call) and (_name(n.func) in captured or _name(n.func) == "torch.cuda.stream"
-                                            or _warm(_name(n.func))):
+        for n in ast.walk(node):  # a statement that holds the capture (an outer with) counts up to it
+            if isinstance(n, ast.Call) and n.lineno < w.lineno and (
+                    _name(n.func) in captured or _name(n.func) == "torch.cuda.stream" or _warm(_name(n.func))):
                 return []
     owner = next((c for c in tree.body if isinstance(c, ast.ClassDef) and func in c.body), None)
     for scope in (tree.body, owner.body if owner is not None else []):  # module functions, sibling methods
@@ -351,8 +352,7 @@ def _per_thread_flags(tree: ast.Module) -> list[Hit]:
     out = []
     for node in ast.walk(tree):
         flags = []
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip().startswith(
-                PER_THREAD_FLAGS):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _has_flag(node.value):
             flags.append(node)
         elif isinstance(node, (ast.List, ast.Tuple)):
             vals = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
@@ -364,6 +364,27 @@ def _per_thread_flags(tree: ast.Module) -> list[Hit]:
                                 "work on the default stream escapes capture", "remove the flag; launch on "
                                 "`at::cuda::getCurrentCUDAStream()`"))
     return out
+
+
+def _has_flag(value: str) -> bool:
+    """The flag in a string that reads as compiler flags or an nvcc command line: at its start, or after
+    other flags (``"-O3 --default-stream per-thread"``), or after an ``nvcc`` word (``"nvcc -O3
+    -DCUDA_API_PER_THREAD_DEFAULT_STREAM k.cu"``); not in prose (``"do not pass --default-stream ..."``)."""
+    words = value.split()
+    for i, w in enumerate(words):
+        if w.startswith("-") and " ".join(words[i:]).startswith(PER_THREAD_FLAGS):
+            before = words[:i]
+            nvcc = next((k for k, b in enumerate(before) if b.rsplit("/", 1)[-1] == "nvcc"), None)
+            if nvcc is None and all(b.startswith("-") for b in before):
+                return True
+            if nvcc is not None and all(_cli_word(b) for b in before[nvcc + 1:]):
+                return True
+    return False
+
+
+def _cli_word(word: str) -> bool:
+    """A word of a command line after ``nvcc``: a flag, or a file (``k.cu``, ``build/k.o``)."""
+    return word.startswith("-") or (("." in word or "/" in word) and word[-1] not in ",;:")
 
 
 def _only_looked_for(node: ast.AST, parents: dict, uses: dict[str, list[ast.Name]]) -> bool:
