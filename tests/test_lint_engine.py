@@ -218,3 +218,17 @@ def test_first_branches_keeps_positions_and_one_branch():
         b"/* the old way:", b"#else", b"*/", b"x();", b"#else", b"*/", b"y();"]  # #else in a comment: text
     assert kept(b'#else\ns = "/*";\n#endif\n#if A\nt();\n') == [b's = "/*";', b"t();"]  # stray, and unclosed
     assert first_branches(b"int x;\n") == b"int x;\n"  # nothing to do: the same bytes
+
+
+def test_one_finding_per_code_and_place(monkeypatch):
+    """Where tree-sitter's error recovery reaches the same launch twice, it is reported once."""
+    from graphsafe.lint import cpp_rules
+    real = cpp_rules.lint_cpp
+
+    def twice(src, return_tree=False):
+        hits, errors, tree = real(src, return_tree=True)
+        return (hits + hits, errors, tree) if return_tree else (hits + hits, errors)
+
+    monkeypatch.setattr(cpp_rules, "lint_cpp", twice)
+    src = b"__global__ void k(float* x) {}\nvoid run(float* x) {\n  k<<<1, 1>>>(x);\n}\n"
+    assert sorted((f.code, f.location.line) for f in lint_source(src, "k.cu")[0]) == [("GSC001", 3), ("GSC006", 3)]

@@ -158,9 +158,11 @@ def lint_source(data: bytes, filename: str, config: LintConfig | None = None) ->
     except RecursionError:
         return _enabled([_gsx("GSX002", filename, "nesting too deep to analyse")], config), lines
     out = [f for f in notes if config.enabled(f.code)]
+    seen = set()
     for h in hits:
-        if not config.enabled(h.code) or _suppressed(h.code, h.line, comments):
-            continue
+        if not config.enabled(h.code) or _suppressed(h.code, h.line, comments) or (h.code, h.line, h.column) in seen:
+            continue  # one finding per code and place (error recovery can reach a launch twice)
+        seen.add((h.code, h.line, h.column))
         rule = RULES[h.code]
         out.append(Finding(h.code, rule.severity, h.message, location=Location(
             file=filename, line=h.line, column=h.column, label=h.label or None, span=h.span), help=h.help))
