@@ -12,7 +12,9 @@ one CUDA graph, buffers rotating past the L2 cache):
   then waiting for the previous kernel before adding M rows of activation codes: a one-kernel
   quantize-and-multiply could not beat it; ``quant + read``, the real quantizer (as ``quant_linear``
   launches it) then that read: the floor of the two-kernel design ``quant_linear`` uses; the quantizer
-  alone, chained the same way; and ``quant_linear`` itself on the same shapes.
+  alone, chained the same way; the GEMM ``quant_linear`` runs, launched with PDL after itself on
+  codes quantized beforehand (what the chain would take if quantizing cost nothing); and
+  ``quant_linear`` itself on the same shapes.
 
     python benchmarks/read_floor.py [--chain 4] [--json FILE]
 """
@@ -79,7 +81,8 @@ def chain(args, triton, read_pdl) -> list[dict]:
     """The chained floors at ``args.chain`` rows (module docstring), best block and warps of each."""
     import torch
 
-    from graphsafe.quant import pack_int4_weights, quant_linear
+    from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant
+    from graphsafe.quant.ops import _few_rows_into
     from graphsafe.quant.triton_kernels import sym_quant_into
     m = args.chain
     out = torch.empty(1 << 20, dtype=torch.int32, device="cuda")
@@ -121,9 +124,13 @@ def chain(args, triton, read_pdl) -> list[dict]:
         y = torch.empty(m, n_out, dtype=torch.float16, device="cuda")
         row["quant_linear_us"] = bench._timed_graph(lambda i: quant_linear(xs[i], *packed[i], out=y), copies,
                                                     args.reps)
+        codes = [sym_quant(x) for x in xs]  # the GEMM quant_linear runs, launched with PDL after itself
+        row["gemm_pdl_us"] = bench._timed_graph(
+            lambda i: _few_rows_into(*codes[i], *packed[i], None, "auto", y, after_quantizer=True), copies, args.reps)
         packed.clear()
         print(f"{k}->{n_out} M={m}: quantizer {row['quantizer_us']:.2f}, read_pdl {best_self[0]:.2f}, "
-              f"quant + read {best_chain[0]:.2f}, quant_linear {row['quant_linear_us']:.2f} us", flush=True)
+              f"quant + read {best_chain[0]:.2f}, GEMM after itself {row['gemm_pdl_us']:.2f}, "
+              f"quant_linear {row['quant_linear_us']:.2f} us", flush=True)
         rows.append(row)
         torch.cuda.empty_cache()
     return rows
