@@ -210,9 +210,8 @@ def _cuda(data: bytes, filename: str):
         view = first_branches(data)
         if view != data:
             more, view_errors, view_tree = lint_cpp(view, return_tree=True)
-            if view_errors < error_bytes:  # it parses more: add what it finds (same positions) to what we have
-                seen = {(h.code, h.line, h.column) for h in hits}
-                hits = hits + [h for h in more if (h.code, h.line, h.column) not in seen]
+            if view_errors < error_bytes:  # it parses more: add what it finds (same positions; lint_source
+                hits = hits + more           # keeps the first finding per code and place, the file as written's)
                 trees.append((view_tree, view))
                 notes.append(_gsx(
                     "GSX002", filename, f"{share:.0%} of the file could not be parsed as written; read again with "

@@ -8,6 +8,7 @@ following calls to functions of the same file and ``self.method(...)`` calls wit
 from __future__ import annotations
 
 import ast
+import functools
 import warnings
 
 from .cpp_rules import Hit
@@ -49,6 +50,7 @@ class _Index:
     """Functions and methods of a module, and the code that runs under capture."""
 
     def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
         self.functions: dict[str, ast.AST] = {}
         self.methods: dict[tuple[str, str], ast.AST] = {}
         self.owner: dict[ast.AST, str] = {}
@@ -74,6 +76,11 @@ class _Index:
                 target = self._resolve(node.args[0], None)
                 if target is not None:
                     self.roots.append(target)
+
+    @functools.cached_property
+    def parents(self) -> dict[ast.AST, ast.AST]:
+        """Each node's parent, built on first use (only files with captured code or a flag string ask)."""
+        return {child: node for node in ast.walk(self.tree) for child in ast.iter_child_nodes(node)}
 
     def _resolve(self, func: ast.AST, cls: str | None) -> ast.AST | None:
         if isinstance(func, ast.Name):
@@ -119,18 +126,13 @@ def lint_python(source: str) -> list[Hit]:
         warnings.simplefilter("ignore")
         tree = ast.parse(source)
     index = _Index(tree)
-    hits: list[Hit] = []
-    seen: set[tuple] = set()
+    hits: list[Hit] = []  # a function reached from two roots gives its hits twice: the engine keeps one per place
     for scope in index.captured():
-        for h in _captured_rules(scope, index):
-            key = (h.code, h.line, h.column)
-            if key not in seen:
-                seen.add(key)
-                hits.append(h)
+        hits += _captured_rules(scope, index)
     for w in index.graph_withs:
         hits += _warmup_rule(w, tree)
     hits += _static_output_rule(tree)
-    hits += _per_thread_flags(tree)
+    hits += _per_thread_flags(tree, index)
     return sorted(hits, key=lambda h: (h.line, h.column, h.code))
 
 
@@ -203,7 +205,7 @@ def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
             if isinstance(v, ast.Compare) or (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Invert)) or (
                     isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr in MASK_MAKERS):
                 masks.add(node.targets[0].id)
-    parents = {child: node for node in ast.walk(scope) for child in ast.iter_child_nodes(node)}
+    parents = index.parents
     for node in ast.walk(scope):
         if isinstance(node, ast.Call):
             out += _call_rules(node)
@@ -334,11 +336,20 @@ STR_METHODS = {"startswith", "endswith", "find", "rfind", "index", "rindex", "co
                "partition", "removeprefix", "removesuffix", "strip", "lstrip", "rstrip"}
 
 
-def _per_thread_flags(tree: ast.Module) -> list[Hit]:
+def _per_thread_flags(tree: ast.Module, index: _Index) -> list[Hit]:
     """nvcc flags that make the default stream per-thread, in build scripts (setup.py, load(...)). A flag
     that is only looked for (compared, tested with ``in``, passed to a string method such as
     ``startswith``, or held in a name used only that way) is not set anywhere, so it is not reported."""
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    flags = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _has_flag(node.value):
+            flags.append(node)
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            vals = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            flags += [node.elts[i] for i, v in enumerate(vals[:-1])
+                      if v in ("--default-stream", "-default-stream") and vals[i + 1] == "per-thread"]
+    if not flags:  # most files: no need for the name uses below
+        return []
     uses: dict[str, list[ast.Name]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
@@ -349,21 +360,10 @@ def _per_thread_flags(tree: ast.Module) -> list[Hit]:
             local |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             for name in local & uses.keys():
                 uses[name] = []
-    out = []
-    for node in ast.walk(tree):
-        flags = []
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _has_flag(node.value):
-            flags.append(node)
-        elif isinstance(node, (ast.List, ast.Tuple)):
-            vals = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
-            flags += [node.elts[i] for i, v in enumerate(vals[:-1])
-                      if v in ("--default-stream", "-default-stream") and vals[i + 1] == "per-thread"]
-        for flag in flags:
-            if not _only_looked_for(flag, parents, uses):
-                out.append(_hit("GSC007", flag, "nvcc flag makes the default stream per-thread",
-                                "work on the default stream escapes capture", "remove the flag; launch on "
-                                "`at::cuda::getCurrentCUDAStream()`"))
-    return out
+    return [_hit("GSC007", flag, "nvcc flag makes the default stream per-thread",
+                 "work on the default stream escapes capture", "remove the flag; launch on "
+                 "`at::cuda::getCurrentCUDAStream()`")
+            for flag in flags if not _only_looked_for(flag, index.parents, uses)]
 
 
 def _has_flag(value: str) -> bool:
