@@ -20,6 +20,7 @@ sys.path.insert(0, "benchmarks")
 from quant import _save
 
 from graphsafe.quant import pack_int4_weights, quant_linear
+from graphsafe.quant.ops import SMALL_MAX_M
 from graphsafe.quant.triton_kernels import sym_quant_into
 
 CASES = [(3584, 4608, 4), (3584, 4608, 2048), (18944, 3584, 2048)]
@@ -53,14 +54,15 @@ def main() -> int:
         y = torch.empty(m, n, dtype=torch.float16, device=dev)
         row = {"K": k, "N": n, "M": m}
         row["quant_linear"] = _time(lambda: quant_linear(x, qw, ws, out=y), args.calls)
-        if m > 16:
+        if m > SMALL_MAX_M:  # where quant_linear runs a many-row GEMM
             planes = torch.empty(2, m, k // 2, dtype=torch.int8, device=dev)
             scale = torch.empty(m, 1, dtype=torch.float16, device=dev)
             sym_quant_into(x, 1.0, planes, scale)
             if wgmma_gemm.available(dev):
                 row["cuda_wgmma"] = _time(lambda: wgmma_gemm.wgmma_into(planes, scale, qw, ws, None, y,
                                                                         **wgmma_gemm.MANY_ROWS), args.calls)
-            if triton_persist.gluon_wanted(k // 2, torch.cuda.get_device_capability()[0] * 10):
+            major, minor = torch.cuda.get_device_capability(dev)
+            if triton_persist.gluon_wanted(k // 2, 10 * major + minor):
                 from graphsafe.quant import gluon_ws
                 row["gluon"] = _time(lambda: gluon_ws.ws_into(planes, scale, qw, ws, None, y), args.calls)
         rows.append(row)
