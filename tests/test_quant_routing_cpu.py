@@ -137,18 +137,17 @@ def test_tensor_core_gemv_reuses_its_launch_configuration_per_thread(monkeypatch
     import threading
 
     driver = pytest.importorskip("cuda.bindings.driver", reason="cuda-bindings is not installed")
-    from graphsafe.quant import mma_gemv
+    from graphsafe.quant import launcher, mma_gemv
     launched = []
 
     def fake_launch(config, fn, params, extra):
         slots = ctypes.cast(params, ctypes.POINTER(ctypes.c_void_p))
-        values = [ctypes.cast(slots[i], ctypes.POINTER(t)).contents.value
-                  for i, t in enumerate(mma_gemv._Launch._TYPES)]
+        values = [ctypes.cast(slots[i], ctypes.POINTER(t)).contents.value for i, t in enumerate(mma_gemv.PARAMS)]
         launched.append((int(config.hStream), config.gridDimX, config.blockDimX, config.numAttrs, fn, values))
         return (driver.CUresult.CUDA_SUCCESS,)
 
     monkeypatch.setattr(driver, "cuLaunchKernelEx", fake_launch)
-    monkeypatch.setattr(mma_gemv, "_THREAD", threading.local())
+    monkeypatch.setattr(launcher, "_THREAD", threading.local())
     first = mma_gemv._launch(288, 256, 0, True, 1)
     assert mma_gemv._launch(288, 256, 0, True, 1) is first
     assert mma_gemv._launch(288, 256, 0, False, 1) is not first

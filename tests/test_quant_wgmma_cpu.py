@@ -36,10 +36,10 @@ def _pattern(*key) -> bytes:
 
 @pytest.fixture
 def wgmma_gemm(monkeypatch):
-    from graphsafe.quant import wgmma_gemm
+    from graphsafe.quant import launcher, wgmma_gemm
     lib = _FakeLibcuda()
     monkeypatch.setattr(wgmma_gemm, "_libcuda", lambda: lib)
-    monkeypatch.setattr(wgmma_gemm, "_THREAD", threading.local())
+    monkeypatch.setattr(launcher, "_THREAD", threading.local())
     wgmma_gemm._encode.cache_clear()
     wgmma_gemm.fake_lib = lib
     yield wgmma_gemm
@@ -68,7 +68,7 @@ def test_launch_slots_are_reused_per_configuration_and_thread_and_filled_anew(wg
         maps = [ctypes.string_at(slots[i], 128) for i in range(6)]
         assert all(slots[i] % 64 == 0 for i in range(6))  # the driver reads aligned descriptors
         values = [ctypes.cast(slots[6 + i], ctypes.POINTER(t)).contents.value
-                  for i, t in enumerate(wgmma_gemm._Launch._TYPES)]
+                  for i, t in enumerate(wgmma_gemm.PARAMS)]
         launched.append((int(config.hStream), config.gridDimX, config.blockDimX, config.sharedMemBytes,
                          config.numAttrs, fn, maps, values))
         return (driver.CUresult.CUDA_SUCCESS,)
@@ -80,16 +80,16 @@ def test_launch_slots_are_reused_per_configuration_and_thread_and_filled_anew(wg
     assert wgmma_gemm._launch(132, 384, 169216, False).config.numAttrs == 0 and first.config.numAttrs == 1
     maps = tuple(_pattern(i, 1, 2, 3, 4) for i in range(6))
     values = (1 << 40, 2 << 40, 3 << 40, 4 << 40, 2048, 4608, 1792, 4608, 24, 2, 2, 1)
-    first("fn", 77, maps, values)
+    first("fn", 77, values, maps)
     other_maps = tuple(_pattern(i, 5, 6, 7, 8) for i in range(6))
     other_values = (5 << 40, 6 << 40, 7 << 40, 8 << 40, 300, 1000, 128, 1003, 4, 2, 1, 0)
-    first("fn", 78, other_maps, other_values)
+    first("fn", 78, other_values, other_maps)
     assert launched == [(77, 132, 384, 169216, 1, "fn", list(maps), list(values)),
                         (78, 132, 384, 169216, 1, "fn", list(other_maps), list(other_values))]
     with pytest.raises(ValueError):  # a parameter missing is an error, not a stale slot
-        first("fn", 77, maps, values[:-1])
+        first("fn", 77, values[:-1], maps)
     with pytest.raises(ValueError):
-        first("fn", 77, maps[:-1], values)
+        first("fn", 77, values, maps[:-1])
     other = []
     thread = threading.Thread(target=lambda: other.append(wgmma_gemm._launch(132, 384, 169216, True)))
     thread.start()

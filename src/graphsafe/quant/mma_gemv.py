@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from . import launcher
+from .launcher import cu_ok as _cu_ok
 
 SOURCE = Path(__file__).parent / "csrc" / "w4a4_mma.cu"
 MAX_ROWS = 16  # two 8-column MMA tiles
@@ -175,13 +177,6 @@ def compile_log(arch: int | str, defines: tuple[tuple[str, int], ...], source: P
     return _compile(arch, defines, (b"--ptxas-options=-v",), source)[1]
 
 
-def _cu_ok(result, what: str) -> None:
-    from cuda.bindings import driver
-    if result != driver.CUresult.CUDA_SUCCESS:
-        _, name = driver.cuGetErrorName(result)
-        raise RuntimeError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
-
-
 @functools.lru_cache(maxsize=None)
 def _function(index: int, arch: int | str, defines: tuple[tuple[str, int], ...], ring_bytes: int,
               source: Path = SOURCE, name: bytes = b"w4a4_mma"):
@@ -252,49 +247,9 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
             qw.stride(0) // 4, out.stride(0)))
 
 
-class _Launch:
-    """One launch configuration of ``w4a4_mma`` (grid, block, shared memory, PDL, cluster) and its
-    parameter slots, built once per thread and reused: building them costs more Python time than the
-    launch itself. Each call sets the stream and the parameter values, then launches."""
-
-    _TYPES = (ctypes.c_void_p,) * 6 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) * 3  # w4a4_mma's parameters
-
-    def __init__(self, grid: int, block: int, ring: int, pdl: bool, cluster: int):
-        from cuda.bindings import driver
-        self.config = driver.CUlaunchConfig()
-        self.config.gridDimX, self.config.gridDimY, self.config.gridDimZ = grid, 1, 1
-        self.config.blockDimX, self.config.blockDimY, self.config.blockDimZ = block, 1, 1
-        self.config.sharedMemBytes = ring
-        self.attrs = []
-        if pdl:
-            attr = driver.CUlaunchAttribute()
-            attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-            attr.value.programmaticStreamSerializationAllowed = 1
-            self.attrs.append(attr)
-        if cluster > 1:
-            attr = driver.CUlaunchAttribute()
-            attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
-            attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
-            self.attrs.append(attr)
-        self.config.attrs = self.attrs
-        self.config.numAttrs = len(self.attrs)
-        self.args = tuple(t() for t in self._TYPES)
-        self.params = (ctypes.c_void_p * len(self.args))(*(ctypes.addressof(a) for a in self.args))
-
-    def __call__(self, fn, stream: int, values: tuple) -> None:
-        from cuda.bindings import driver
-        self.config.hStream = driver.CUstream(stream)
-        for slot, value in zip(self.args, values, strict=True):
-            slot.value = value
-        _cu_ok(driver.cuLaunchKernelEx(self.config, fn, ctypes.addressof(self.params), 0)[0], "launching w4a4_mma")
+PARAMS = (ctypes.c_void_p,) * 6 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) * 3  # w4a4_mma's parameters
 
 
-_THREAD = threading.local()
-
-
-def _launch(grid: int, block: int, ring: int, pdl: bool, cluster: int) -> _Launch:
-    cache = _THREAD.__dict__.setdefault("launches", {})
-    key = (grid, block, ring, pdl, cluster)
-    if key not in cache:
-        cache[key] = _Launch(grid, block, ring, pdl, cluster)
-    return cache[key]
+def _launch(grid: int, block: int, ring: int, pdl: bool, cluster: int) -> launcher.Launch:
+    """This thread's launch configuration and parameter slots for w4a4_mma (:mod:`.launcher`)."""
+    return launcher.launch("w4a4_mma", PARAMS, grid, block, ring, pdl, cluster)

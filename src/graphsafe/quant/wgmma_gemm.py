@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import threading
 import warnings
 from pathlib import Path
 
 import torch
 
-from . import mma_gemv
+from . import launcher, mma_gemv
 
 SOURCE = Path(__file__).parent / "csrc" / "w4a4_wgmma.cu"
 BN = BM = 128  # weight rows and activation rows per tile
@@ -96,59 +95,18 @@ def _encode(address: int, rows: int, cols: int, stride: int, box_rows: int) -> b
         int(driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B),
         int(driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B),
         int(driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
-    mma_gemv._cu_ok(driver.CUresult(result), "cuTensorMapEncodeTiled")
+    launcher.cu_ok(driver.CUresult(result), "cuTensorMapEncodeTiled")
     return ctypes.string_at(aligned, 128)
 
 
-class _Launch:
-    """One launch configuration of ``w4a4_wgmma`` (grid, block, shared memory, PDL) and its 18 parameter
-    slots (six 64-byte aligned 128-byte descriptors, then the twelve values), built once per thread and
-    reused, as ``mma_gemv``'s: building them costs more Python time than the launch. Each call copies the
-    descriptors and sets the values and the stream, then launches; the launch copies every parameter, so
-    the slots are free again when it returns."""
-
-    _TYPES = (ctypes.c_void_p,) * 4 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) + (ctypes.c_int,) * 4
-
-    def __init__(self, grid: int, block: int, smem: int, pdl: bool):
-        from cuda.bindings import driver
-        self.config = driver.CUlaunchConfig()
-        self.config.gridDimX, self.config.gridDimY, self.config.gridDimZ = grid, 1, 1
-        self.config.blockDimX, self.config.blockDimY, self.config.blockDimZ = block, 1, 1
-        self.config.sharedMemBytes = smem
-        self.attrs = []
-        if pdl:
-            attr = driver.CUlaunchAttribute()
-            attr.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-            attr.value.programmaticStreamSerializationAllowed = 1
-            self.attrs.append(attr)
-        self.config.attrs = self.attrs
-        self.config.numAttrs = len(self.attrs)
-        self._maps = ctypes.create_string_buffer(6 * 128 + 64)
-        base = (ctypes.addressof(self._maps) + 63) // 64 * 64
-        self.map_slots = tuple(base + 128 * i for i in range(6))
-        self.args = tuple(t() for t in self._TYPES)
-        self.params = (ctypes.c_void_p * 18)(*self.map_slots, *(ctypes.addressof(a) for a in self.args))
-
-    def __call__(self, fn, stream: int, maps: tuple[bytes, ...], values: tuple) -> None:
-        from cuda.bindings import driver
-        for slot, encoded in zip(self.map_slots, maps, strict=True):
-            ctypes.memmove(slot, encoded, 128)
-        for slot, value in zip(self.args, values, strict=True):
-            slot.value = value
-        self.config.hStream = driver.CUstream(stream)
-        mma_gemv._cu_ok(driver.cuLaunchKernelEx(self.config, fn, ctypes.addressof(self.params), 0)[0],
-                        "launching w4a4_wgmma")
+PARAMS = (ctypes.c_void_p,) * 4 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) + (ctypes.c_int,) * 4  # after 6 maps
 
 
-_THREAD = threading.local()
-
-
-def _launch(grid: int, block: int, smem: int, pdl: bool) -> _Launch:
-    cache = _THREAD.__dict__.setdefault("launches", {})
-    key = (grid, block, smem, pdl)
-    if key not in cache:
-        cache[key] = _Launch(grid, block, smem, pdl)
-    return cache[key]
+def _launch(grid: int, block: int, smem: int, pdl: bool) -> launcher.Launch:
+    """This thread's launch configuration and parameter slots for w4a4_wgmma (:mod:`.launcher`): six
+    descriptors (weights, even and odd planes, whole tiles then the last round's pieces), then the
+    values."""
+    return launcher.launch("w4a4_wgmma", PARAMS, grid, block, smem, pdl, maps=6)
 
 
 _LIBCUDA = None
@@ -228,4 +186,4 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     values = (scale.data_ptr(), w_scale.data_ptr(), (bias if bias is not None else w_scale).data_ptr(),
               out.data_ptr(), m, n, kb, out.stride(0), tail, pn, pm, int(vec))
     _launch(programs, 128 * (1 + consumers), smem, after_quantizer)(
-        fn, torch.cuda.current_stream(x16.device).cuda_stream, maps, values)
+        fn, torch.cuda.current_stream(x16.device).cuda_stream, values, maps)
