@@ -1,0 +1,125 @@
+"""The order of the programmatic-dependent-launch (PDL) instructions in the Triton kernels' PTX, compiled
+for sm_90 on the CPU (no GPU needed: Triton lowers to PTX and runs its bundled ptxas).
+
+What a few-row ``quant_linear`` chain relies on: the GEMV waits for the quantizer (``griddepcontrol.wait``)
+before it lets the next kernel launch (``launch_dependents``); if it released first, every call in a row
+would launch at once. The quantizer may release at its very start (``early``), since the GEMV it releases
+waits for it in turn, or after its wait; either way it waits before reading x.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from functools import lru_cache
+
+import pytest
+
+pytest.importorskip("triton")
+pytest.importorskip("triton.backends.nvidia.compiler")
+
+QUANT_SIG = {"x_ptr": "*fp16", "q_ptr": "*u8", "s_ptr": "*fp16", "N": "i32", "NB": "i32", "stride_x": "i32",
+             "stride_q": "i32", "plane": "i32", "clip": "fp32"}
+DP4A_SIG = {"a_ptr": "*i32", "sa_ptr": "*fp16", "b_ptr": "*i32", "sb_ptr": "*fp16", "bias_ptr": "*fp16",
+            "c_ptr": "*fp16", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32", "stride_c": "i32"}
+
+# The CPU tests run Triton's interpreter (conftest), where @triton.jit builds interpreted functions that
+# cannot be compiled; so a child process without it compiles each kernel and prints its PTX lines.
+_CHILD = textwrap.dedent("""
+    import json, sys
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from graphsafe.quant import triton_gemv, triton_kernels
+    out = []
+    for module, name, sig, consts in json.load(sys.stdin):
+        fn = getattr({"gemv": triton_gemv, "quant": triton_kernels}[module], name)
+        try:
+            src = ASTSource(fn, {**sig, **{k: "constexpr" for k in consts}}, constexprs=consts)
+        except TypeError as exc:  # Triton before 3.3 spelled the constants differently
+            print(json.dumps({"skip": str(exc)}))
+            sys.exit(0)
+        ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+        out.append([line.strip() for line in ptx.splitlines()])
+    print(json.dumps(out))
+""")
+
+QUANT_CASES = [(t, w, e) for t in (False, True) for w in (False, True) for e in (False, True)]
+DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True),
+              dict(M=4, HAS_BIAS=False, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True),
+              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True)]
+
+
+@lru_cache(maxsize=None)
+def _compiled() -> tuple[list, list]:
+    """PTX lines of the quantizer for each QUANT_CASES entry and of the dp4a GEMV for each DP4A_CASES one."""
+    jobs = [("quant", "_sym_quant_kernel", QUANT_SIG,
+             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, X16=False, TRIGGER=t, WAIT=w, EARLY=e, USE_ASM=True))
+            for t, w, e in QUANT_CASES]
+    jobs += [("gemv", "_dp4a_kernel", DP4A_SIG, c) for c in DP4A_CASES]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(jobs), capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if isinstance(out, dict):
+        pytest.skip(f"this Triton's ASTSource takes no constexprs= ({out['skip']})")
+    return out[:len(QUANT_CASES)], out[len(QUANT_CASES):]
+
+
+def _op(line: str) -> str:
+    """The instruction of a PTX line without its guard predicate (``@%p1 ld.global...`` -> ``ld.global...``)."""
+    return line.split(None, 1)[1] if line.startswith("@") and " " in line else line
+
+
+def _first(lines: list[str], what: str) -> int:
+    hits = [i for i, line in enumerate(lines) if _op(line).startswith(what)]
+    assert hits, f"no {what} in the PTX"
+    return hits[0]
+
+
+def _count(lines: list[str], what: str) -> int:
+    return sum(_op(line).startswith(what) for line in lines)
+
+
+def _quant(trigger: bool, wait: bool, early: bool) -> list[str]:
+    return _compiled()[0][QUANT_CASES.index((trigger, wait, early))]
+
+
+def test_quantizer_early_trigger_releases_before_its_wait_and_waits_before_reading_x():
+    lines = _quant(True, True, True)
+    release, wait = _first(lines, "griddepcontrol.launch_dependents"), _first(lines, "griddepcontrol.wait")
+    assert release < wait
+    assert wait < _first(lines, "ld.global"), "x was read before waiting for the kernel that writes it"
+    assert _count(lines, "griddepcontrol") == 2
+
+
+def test_quantizer_late_trigger_waits_first():
+    lines = _quant(True, True, False)
+    assert _first(lines, "griddepcontrol.wait") < _first(lines, "griddepcontrol.launch_dependents")
+    assert _first(lines, "griddepcontrol.wait") < _first(lines, "ld.global")
+
+
+@pytest.mark.parametrize("trigger,wait", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("early", [False, True])
+def test_quantizer_emits_only_what_was_asked(trigger, wait, early):
+    lines = _quant(trigger, wait, early)
+    assert _count(lines, "griddepcontrol.launch_dependents") == int(trigger)
+    assert _count(lines, "griddepcontrol.wait") == int(wait)
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_dp4a_gemv_waits_before_releasing_and_prefetches_before_waiting(case):
+    lines, prefetch = _compiled()[1][case], DP4A_CASES[case]["PREFETCH"]
+    wait, release = _first(lines, "griddepcontrol.wait"), _first(lines, "griddepcontrol.launch_dependents")
+    assert wait < release, "the GEMV let the next kernel launch before its own input was ready"
+    assert _first(lines, "ld.global") < wait, "the first weight tile is not requested before the wait"
+    if prefetch:
+        assert _first(lines, "prefetch.global.L2") < wait
+
+
+def test_dp4a_gemv_without_pdl_has_no_grid_dependency_control():
+    lines = _compiled()[1][2]
+    assert _count(lines, "griddepcontrol") == 0
