@@ -54,3 +54,24 @@ def test_launch_finder_survives_broken_source():
     assert launches(b"void f( { k<<<1, 2>>>(;; }") is not None
     assert launches(b"") == []
     assert launches(b"\xff\xfe\x00garbage") == []
+
+
+def test_every_source_file_the_package_compiles_ships_in_the_wheel():
+    """Each non-Python file under src/graphsafe (kernels compiled at run time by NVRTC or torch's
+    extension builder, headers NVRTC takes from memory, the seed's data) matches a package-data glob of
+    pyproject.toml; a file missing there works from a checkout and fails only in an installed wheel."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["graphsafe"]
+    pkg = root / "src" / "graphsafe"
+    shipped = {p for g in globs for p in pkg.glob(g)}
+    data = [p for p in pkg.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc", ".typed")
+            and "__pycache__" not in p.parts]
+    assert data, "no data files found: the layout changed"
+    missing = sorted(str(p.relative_to(pkg)) for p in data if p not in shipped)
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+    assert pkg / "quant" / "csrc" / "w4a4_common.cuh" in shipped

@@ -147,10 +147,17 @@ def nvrtc_version() -> tuple[int, int]:
     return major, minor
 
 
+def _headers(folder: Path) -> tuple[list[bytes], list[bytes]]:
+    """The names and texts of the headers (``*.cuh``) beside a source, for NVRTC to include from memory."""
+    paths = sorted(folder.glob("*.cuh"))
+    return [p.name.encode() for p in paths], [p.read_bytes() for p in paths]
+
+
 def _compile(arch: int | str, defines: tuple[tuple[str, int], ...], extra: tuple[bytes, ...] = (),
              source: Path = SOURCE) -> tuple[bytes, str]:
     from cuda.bindings import nvrtc
-    result, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), 0, [], [])
+    names, texts = _headers(source.parent)
+    result, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), len(names), texts, names)
     _nvrtc_ok(result)
     try:
         opts = [f"--gpu-architecture=sm_{arch}".encode(), b"-std=c++17", *extra,

@@ -1,7 +1,8 @@
 // W4A4 GEMM for few rows (M <= 16) on INT8 tensor cores: out^T (N x M) = W (N x K) . X^T (K x M).
 //
 // Compiled at first use by NVRTC (graphsafe/quant/mma_gemv.py), one program per configuration: the
-// macros below are set with -D. No headers: it uses only PTX through inline asm.
+// macros below are set with -D. Its one header, w4a4_common.cuh, NVRTC gets in memory; no CUDA headers: it
+// uses only PTX through inline asm.
 //
 // The operands stay packed in HBM and L2 (two signed 4-bit codes per byte, low nibble = even column).
 // The weights are the MMA's 16-row A side, the activation rows its 8-column B side, so a row count of
@@ -26,7 +27,8 @@
 // cluster splitting K; launched with that cluster shape), NT (8-row activation tiles: 1 or 2), SA_T, SB_T,
 // BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL.
 
-typedef unsigned int u32;
+#include "w4a4_common.cuh"  // u32, to_f32, out_bits
+
 typedef unsigned long long u64;
 
 struct W4 { u32 x, y, z, w; };
@@ -60,28 +62,7 @@ __device__ __forceinline__ void mma(int (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3,
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ float to_f32(const void* p, long long i, int type) {
-  if (type == 2) return static_cast<const float*>(p)[i];
-  unsigned short h = static_cast<const unsigned short*>(p)[i];
-  if (type == 1) return __uint_as_float(static_cast<u32>(h) << 16);
-  float f;
-  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-  return f;
-}
-
-__device__ __forceinline__ void store(void* p, long long i, float y) {
-#if OUT_T == 2
-  static_cast<float*>(p)[i] = y;
-#else
-  unsigned short h;
-#if OUT_T == 1
-  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(y));
-#else
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(y));
-#endif
-  static_cast<unsigned short*>(p)[i] = h;
-#endif
-}
+__device__ __forceinline__ void store(void* p, long long i, float y) { static_cast<OutBits*>(p)[i] = out_bits(y); }
 
 struct Tile {  // one step's words: UNROLL per weight row (g, g + 8 of each tile) and activation row
   W4 w[TILES][2][UNROLL];

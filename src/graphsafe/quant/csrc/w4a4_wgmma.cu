@@ -27,9 +27,10 @@
 //
 // Macros: STAGES, GROUP_N, SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
 // CONSUMERS (1 or 2), LDSM (read the weights with ldmatrix), ABLATE (timing only, wrong outputs: 1
-// issues no wgmma, 2 loads nothing).
+// issues no wgmma, 2 loads nothing). Its one header, w4a4_common.cuh, NVRTC gets in memory.
 
-typedef unsigned int u32;
+#include "w4a4_common.cuh"  // u32, to_f32, OutBits, out_bits
+
 typedef unsigned long long u64;
 
 struct __align__(64) TensorMap { u64 opaque[16]; };  // CUtensorMap, passed by value
@@ -113,31 +114,6 @@ __device__ __forceinline__ void wgmma_s8_n64(int (&d)[64], u32 a0, u32 a1, u32 a
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
 }
 
-__device__ __forceinline__ float to_f32(const void* p, long long i, int type) {
-  if (type == 2) return static_cast<const float*>(p)[i];
-  unsigned short h = static_cast<const unsigned short*>(p)[i];
-  if (type == 1) return __uint_as_float(static_cast<u32>(h) << 16);
-  float f;
-  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-  return f;
-}
-
-
-#if OUT_T == 2
-typedef float OutBits;
-__device__ __forceinline__ float out_bits(float y) { return y; }
-#else
-typedef unsigned short OutBits;
-__device__ __forceinline__ unsigned short out_bits(float y) {
-  unsigned short h;
-#if OUT_T == 1
-  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(y));
-#else
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(y));
-#endif
-  return h;
-}
-#endif
 // Consumer warpgroup c's named barrier (1 or 2) for its epilogue; immediate ids, so ptxas counts two.
 __device__ __forceinline__ void epi_sync(int c) {
   if (c == 0) asm volatile("bar.sync 1, 128;" ::: "memory");
