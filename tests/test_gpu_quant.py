@@ -266,6 +266,45 @@ def assert_planes_gemm_exact(gemm, m, k, n):
         assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("m", [1, 2, 4, 8, 16, 2048])
+def test_bias_written_by_the_layer_before_is_read_after_it(m):
+    """The GEMMs request weights, weight scales and bias before they wait for their quantizer (PDL).
+    Here the second layer's bias is the first layer's output row 0, so a GEMM that read its bias while
+    the GEMM before it still ran (a quantizer letting it launch before its own wait would allow that)
+    adds a stale bias: eager and every replay must match the reference with the fresh one."""
+    k, n = 3584, 4608
+    x1, x2 = torch.empty(m, k, device="cuda", dtype=torch.float16), _x(m, k, seed=5)
+    w1 = quant.pack_int4_weights(_x(n, k, seed=21, scale=0.05))
+    w2 = quant.pack_int4_weights(_x(n, k, seed=22, scale=0.05))
+    y1 = torch.empty(m, n, device="cuda", dtype=torch.float16)
+    y2 = torch.empty(m, n, device="cuda", dtype=torch.float16)
+
+    def step():
+        quant.quant_linear(x1, *w1, out=y1)
+        quant.quant_linear(x2, *w2, y1[0], out=y2)
+
+    def expected():
+        r1 = ref.w4a4_linear_reference(*ref.sym_quant_reference(x1), *w1, None, torch.float16)
+        return ref.w4a4_linear_reference(*ref.sym_quant_reference(x2), *w2, r1[0], torch.float16)
+
+    stream = torch.cuda.Stream()
+    x1.copy_(_x(m, k, seed=98))
+    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
+    with torch.cuda.stream(stream):
+        step()
+    torch.cuda.synchronize()
+    assert _same_scale(y2, expected()), "eager"
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        step()
+    for seed in range(4):
+        x1.copy_(_x(m, k, seed=seed))
+        y1.fill_(float("nan"))  # a bias read before the first layer wrote it would be NaN
+        g.replay()
+        torch.cuda.synchronize()
+        assert _same_scale(y2, expected()), seed
+
+
 @pytest.mark.parametrize("cuda_gemm", [True, False], ids=["cuda-gemm", "without-cuda-gemm"])
 def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch, cuda_gemm):
     """Beyond 16 rows quant_linear runs a persistent GEMM from one full round of 128 x 128 tiles on Hopper
