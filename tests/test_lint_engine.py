@@ -232,3 +232,65 @@ def test_one_finding_per_code_and_place(monkeypatch):
     monkeypatch.setattr(cpp_rules, "lint_cpp", twice)
     src = b"__global__ void k(float* x) {}\nvoid run(float* x) {\n  k<<<1, 1>>>(x);\n}\n"
     assert sorted((f.code, f.location.line) for f in lint_source(src, "k.cu")[0]) == [("GSC001", 3), ("GSC006", 3)]
+
+
+_ATTRIBUTED = b'''#if !defined(STABLE_ONLY)
+#pragma once
+namespace my::ops {
+template <typename V>
+struct Pair {
+  V lo, hi;
+  C10_HOST_DEVICE Pair(V lo, V hi) : lo(lo), hi(hi) { }
+};
+template <typename V>
+struct Split {
+  C10_HOST_DEVICE inline Pair<V> split(V n) const { return Pair<V>(n / d, n % d); }
+  V d;
+};
+__global__ void twice(float* x) { x[threadIdx.x] *= 2; }
+TORCH_API inline void run(float* x) {
+  const char* why = "C10_HOST_DEVICE stays in strings";  // and C10_HOST_DEVICE in comments
+  twice<<<1, 32>>>(x);
+}
+}  // namespace my::ops
+#else
+#error "not in stable builds"
+#endif
+'''
+
+
+def test_the_second_reading_blanks_attribute_macros():
+    """A header whose constructors carry an unexpanded C10_HOST_DEVICE (PyTorch's IntegerDivider.cuh is
+    one) does not parse even with one branch per conditional: the macro reads as a type and the
+    initializer list breaks the rest of the namespace. With the attribute macros blanked the launch
+    after it is found, where it is, and strings and comments keep their text."""
+    from graphsafe.lint.cuda import parser
+    from graphsafe.lint.preproc import blank_attribute_macros, first_branches
+    view = first_branches(_ATTRIBUTED)
+    blanked = blank_attribute_macros(view, parser().parse(view))
+    assert len(blanked) == len(view) and blanked.count(b"\n") == view.count(b"\n")
+    assert blanked.count(b"C10_HOST_DEVICE") == 2 and b"TORCH_API" not in blanked  # the string's and comment's
+    assert blank_attribute_macros(b"int x;\n", parser().parse(b"int x;\n")) == b"int x;\n"
+    found = lint_source(_ATTRIBUTED, "pair.cuh")[0]
+    assert ("GSC001", 17, 3) in {(f.code, f.location.line, f.location.column) for f in found}
+    from graphsafe.lint.cpp_rules import lint_cpp
+    assert lint_cpp(view, return_tree=True)[1] > len(view) // 2  # one branch per conditional alone: not enough
+    [note] = [f for f in found if f.code == "GSX002"]
+    assert "attribute macros blanked, 0% could not" in note.message
+
+
+def test_the_second_reading_keeps_the_view_that_parses_better(monkeypatch):
+    """Without conditionals the second reading is the blanking alone; where blanking parses worse (it
+    can turn tree-sitter's error recovery the wrong way: one PyTorch header went from 5 % to 92 %
+    unparsed) the view with the macros kept is read."""
+    from graphsafe.lint import engine, preproc
+    from graphsafe.lint.cuda import parser
+    plain = _ATTRIBUTED.split(b"#else")[0].replace(b"#if !defined(STABLE_ONLY)\n", b"\n")
+    view, how = engine._second_view(plain, parser().parse(plain))
+    assert how == "attribute macros blanked" and b"C10_HOST_DEVICE Pair" not in view
+    [note] = [f for f in lint_source(plain, "pair.cuh")[0] if f.code == "GSX002"]
+    assert "read again with attribute macros blanked, 0% could not" in note.message
+    assert "unparsed part" in note.help
+    monkeypatch.setattr(preproc, "blank_attribute_macros", lambda src, tree: b"}" * len(src))
+    view, how = engine._second_view(_ATTRIBUTED, parser().parse(_ATTRIBUTED))
+    assert view == preproc.first_branches(_ATTRIBUTED) and "blanked" not in how

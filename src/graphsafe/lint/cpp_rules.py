@@ -115,10 +115,15 @@ def lint_cpp(src: bytes, return_tree: bool = False):
                 "GSC007", m["def"], f"`{PER_THREAD_MACRO}` makes the default stream per-thread",
                 "per-thread default stream switched on here",
                 "remove the define; launch on `at::cuda::getCurrentCUDAStream()` instead of the default stream"))
-    # bytes inside regions tree-sitter could not parse (macro-heavy C++ gives small ones everywhere)
-    errors = _covered(sorted((m["e"].start_byte, m["e"].end_byte) for m in matches("(ERROR) @e", tree.root_node))) \
-        if tree.root_node.has_error else 0
+    errors = error_bytes(tree)
     return (hits, errors, tree) if return_tree else (hits, errors)
+
+
+def error_bytes(tree) -> int:
+    """Bytes inside regions tree-sitter could not parse (macro-heavy C++ gives small ones everywhere)."""
+    if not tree.root_node.has_error:
+        return 0
+    return _covered(sorted((m["e"].start_byte, m["e"].end_byte) for m in matches("(ERROR) @e", tree.root_node)))
 
 
 def _covered(spans: list[tuple[int, int]]) -> int:

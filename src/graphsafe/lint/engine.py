@@ -198,6 +198,22 @@ def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
     return comments
 
 
+def _second_view(data: bytes, tree) -> tuple[bytes, str]:
+    """The second reading of a badly parsed file (``preproc``): one branch of each conditional, and the
+    attribute macros blanked where that parses better (blanking can also shift tree-sitter's error
+    recovery the wrong way). Returns the view and how it was made, for the note."""
+    from .cpp_rules import error_bytes
+    from .cuda import parser
+    from .preproc import blank_attribute_macros, first_branches
+    view = first_branches(data)
+    view_tree = tree if view == data else parser().parse(view)
+    blanked = blank_attribute_macros(view, view_tree)
+    branches = "one branch of each preprocessor conditional (#if/#ifdef)"
+    if blanked != view and error_bytes(parser().parse(blanked)) < error_bytes(view_tree):
+        return blanked, (branches + " and " if view != data else "") + "attribute macros blanked"
+    return view, branches
+
+
 def _cuda(data: bytes, filename: str):
     from .cpp_rules import lint_cpp
 
@@ -205,9 +221,8 @@ def _cuda(data: bytes, filename: str):
     share = error_bytes / max(1, len(data))
     trees = [(tree, data)]
     notes = []
-    if share > PARSE_NOTE_SHARE:  # read once more with one branch of each preprocessor conditional
-        from .preproc import first_branches
-        view = first_branches(data)
+    if share > PARSE_NOTE_SHARE:  # read once more: one branch of each conditional, attribute macros blanked
+        view, how = _second_view(data, tree)
         if view != data:
             more, view_errors, view_tree = lint_cpp(view, return_tree=True)
             if view_errors < error_bytes:  # it parses more: add what it finds (same positions; lint_source
@@ -215,8 +230,9 @@ def _cuda(data: bytes, filename: str):
                 trees.append((view_tree, view))
                 notes.append(_gsx(
                     "GSX002", filename, f"{share:.0%} of the file could not be parsed as written; read again with "
-                    f"one branch of each preprocessor conditional (#if/#ifdef), {view_errors / max(1, len(data)):.0%} could not",
-                    help_="findings in the other branches of its #if/#ifdef conditionals may be missing"))
+                    f"{how}, {view_errors / max(1, len(data)):.0%} could not",
+                    help_="findings in the other branches of its #if/#ifdef conditionals may be missing"
+                    if "branch" in how else None))
     if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
     comments: dict[int, tuple[str, bool]] = {}

@@ -8,6 +8,12 @@ or the one after ``#if 0``) and blanks the directives and the other branches, by
 line breaks kept), so every position in the kept code is where it was and findings keep their lines
 and columns. The engine merges what this view finds with what the file as written gave.
 
+:func:`blank_attribute_macros` then blanks, in that view, the well-known macros that expand to
+function attributes or export specifiers (``C10_HOST_DEVICE``, ``TORCH_API``, ``CUTLASS_HOST_DEVICE``...):
+unexpanded, ``C10_HOST_DEVICE S(int d) : d(d) {}`` reads as a declaration of type ``C10_HOST_DEVICE`` and
+the constructor's initializer list breaks the parse. They are found as identifier tokens of
+tree-sitter's parse of the view, never inside strings or comments.
+
 Directives are found as the C preprocessor finds them, per logical line (backslash continuations
 joined) that starts with ``#`` outside a block comment; string and character literals and comments are
 skipped only to follow block comments across lines. Nothing else in the file is interpreted.
@@ -56,6 +62,40 @@ def _comment_after(line: bytes, in_comment: bool) -> bool:
             quote = c
         i += 1
     return in_comment
+
+
+# Macros that expand to attributes, specifiers or nothing, in PyTorch (c10), CUTLASS/CuTe and CUB.
+ATTRIBUTE_MACROS = frozenset({
+    b"C10_HOST_DEVICE", b"C10_DEVICE", b"C10_HOST", b"C10_ALWAYS_INLINE", b"C10_ALWAYS_INLINE_ATTRIBUTE",
+    b"C10_NOINLINE", b"C10_API", b"C10_EXPORT", b"C10_IMPORT", b"C10_HIDDEN", b"C10_UNUSED", b"C10_NODISCARD",
+    b"C10_CUDA_API", b"C10_HOST_CONSTEXPR", b"C10_HOST_CONSTEXPR_EXCEPT_WIN_CUDA", b"C10_ALWAYS_INLINE_UNLESS_MOBILE",
+    b"TORCH_API", b"TORCH_CUDA_CPP_API", b"TORCH_CUDA_CU_API", b"TORCH_PYTHON_API", b"TORCH_XPU_API",
+    b"CUTLASS_HOST_DEVICE", b"CUTLASS_DEVICE", b"CUTLASS_HOST", b"CUTLASS_GLOBAL",
+    b"CUTE_HOST_DEVICE", b"CUTE_DEVICE", b"CUTE_HOST", b"CUTE_HOST_RTC",
+    b"CUB_RUNTIME_FUNCTION", b"_CCCL_HOST_DEVICE", b"_CCCL_DEVICE", b"_CCCL_HOST",
+})
+_NAME_TOKENS = ("identifier", "type_identifier", "field_identifier", "namespace_identifier")
+
+
+def _macro_query() -> str:
+    names = " ".join(f'"{m.decode()}"' for m in sorted(ATTRIBUTE_MACROS))
+    return "\n".join(f"(({t}) @m (#any-of? @m {names}))" for t in _NAME_TOKENS)  # one pattern each: the
+    # predicate of an alternation [(a) (b)] @m is not applied to every branch by py-tree-sitter 0.26
+
+
+def blank_attribute_macros(src: bytes, tree) -> bytes:
+    """``src`` with every ATTRIBUTE_MACROS token of ``tree`` (tree-sitter's parse of ``src``) blanked, the
+    same length; ``src`` itself when there is none."""
+    if not any(m in src for m in ATTRIBUTE_MACROS):
+        return src
+    from .cuda import matches
+    spans = [(m["m"].start_byte, m["m"].end_byte) for m in matches(_macro_query(), tree.root_node)]
+    if not spans:
+        return src
+    out = bytearray(src)
+    for a, b in spans:
+        out[a:b] = b" " * (b - a)
+    return bytes(out)
 
 
 def _blank(chunk: bytes) -> bytes:
