@@ -92,7 +92,7 @@ def chain(args, triton, read_pdl) -> list[dict]:
     """The chained floors at ``args.chain`` rows (module docstring), best block and warps of each."""
     import torch
 
-    from graphsafe.quant import mma_gemv, pack_int4_weights, quant_linear, sym_quant
+    from graphsafe.quant import mma_gemv, pack_int4_weights, quant_linear, reference, sym_quant, triton_gemv
     from graphsafe.quant.triton_kernels import sym_quant_into
     m = args.chain
     out = torch.empty(1 << 20, dtype=torch.int32, device="cuda")
@@ -157,10 +157,25 @@ def chain(args, triton, read_pdl) -> list[dict]:
             for tag, early in (("late", False), ("early", True)):
                 row[f"{name}_{tag}_us"] = bench._timed_graph(
                     lambda i: (quantize(i, early), run_gemm(i, (q, s))), copies, args.reps)
+        # the dp4a GEMV made for the early release: nothing bound before its wait, only L2 prefetches
+        if m <= 4:
+            def safe(i):
+                quantize(i, True)
+                triton_gemv.dp4a_into(q, s, *packed[i], None, y, after_quantizer=True, early_release=True)
+            y.fill_(float("nan"))
+            safe(0)
+            want = reference.w4a4_linear_reference(*reference.sym_quant_reference(xs[0]), *packed[0], None,
+                                                   torch.float16)
+            if not torch.equal(y, want):
+                print(f"  WRONG: the early-release dp4a GEMV at {k}->{n_out} M={m}", file=sys.stderr)
+            row["dp4a_safe_early_us"] = bench._timed_graph(safe, copies, args.reps)
         packed.clear()
         print(f"{k}->{n_out} M={m}: quantizer {row['quantizer_us']:.2f}, read_pdl {best_self[0]:.2f}, "
               f"quant + read {best_chain[0]:.2f} (early trigger {best_early[0]:.2f}), "
               f"quant_linear {row['quant_linear_us']:.2f} us", flush=True)
+        if "dp4a_safe_early_us" in row:
+            print(f"    dp4a released early, only L2 prefetches before its wait: {row['dp4a_safe_early_us']:.2f} us",
+                  flush=True)
         for name in _gemms(m, n_out, k):
             if f"{name}_self_us" in row:
                 print(f"    {name:5s} after itself {row[f'{name}_self_us']:.2f}, after the quantizer "

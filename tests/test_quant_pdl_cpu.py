@@ -47,9 +47,10 @@ _CHILD = textwrap.dedent("""
 """)
 
 QUANT_CASES = [(t, w, e) for t in (False, True) for w in (False, True) for e in (False, True)]
-DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True),
-              dict(M=4, HAS_BIAS=False, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True),
-              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True)]
+DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, EARLY=False, USE_ASM=True),
+              dict(M=4, HAS_BIAS=False, BN=4, BW=256, PDL=True, PREFETCH=16, EARLY=False, USE_ASM=True),
+              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, EARLY=False, USE_ASM=True),
+              dict(M=4, HAS_BIAS=True, BN=4, BW=128, PDL=True, PREFETCH=16, EARLY=True, USE_ASM=True)]
 
 
 @lru_cache(maxsize=None)
@@ -123,3 +124,13 @@ def test_dp4a_gemv_waits_before_releasing_and_prefetches_before_waiting(case):
 def test_dp4a_gemv_without_pdl_has_no_grid_dependency_control():
     lines = _compiled()[1][2]
     assert _count(lines, "griddepcontrol") == 0
+
+
+def test_dp4a_gemv_released_early_binds_nothing_before_its_wait():
+    """Released at the quantizer's start, the GEMV may run before the kernel ahead of the quantizer has
+    finished: before its wait it only asks L2 for weight lines (L2 is where writes land, so those lines
+    are never stale); every load into registers, weight scales and bias included, comes after."""
+    lines = _compiled()[1][3]
+    wait, release = _first(lines, "griddepcontrol.wait"), _first(lines, "griddepcontrol.launch_dependents")
+    assert _first(lines, "prefetch.global.L2") < wait < release
+    assert _first(lines, "ld.global") > wait, "a load before the wait could read what a kernel still writes"
