@@ -157,25 +157,29 @@ def chain(args, triton, read_pdl) -> list[dict]:
             for tag, early in (("late", False), ("early", True)):
                 row[f"{name}_{tag}_us"] = bench._timed_graph(
                     lambda i: (quantize(i, early), run_gemm(i, (q, s))), copies, args.reps)
-        # the dp4a GEMV made for the early release: nothing bound before its wait, only L2 prefetches
-        if m <= 4:
-            def safe(i):
+        # the GEMVs made for the early release: nothing bound before their wait, only L2 prefetches
+        want = reference.w4a4_linear_reference(*reference.sym_quant_reference(xs[0]), *packed[0], None,
+                                               torch.float16)
+        safe_gemms = {"dp4a": triton_gemv.dp4a_into} if m <= 4 else {}
+        if mma_gemv.supports(codes[0][0], packed[0][0]):
+            safe_gemms["mma"] = mma_gemv.mma_into
+        for name, gemm in safe_gemms.items():
+            def safe(i, gemm=gemm):
                 quantize(i, True)
-                triton_gemv.dp4a_into(q, s, *packed[i], None, y, after_quantizer=True, early_release=True)
+                gemm(q, s, *packed[i], None, y, after_quantizer=True, early_release=True)
             y.fill_(float("nan"))
             safe(0)
-            want = reference.w4a4_linear_reference(*reference.sym_quant_reference(xs[0]), *packed[0], None,
-                                                   torch.float16)
             if not torch.equal(y, want):
-                print(f"  WRONG: the early-release dp4a GEMV at {k}->{n_out} M={m}", file=sys.stderr)
-            row["dp4a_safe_early_us"] = bench._timed_graph(safe, copies, args.reps)
+                print(f"  WRONG: the early-release {name} GEMV at {k}->{n_out} M={m}", file=sys.stderr)
+            row[f"{name}_safe_early_us"] = bench._timed_graph(safe, copies, args.reps)
         packed.clear()
         print(f"{k}->{n_out} M={m}: quantizer {row['quantizer_us']:.2f}, read_pdl {best_self[0]:.2f}, "
               f"quant + read {best_chain[0]:.2f} (early trigger {best_early[0]:.2f}), "
               f"quant_linear {row['quant_linear_us']:.2f} us", flush=True)
-        if "dp4a_safe_early_us" in row:
-            print(f"    dp4a released early, only L2 prefetches before its wait: {row['dp4a_safe_early_us']:.2f} us",
-                  flush=True)
+        for name in ("dp4a", "mma"):
+            if f"{name}_safe_early_us" in row:
+                print(f"    {name:5s} released early, only L2 prefetches before its wait: "
+                      f"{row[f'{name}_safe_early_us']:.2f} us", flush=True)
         for name in _gemms(m, n_out, k):
             if f"{name}_self_us" in row:
                 print(f"    {name:5s} after itself {row[f'{name}_self_us']:.2f}, after the quantizer "

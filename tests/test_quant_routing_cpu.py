@@ -241,3 +241,49 @@ def test_cuda_wgmma_gemm_available_on_sm_90_only_and_warns_once_without_its_pack
         assert not wgmma_gemm.available(torch.device("cuda", 6))
     planes, qw = torch.zeros(2, 4096, 1792, dtype=torch.int8), torch.zeros(4608, 1792, dtype=torch.uint8)
     assert triton_persist.route(planes, qw) == "per-tile"
+
+
+def _ptx_lines(source, arch: str, defines) -> list[str]:
+    """PTX of ``source`` from NVRTC (its headers from memory, as mma_gemv._compile gives them)."""
+    from cuda.bindings import nvrtc
+
+    from graphsafe.quant import mma_gemv
+    names, texts = mma_gemv._headers(source.parent)
+    result, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), len(names), texts, names)
+    mma_gemv._nvrtc_ok(result)
+    try:
+        opts = [f"--gpu-architecture=compute_{arch}".encode(), b"-std=c++17",
+                *(f"-D{k}={v}".encode() for k, v in defines)]
+        mma_gemv._nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog, source)
+        result, size = nvrtc.nvrtcGetPTXSize(prog)
+        ptx = b" " * size
+        mma_gemv._nvrtc_ok(nvrtc.nvrtcGetPTX(prog, ptx)[0], prog)
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+    return [ln.strip() for ln in ptx.decode(errors="replace").splitlines()]
+
+
+@pytest.mark.parametrize("cfg", [(8, 1, 2, 3, 1, True), (8, 1, 2, 2, 1, False), (4, 1, 1, 4, 2, True)])
+def test_tensor_core_gemv_released_early_binds_nothing_before_its_wait(cfg, nvrtc_major):
+    """With ``early_release`` the GEMV may start before the kernel ahead of its quantizer has finished:
+    before its PDL wait it only prefetches weight lines to L2 (never stale: writes land there), and it
+    loads weights, scales and bias after; it still waits before letting the next kernel launch. Without
+    it, the first weights are requested before the wait, as before. No spills either way."""
+    from graphsafe.quant import mma_gemv
+    c = mma_gemv.MmaConfig(*cfg)
+    h = torch.float16
+    for early in (True, False):
+        defines = mma_gemv.macros(4, c, (h, h, h, h), True, early)
+        assert ("EARLY", 1) in defines if early else all(k != "EARLY" for k, _ in defines)
+        lines = _ptx_lines(mma_gemv.SOURCE, "90", defines)
+        op = [ln.split(None, 1)[1] if ln.startswith("@") else ln for ln in lines]
+        wait = next(i for i, ln in enumerate(op) if ln.startswith("griddepcontrol.wait"))
+        release = next(i for i, ln in enumerate(op) if ln.startswith("griddepcontrol.launch_dependents"))
+        first_load = next(i for i, ln in enumerate(op) if ln.startswith(("ld.global", "cp.async.cg", "cp.async.ca")))
+        assert wait < release
+        if early:
+            assert next(i for i, ln in enumerate(op) if ln.startswith("prefetch.global.L2")) < wait < first_load
+        else:
+            assert first_load < wait
+        log = mma_gemv.compile_log(90, defines)
+        assert "0 bytes spill stores" in log, log
