@@ -254,12 +254,11 @@ MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
 
 def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     """Time few-row GEMM launch configurations, alone ("gemm_us") and after the quantizer as
-    quant_linear chains them with PDL ("chain_us", the quantizer letting the GEMM launch once it has its
-    input; "chain_early_us", at its very start; "chain_nowait_us", the quantizer launched without PDL):
-    "mma", the tensor-core GEMV (mma_gemv.MmaConfig, for mma_config); "dp4a", the dp4a GEMV
-    (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only dp4a_config's
-    choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default", only
-    mma_config's choice from 3 rows. With "foreign" also "foreign_us": after a torch kernel writing
+    quant_linear chains them with PDL ("chain_us"; and "chain_nowait_us" with the quantizer launched
+    without PDL): "mma", the tensor-core GEMV (mma_gemv.MmaConfig, for mma_config); "dp4a", the dp4a
+    GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
+    dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default",
+    only mma_config's choice from 3 rows. With "foreign" also "foreign_us": after a torch kernel writing
     x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
 
@@ -302,8 +301,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 def alone(i, cfg=cfg, gemm=gemm):
                     gemm(q, s, packed[i][0], packed[i][1], None, y, cfg)
 
-                def chain(i, cfg=cfg, gemm=gemm, wait=True, early=False):
-                    sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl, early=early and wait and pdl)
+                def chain(i, cfg=cfg, gemm=gemm, wait=True):
+                    sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl)
                     gemm(q, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
                 try:
                     chain(0)
@@ -313,8 +312,6 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                         continue
                     row = {"K": k, "N": n, "M": m, "kind": kind, "config": cfg.__dict__,
                            "gemm_us": _timed_graph(alone, copies, reps), "chain_us": _timed_graph(chain, copies, reps)}
-                    if pdl:
-                        row["chain_early_us"] = _timed_graph(lambda i: chain(i, early=True), copies, reps)
                     if kind != "mma":
                         row["chain_nowait_us"] = _timed_graph(lambda i: chain(i, wait=False), copies, reps)
                     if "foreign" in kinds:
@@ -325,7 +322,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 out.append(row)
             best = sorted((r for r in out if (r["K"], r["N"], r["M"]) == (k, n, m)), key=lambda r: r["chain_us"])[:5]
             print(f"few K={k:6d} N={n:6d} M={m}: "
-                  + "; ".join(f"{r['chain_us']:.2f}/{r.get('chain_early_us', 0):.2f}/{r['gemm_us']:.2f}"
+                  + "; ".join(f"{r['chain_us']:.2f}/{r['gemm_us']:.2f}"
                               + (f"/after torch {r['foreign_us']:.2f}" if "foreign_us" in r else "")
                               + f" us {r['kind']} {tuple(r['config'].values())}" for r in best), flush=True)
         packed.clear()

@@ -77,22 +77,12 @@ def floors(args, triton, read) -> tuple[list[dict], float]:
     return rows, empty
 
 
-def _gemms(m: int, n: int, k: int) -> dict:
-    """The few-row GEMMs that can take ``m`` rows of this shape: the routed one and each GEMV."""
-    from graphsafe.quant import mma_gemv, triton_gemv
-    from graphsafe.quant.ops import _few_rows_into
-    out = {"auto": lambda *a, after_quantizer: _few_rows_into(*a[:5], "auto", a[5], after_quantizer=after_quantizer)}
-    if m <= 4:
-        out["dp4a"] = triton_gemv.dp4a_into
-    out["mma"] = mma_gemv.mma_into
-    return out
-
-
 def chain(args, triton, read_pdl) -> list[dict]:
     """The chained floors at ``args.chain`` rows (module docstring), best block and warps of each."""
     import torch
 
-    from graphsafe.quant import mma_gemv, pack_int4_weights, quant_linear, reference, sym_quant, triton_gemv
+    from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant
+    from graphsafe.quant.ops import _few_rows_into
     from graphsafe.quant.triton_kernels import sym_quant_into
     m = args.chain
     out = torch.empty(1 << 20, dtype=torch.int32, device="cuda")
@@ -108,11 +98,8 @@ def chain(args, triton, read_pdl) -> list[dict]:
         nq = q.numel() // 4
         qb = triton.next_power_of_2(nq)
 
-        def quantize(i, early=False):
-            sym_quant_into(xs[i], 1.0, q, s, trigger=True, wait=True, early=early)
-
         def quantizer(i):
-            quantize(i)
+            sym_quant_into(xs[i], 1.0, q, s, trigger=True, wait=True)
 
         def run_read(i, block, warps, pdl=True):
             read_pdl[(triton.cdiv(n, block),)](bufs[i], q.view(torch.int32), out, n, nq, BLOCK=block, QBLOCK=qb,
@@ -131,59 +118,19 @@ def chain(args, triton, read_pdl) -> list[dict]:
                     best_chain = (us_chain, block, warps)
         row["read_pdl_us"], row["read_pdl_block"], row["read_pdl_warps"] = best_self
         row["quant_read_us"], row["quant_read_block"], row["quant_read_warps"] = best_chain
-        best_early = None
-        for block in BLOCKS:
-            for warps in WARPS:
-                us = bench._timed_graph(lambda i: (quantize(i, True), run_read(i, block, warps)), copies, args.reps)
-                if best_early is None or us < best_early[0]:
-                    best_early = (us, block, warps)
-        row["quant_early_read_us"], row["quant_early_read_block"], row["quant_early_read_warps"] = best_early
         bufs.clear()
         packed = [pack_int4_weights(torch.randn(n_out, k, dtype=torch.float16, device="cuda") * 0.05)
                   for _ in range(copies)]
         y = torch.empty(m, n_out, dtype=torch.float16, device="cuda")
         row["quant_linear_us"] = bench._timed_graph(lambda i: quant_linear(xs[i], *packed[i], out=y), copies,
                                                     args.reps)
-        codes = [sym_quant(x) for x in xs]
-        for name, gemm in _gemms(m, n_out, k).items():
-            if name == "mma" and not mma_gemv.supports(codes[0][0], packed[0][0]):
-                continue
-
-            def run_gemm(i, qs=None):
-                gemm(*(qs or codes[i]), *packed[i], None, y, after_quantizer=True)
-            # after itself on codes quantized beforehand; after the quantizer triggering once it has its
-            # input (what quant_linear does), and triggering at its very start (--early)
-            row[f"{name}_self_us"] = bench._timed_graph(run_gemm, copies, args.reps)
-            for tag, early in (("late", False), ("early", True)):
-                row[f"{name}_{tag}_us"] = bench._timed_graph(
-                    lambda i: (quantize(i, early), run_gemm(i, (q, s))), copies, args.reps)
-        # the GEMVs made for the early release: nothing bound before their wait, only L2 prefetches
-        want = reference.w4a4_linear_reference(*reference.sym_quant_reference(xs[0]), *packed[0], None,
-                                               torch.float16)
-        safe_gemms = {"dp4a": triton_gemv.dp4a_into} if m <= 4 else {}
-        if mma_gemv.supports(codes[0][0], packed[0][0]):
-            safe_gemms["mma"] = mma_gemv.mma_into
-        for name, gemm in safe_gemms.items():
-            def safe(i, gemm=gemm):
-                quantize(i, True)
-                gemm(q, s, *packed[i], None, y, after_quantizer=True, early_release=True)
-            y.fill_(float("nan"))
-            safe(0)
-            if not torch.equal(y, want):
-                print(f"  WRONG: the early-release {name} GEMV at {k}->{n_out} M={m}", file=sys.stderr)
-            row[f"{name}_safe_early_us"] = bench._timed_graph(safe, copies, args.reps)
+        codes = [sym_quant(x) for x in xs]  # the GEMM quant_linear runs, launched with PDL after itself
+        row["gemm_pdl_us"] = bench._timed_graph(
+            lambda i: _few_rows_into(*codes[i], *packed[i], None, "auto", y, after_quantizer=True), copies, args.reps)
         packed.clear()
         print(f"{k}->{n_out} M={m}: quantizer {row['quantizer_us']:.2f}, read_pdl {best_self[0]:.2f}, "
-              f"quant + read {best_chain[0]:.2f} (early trigger {best_early[0]:.2f}), "
+              f"quant + read {best_chain[0]:.2f}, GEMM after itself {row['gemm_pdl_us']:.2f}, "
               f"quant_linear {row['quant_linear_us']:.2f} us", flush=True)
-        for name in ("dp4a", "mma"):
-            if f"{name}_safe_early_us" in row:
-                print(f"    {name:5s} released early, only L2 prefetches before its wait: "
-                      f"{row[f'{name}_safe_early_us']:.2f} us", flush=True)
-        for name in _gemms(m, n_out, k):
-            if f"{name}_self_us" in row:
-                print(f"    {name:5s} after itself {row[f'{name}_self_us']:.2f}, after the quantizer "
-                  f"{row[f'{name}_late_us']:.2f}, early trigger {row[f'{name}_early_us']:.2f} us", flush=True)
         rows.append(row)
         torch.cuda.empty_cache()
     return rows

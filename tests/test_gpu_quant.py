@@ -305,53 +305,6 @@ def test_bias_written_by_the_layer_before_is_read_after_it(m):
         assert _same_scale(y2, expected()), seed
 
 
-@pytest.mark.parametrize("kind,m", [("dp4a", 1), ("dp4a", 2), ("dp4a", 3), ("dp4a", 4), ("mma", 1), ("mma", 4),
-                                    ("mma", 8), ("mma", 16)])
-def test_gemv_released_early_reads_nothing_stale(kind, m):
-    """The measured alternative to quant_linear's hand-off (benchmarks/README.md): each quantizer lets
-    its GEMV (dp4a or tensor-core) launch at its own start (``early``), and the GEMV binds nothing before
-    its wait (``early_release``). Two layers, the second's bias the first's output row: eager and every replay
-    match the reference, with the first layer's old output poisoned by NaN."""
-    from graphsafe.quant.mma_gemv import mma_into
-    from graphsafe.quant.triton_gemv import dp4a_into
-    from graphsafe.quant.triton_kernels import sym_quant_into
-    gemm = {"dp4a": dp4a_into, "mma": mma_into}[kind]
-    k, n = 3584, 4608
-    x1, x2 = torch.empty(m, k, device="cuda", dtype=torch.float16), _x(m, k, seed=6)
-    w1 = quant.pack_int4_weights(_x(n, k, seed=23, scale=0.05))
-    w2 = quant.pack_int4_weights(_x(n, k, seed=24, scale=0.05))
-    y1, y2 = (torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(2))
-    q1, q2 = (torch.empty(m, k // 2, device="cuda", dtype=torch.uint8) for _ in range(2))
-    s1, s2 = (torch.empty(m, 1, device="cuda", dtype=torch.float16) for _ in range(2))
-
-    def step():
-        sym_quant_into(x1, 1.0, q1, s1, trigger=True, wait=True, early=True)
-        gemm(q1, s1, *w1, None, y1, after_quantizer=True, early_release=True)
-        sym_quant_into(x2, 1.0, q2, s2, trigger=True, wait=True, early=True)
-        gemm(q2, s2, *w2, y1[0], y2, after_quantizer=True, early_release=True)
-
-    def expected():
-        r1 = ref.w4a4_linear_reference(*ref.sym_quant_reference(x1), *w1, None, torch.float16)
-        return ref.w4a4_linear_reference(*ref.sym_quant_reference(x2), *w2, r1[0], torch.float16)
-
-    stream = torch.cuda.Stream()
-    x1.copy_(_x(m, k, seed=97))
-    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
-    with torch.cuda.stream(stream):
-        step()
-    torch.cuda.synchronize()
-    assert _same_scale(y2, expected()), "eager"
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=stream):
-        step()
-    for seed in range(4):
-        x1.copy_(_x(m, k, seed=seed))
-        y1.fill_(float("nan"))
-        g.replay()
-        torch.cuda.synchronize()
-        assert _same_scale(y2, expected()), seed
-
-
 @pytest.mark.parametrize("cuda_gemm", [True, False], ids=["cuda-gemm", "without-cuda-gemm"])
 def test_quant_linear_routes_many_rows_by_rounds_of_tiles(monkeypatch, cuda_gemm):
     """Beyond 16 rows quant_linear runs a persistent GEMM from one full round of 128 x 128 tiles on Hopper

@@ -262,8 +262,10 @@ TORCH_API inline void run(float* x) {
 def test_the_second_reading_blanks_attribute_macros():
     """A header whose constructors carry an unexpanded C10_HOST_DEVICE (PyTorch's IntegerDivider.cuh is
     one) does not parse even with one branch per conditional: the macro reads as a type and the
-    initializer list breaks the rest of the namespace. With the attribute macros blanked the launch
-    after it is found, where it is, and strings and comments keep their text."""
+    initializer list breaks the rest of the namespace. With the attribute macros blanked it parses whole
+    and the note says so; strings and comments keep their text. (The launch rules find this launch in
+    the broken parse too: they read inside ERROR nodes. What the blanking buys is a whole tree, and a
+    note that says nothing was left unread.)"""
     from graphsafe.lint.cuda import parser
     from graphsafe.lint.preproc import blank_attribute_macros, first_branches
     view = first_branches(_ATTRIBUTED)

@@ -1,10 +1,11 @@
 """The order of the programmatic-dependent-launch (PDL) instructions in the Triton kernels' PTX, compiled
 for sm_90 on the CPU (no GPU needed: Triton lowers to PTX and runs its bundled ptxas).
 
-What a few-row ``quant_linear`` chain relies on: the GEMV waits for the quantizer (``griddepcontrol.wait``)
-before it lets the next kernel launch (``launch_dependents``); if it released first, every call in a row
-would launch at once. The quantizer may release at its very start (``early``), since the GEMV it releases
-waits for it in turn, or after its wait; either way it waits before reading x.
+What a few-row ``quant_linear`` chain relies on: the quantizer waits for the kernel before it
+(``griddepcontrol.wait``) before it reads x and before it lets the GEMV launch (``launch_dependents``), so
+whatever the GEMV reads before its own wait (its first weights, weight scales and bias) was written
+before; the GEMV waits for the quantizer before it lets the next kernel launch; if it released first,
+every call in a row would launch at once.
 """
 from __future__ import annotations
 
@@ -46,19 +47,18 @@ _CHILD = textwrap.dedent("""
     print(json.dumps(out))
 """)
 
-QUANT_CASES = [(t, w, e) for t in (False, True) for w in (False, True) for e in (False, True)]
-DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, EARLY=False, USE_ASM=True),
-              dict(M=4, HAS_BIAS=False, BN=4, BW=256, PDL=True, PREFETCH=16, EARLY=False, USE_ASM=True),
-              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, EARLY=False, USE_ASM=True),
-              dict(M=4, HAS_BIAS=True, BN=4, BW=128, PDL=True, PREFETCH=16, EARLY=True, USE_ASM=True)]
+QUANT_CASES = [(t, w) for t in (False, True) for w in (False, True)]
+DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True),
+              dict(M=4, HAS_BIAS=True, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True),
+              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True)]
 
 
 @lru_cache(maxsize=None)
 def _compiled() -> tuple[list, list]:
     """PTX lines of the quantizer for each QUANT_CASES entry and of the dp4a GEMV for each DP4A_CASES one."""
     jobs = [("quant", "_sym_quant_kernel", QUANT_SIG,
-             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, X16=False, TRIGGER=t, WAIT=w, EARLY=e, USE_ASM=True))
-            for t, w, e in QUANT_CASES]
+             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, X16=False, TRIGGER=t, WAIT=w, USE_ASM=True))
+            for t, w in QUANT_CASES]
     jobs += [("gemv", "_dp4a_kernel", DP4A_SIG, c) for c in DP4A_CASES]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(jobs), capture_output=True, text=True,
@@ -85,28 +85,20 @@ def _count(lines: list[str], what: str) -> int:
     return sum(_op(line).startswith(what) for line in lines)
 
 
-def _quant(trigger: bool, wait: bool, early: bool) -> list[str]:
-    return _compiled()[0][QUANT_CASES.index((trigger, wait, early))]
+def _quant(trigger: bool, wait: bool) -> list[str]:
+    return _compiled()[0][QUANT_CASES.index((trigger, wait))]
 
 
-def test_quantizer_early_trigger_releases_before_its_wait_and_waits_before_reading_x():
-    lines = _quant(True, True, True)
-    release, wait = _first(lines, "griddepcontrol.launch_dependents"), _first(lines, "griddepcontrol.wait")
-    assert release < wait
+def test_quantizer_waits_before_reading_x_and_before_releasing_the_gemm():
+    lines = _quant(True, True)
+    wait = _first(lines, "griddepcontrol.wait")
+    assert wait < _first(lines, "griddepcontrol.launch_dependents")
     assert wait < _first(lines, "ld.global"), "x was read before waiting for the kernel that writes it"
-    assert _count(lines, "griddepcontrol") == 2
 
 
-def test_quantizer_late_trigger_waits_first():
-    lines = _quant(True, True, False)
-    assert _first(lines, "griddepcontrol.wait") < _first(lines, "griddepcontrol.launch_dependents")
-    assert _first(lines, "griddepcontrol.wait") < _first(lines, "ld.global")
-
-
-@pytest.mark.parametrize("trigger,wait", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("early", [False, True])
-def test_quantizer_emits_only_what_was_asked(trigger, wait, early):
-    lines = _quant(trigger, wait, early)
+@pytest.mark.parametrize("trigger,wait", QUANT_CASES)
+def test_quantizer_emits_only_what_was_asked(trigger, wait):
+    lines = _quant(trigger, wait)
     assert _count(lines, "griddepcontrol.launch_dependents") == int(trigger)
     assert _count(lines, "griddepcontrol.wait") == int(wait)
 
@@ -125,12 +117,3 @@ def test_dp4a_gemv_without_pdl_has_no_grid_dependency_control():
     lines = _compiled()[1][2]
     assert _count(lines, "griddepcontrol") == 0
 
-
-def test_dp4a_gemv_released_early_binds_nothing_before_its_wait():
-    """Released at the quantizer's start, the GEMV may run before the kernel ahead of the quantizer has
-    finished: before its wait it only asks L2 for weight lines (L2 is where writes land, so those lines
-    are never stale); every load into registers, weight scales and bias included, comes after."""
-    lines = _compiled()[1][3]
-    wait, release = _first(lines, "griddepcontrol.wait"), _first(lines, "griddepcontrol.launch_dependents")
-    assert _first(lines, "prefetch.global.L2") < wait < release
-    assert _first(lines, "ld.global") > wait, "a load before the wait could read what a kernel still writes"

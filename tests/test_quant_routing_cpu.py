@@ -244,7 +244,8 @@ def test_cuda_wgmma_gemm_available_on_sm_90_only_and_warns_once_without_its_pack
 
 
 def _ptx_lines(source, arch: str, defines) -> list[str]:
-    """PTX of ``source`` from NVRTC (its headers from memory, as mma_gemv._compile gives them)."""
+    """PTX of ``source`` from NVRTC (its headers from memory, as mma_gemv._compile gives them), each
+    instruction without its guard predicate."""
     from cuda.bindings import nvrtc
 
     from graphsafe.quant import mma_gemv
@@ -260,30 +261,23 @@ def _ptx_lines(source, arch: str, defines) -> list[str]:
         mma_gemv._nvrtc_ok(nvrtc.nvrtcGetPTX(prog, ptx)[0], prog)
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
-    return [ln.strip() for ln in ptx.decode(errors="replace").splitlines()]
+    lines = [ln.strip() for ln in ptx.decode(errors="replace").splitlines()]
+    return [ln.split(None, 1)[1] if ln.startswith("@") else ln for ln in lines]
 
 
 @pytest.mark.parametrize("cfg", [(8, 1, 2, 3, 1, True), (8, 1, 2, 2, 1, False), (4, 1, 1, 4, 2, True)])
-def test_tensor_core_gemv_released_early_binds_nothing_before_its_wait(cfg, nvrtc_major):
-    """With ``early_release`` the GEMV may start before the kernel ahead of its quantizer has finished:
-    before its PDL wait it only prefetches weight lines to L2 (never stale: writes land there), and it
-    loads weights, scales and bias after; it still waits before letting the next kernel launch. Without
-    it, the first weights are requested before the wait, as before. No spills either way."""
+def test_tensor_core_gemv_requests_weights_then_waits_then_releases(cfg, nvrtc_major):
+    """With PDL the tensor-core GEMV requests its first weights (register loads or cp.async) before it
+    waits for the quantizer, and lets the next kernel launch only after that wait; without PDL it has
+    no grid-dependency control at all."""
     from graphsafe.quant import mma_gemv
-    c = mma_gemv.MmaConfig(*cfg)
     h = torch.float16
-    for early in (True, False):
-        defines = mma_gemv.macros(4, c, (h, h, h, h), True, early)
-        assert ("EARLY", 1) in defines if early else all(k != "EARLY" for k, _ in defines)
-        lines = _ptx_lines(mma_gemv.SOURCE, "90", defines)
-        op = [ln.split(None, 1)[1] if ln.startswith("@") else ln for ln in lines]
-        wait = next(i for i, ln in enumerate(op) if ln.startswith("griddepcontrol.wait"))
-        release = next(i for i, ln in enumerate(op) if ln.startswith("griddepcontrol.launch_dependents"))
-        first_load = next(i for i, ln in enumerate(op) if ln.startswith(("ld.global", "cp.async.cg", "cp.async.ca")))
-        assert wait < release
-        if early:
-            assert next(i for i, ln in enumerate(op) if ln.startswith("prefetch.global.L2")) < wait < first_load
-        else:
-            assert first_load < wait
-        log = mma_gemv.compile_log(90, defines)
-        assert "0 bytes spill stores" in log, log
+    c = mma_gemv.MmaConfig(*cfg)
+    op = _ptx_lines(mma_gemv.SOURCE, "90", mma_gemv.macros(4, c, (h, h, h, h), True))
+    first = {p: next(i for i, ln in enumerate(op) if ln.startswith(p))
+             for p in ("griddepcontrol.wait", "griddepcontrol.launch_dependents", "ld.global.nc.L1::no_allocate"
+                       if not c.smem else "cp.async")}
+    wait, release, load = first.values()
+    assert load < wait < release
+    assert not any(ln.startswith("griddepcontrol") for ln in _ptx_lines(mma_gemv.SOURCE, "90",
+                                                                        mma_gemv.macros(4, c, (h, h, h, h), False)))

@@ -211,26 +211,23 @@ def _function(index: int, arch: int | str, defines: tuple[tuple[str, int], ...],
 
 
 def macros(m: int, cfg: MmaConfig, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
-           pdl: bool, early: bool = False) -> tuple[tuple[str, int], ...]:
+           pdl: bool) -> tuple[tuple[str, int], ...]:
     """The ``-D`` macros of one program: ``m`` rows, ``cfg``, the dtypes of (scale, w_scale, bias or None,
-    out), whether it is launched with PDL, and (with PDL) whether released early (``mma_into``)."""
+    out), and whether it is launched with PDL."""
     sa, sb, bias, out = types
     return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("UNROLL", cfg.unroll), ("STAGES", cfg.stages),
             ("CLUSTER", cfg.cluster), ("ASYNC", int(cfg.smem)), ("NT", 1 if m <= 8 else 2),
             ("SA_T", _TYPES[sa]), ("SB_T", _TYPES[sb]), ("BIAS_T", _TYPES[bias] if bias is not None else 0),
-            ("OUT_T", _TYPES[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl))) + (
-            (("EARLY", 1),) if pdl and early else ())
+            ("OUT_T", _TYPES[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)))
 
 
 def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
              bias: torch.Tensor | None, out: torch.Tensor, config: MmaConfig | None = None,
-             after_quantizer: bool = False, early_release: bool = False) -> None:
+             after_quantizer: bool = False) -> None:
     """``w4a4_into`` for 1-16 rows where :func:`supports` holds. ``after_quantizer``: the previous kernel
     on the stream is the quantizer writing ``q``/``scale`` and nothing else this kernel reads; it is then
     launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
-    launch once it has its inputs. ``early_release`` (with ``after_quantizer``; being measured, not what
-    ``quant_linear`` runs): that quantizer lets this kernel launch at its own start, so before the wait
-    only L2 prefetches of the first steps' weights are issued."""
+    launch once it has its inputs."""
     m, kb = q.shape
     n = qw.shape[0]
     if m == 0 or n == 0:
@@ -248,7 +245,7 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
     ring = cfg.ring_bytes(m)
     fn = _function(q.device.index if q.device.index is not None else torch.cuda.current_device(), arch,
                    macros(m, cfg, (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype),
-                          pdl, early_release), ring)
+                          pdl), ring)
     grid = -(-n // (16 * cfg.tiles)) * cfg.cluster
     launch = _launch(grid, 32 * cfg.warps, ring, pdl, cfg.cluster)
     launch(fn, torch.cuda.current_stream(q.device).cuda_stream,

@@ -51,29 +51,22 @@ def _words(ptr, k, rw, KW):
 @triton.jit
 def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a, stride_b, stride_c,
                  M: tl.constexpr, HAS_BIAS: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
-                 PDL: tl.constexpr, PREFETCH: tl.constexpr, EARLY: tl.constexpr, USE_ASM: tl.constexpr):
+                 PDL: tl.constexpr, PREFETCH: tl.constexpr, USE_ASM: tl.constexpr):
     """A and B as int32 words (4 packed bytes, 8 codes); each word's low nibbles (even columns) and
     high nibbles (odd columns) become 4 bytes of 16x codes, and dp4a sums 4 products at a time into one
     (BN, BW) accumulator per row (up to 4 rows), reduced over K once, at the end, in the layout the
     weights were loaded in. The next step's weight and activation words are requested before the
     current ones are used; with PDL (programmatic dependent launch) the first weight tile, and L2
     prefetches of the next PREFETCH 128-byte lines of each weight row, are requested before waiting for
-    the previous kernel (the quantizer) to finish. EARLY (the quantizer released us at its start, so
-    the kernel before it may still be running): nothing is loaded into registers before the wait, only
-    PREFETCH 128-byte lines of each weight row from its start are asked of L2 (the point of coherence, so
-    a line fetched early still sees later writes)."""
+    the previous kernel (the quantizer) to finish."""
     pid = tl.program_id(0)
     rn = pid * BN + tl.arange(0, BN)
     rb = tl.where(rn < N, rn, 0).to(tl.int64)
     rw = tl.arange(0, BW)
     b_ptrs = b_ptr + rb[:, None] * stride_b + rw[None, :]
-    if EARLY:
-        lines = tl.minimum(tl.arange(0, PREFETCH) * 128, KW * 4 - 1)
-        _prefetch_l2(b_ptr.to(tl.pointer_type(tl.int8)) + rb[:, None] * stride_b * 4 + lines[None, :])
-        _wait_then_release()
     w = tl.load(b_ptrs, mask=rw[None, :] < KW, other=0)
     sb, bias = _column_scales(sb_ptr, bias_ptr, rb, HAS_BIAS)  # now: no round trip after the last step
-    if PDL and not EARLY:
+    if PDL:
         if PREFETCH > 0:
             lines = tl.minimum(BW * 4 + tl.arange(0, PREFETCH) * 128, KW * 4 - 1)  # bytes past the first tile
             _prefetch_l2(b_ptr.to(tl.pointer_type(tl.int8)) + rb[:, None] * stride_b * 4 + lines[None, :])
@@ -147,13 +140,6 @@ def dp4a_config(m: int, n: int, kb: int) -> Dp4aConfig:
     return Dp4aConfig(2, 256, 1, 16) if wide(n, kb) else Dp4aConfig(4, 128, 1)
 
 
-def _early_lines(cfg: Dp4aConfig, kb: int) -> int:
-    """With ``early_release``: 128-byte lines of each weight row to ask of L2 before the wait, the first
-    step's and ``cfg.prefetch`` more (at least one), as a power of two, at most the row."""
-    want = -(-cfg.bw * 4 // 128) + cfg.prefetch
-    return min(triton.next_power_of_2(want), triton.next_power_of_2(-(-kb // 128)))
-
-
 def wide(n: int, kb: int) -> bool:
     """Many more output columns than inputs (N > 2 K): there, from 4 rows, the tensor-core GEMM for
     few rows (``triton_swap.small_into``) beats the dp4a GEMV (H100 sweeps)."""
@@ -162,14 +148,11 @@ def wide(n: int, kb: int) -> bool:
 
 def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
               bias: torch.Tensor | None, out: torch.Tensor, config: Dp4aConfig | None = None,
-              after_quantizer: bool = False, early_release: bool = False) -> None:
+              after_quantizer: bool = False) -> None:
     """``w4a4_into`` for up to ``MAX_ROWS`` rows and K a multiple of 8 (whole int32 words per row).
     ``after_quantizer``: the previous kernel on the stream is the quantizer writing ``q``/``scale`` and
     nothing else this kernel reads, so it may be launched early (programmatic dependent launch) and
-    stream its weights while the quantizer runs; it lets the next kernel launch early in turn.
-    ``early_release`` (with ``after_quantizer``; being measured, not what ``quant_linear`` runs): that
-    quantizer lets this kernel launch at its own start, so before the wait only L2 prefetches of the
-    weights are issued."""
+    stream its weights while the quantizer runs; it lets the next kernel launch early in turn."""
     m, kb = q.shape
     n = qw.shape[0]
     if m == 0 or n == 0:
@@ -181,12 +164,10 @@ def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
     cfg = config or dp4a_config(m, n, kb)
     a, b = q.view(torch.int32), qw.view(torch.int32)
     pdl = after_quantizer and pdl_available(out.device)
-    early = pdl and early_release
     _dp4a_kernel[(triton.cdiv(n, cfg.bn),)](
         a, scale, b, w_scale, bias if bias is not None else w_scale, out, n, kb // 4, a.stride(0),
         b.stride(0), out.stride(0), M=m, HAS_BIAS=bias is not None, BN=cfg.bn, BW=cfg.bw, PDL=pdl,
-        PREFETCH=_early_lines(cfg, kb) if early else (cfg.prefetch if pdl else 0), EARLY=early,
-        USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
+        PREFETCH=cfg.prefetch if pdl else 0, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
         **({"launch_pdl": True} if pdl else {}))
 
 

@@ -79,20 +79,17 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
 @triton.jit
 def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, clip,
                       BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, PART: tl.constexpr,
-                      X16: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, EARLY: tl.constexpr,
-                      USE_ASM: tl.constexpr):
+                      X16: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
     """Program (row, part). Without LOOP the row stays in registers as one tile of BLOCK columns and,
     when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
     + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2). With
     PART > 0 the row is split over programs: each still finds the whole row's maximum (the same scale in
     every program, bit for bit), then reads its PART columns again (from L1 or L2) and writes their codes,
     so a few long rows spread the per-element work over several SMs instead of one each."""
-    if TRIGGER and EARLY:  # the next kernel may launch even before we have our input (see sym_quant_into)
-        tl.extra.cuda.gdc_launch_dependents()
     if WAIT:  # we were launched with PDL, early: the previous kernel may still be writing x
         tl.extra.cuda.gdc_wait()
-    if TRIGGER and not EARLY:  # a kernel launched next with PDL may start now (it waits for our results)
-        tl.extra.cuda.gdc_launch_dependents()
+    if TRIGGER:  # a kernel launched next with PDL may start now (it waits for our results itself); not
+        tl.extra.cuda.gdc_launch_dependents()  # before our wait, or it would crowd the previous kernel
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
     q_row = q_ptr + row * stride_q
@@ -160,16 +157,13 @@ def quant_config(n: int, m: int = 1, split: bool = True) -> QuantConfig:
 
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
-                   config: QuantConfig | None = None, trigger: bool = False, wait: bool = False,
-                   early: bool = False) -> None:
+                   config: QuantConfig | None = None, trigger: bool = False, wait: bool = False) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
     next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
-    while the previous kernel finishes and waits for it before reading ``x``; ``early`` triggers before
-    that wait instead, so the next kernel may launch (and request what does not depend on us) while the
-    previous one still runs. A few long rows are split
+    while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
     over programs (``quant_config``) except when either is set."""
     m, n = x.shape
     if m == 0:
@@ -185,8 +179,7 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1
     _sym_quant_kernel[(m, parts)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
                                   BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, PART=cfg.part, X16=x16,
-                                  TRIGGER=trigger, WAIT=wait, EARLY=early, USE_ASM=not _INTERPRET,
-                                  num_warps=cfg.num_warps,
+                                  TRIGGER=trigger, WAIT=wait, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
                                   **({"launch_pdl": True} if wait else {}))
 
 

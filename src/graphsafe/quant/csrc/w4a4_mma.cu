@@ -25,12 +25,7 @@
 //
 // Configuration macros: WARPS, TILES, UNROLL, STAGES (steps of loads in flight + 1), CLUSTER (CTAs per
 // cluster splitting K; launched with that cluster shape), NT (8-row activation tiles: 1 or 2), SA_T, SB_T,
-// BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL, EARLY (with PDL, released at the
-// quantizer's start: only L2 prefetches of the first steps' weights before the wait; default 0).
-
-#ifndef EARLY
-#define EARLY 0
-#endif
+// BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL.
 
 #include "w4a4_common.cuh"  // u32, to_f32, out_bits
 
@@ -95,14 +90,6 @@ __device__ __forceinline__ void load_weights(Tile& s, const u32* const (&wrow)[T
     s.w[r][h][u] = in ? ld_stream(row + o) : W4{0, 0, 0, 0};
   });
 }
-
-#if EARLY
-__device__ __forceinline__ void prefetch_weights(const u32* const (&wrow)[TILES][2], int c, int kw) {
-  each_weight_word(wrow, c, kw, [&](int, int, int, const u32* row, int o, bool in) {
-    if (in) asm volatile("prefetch.global.L2 [%0];" ::"l"(row + o));
-  });
-}
-#endif
 
 __device__ __forceinline__ void load_inputs(Tile& s, const u32* const (&xrow)[NT], const bool (&xin)[NT], int c,
                                             int kw) {
@@ -303,12 +290,6 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[r][n][i] = 0;
 
-#if EARLY  // released at the quantizer's start: the kernel before it may still run, so bind nothing yet
-#pragma unroll
-  for (int s = 0; s + 1 < STAGES; ++s) prefetch_weights(wrow, c0 + s * step, kw);
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
   // a ring of STAGES steps' words: STAGES - 1 steps in flight while one is multiplied
 #if ASYNC
   extern __shared__ W4 ring[];
@@ -325,7 +306,7 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
 #pragma unroll
     for (int j = 0; j < OUTS; ++j) outs[j] = place(out_v(j), out_l(j), n0, N, sb, bias);
   }
-#if PDL && !EARLY
+#if PDL
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the codes and scales come from the previous kernel
   asm volatile("griddepcontrol.launch_dependents;");
 #endif
