@@ -25,6 +25,26 @@ def _same_scale(a, b):
     return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0), b.nan_to_num(0))
 
 
+def _eager_and_replays(step, out, expected, refill):
+    """``step()`` run eagerly on a side stream, then captured there and replayed four times; before each
+    run ``refill(seed)`` sets the inputs on the current stream, and after it ``out`` equals ``expected()``."""
+    refill(99)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # the inputs were made on this one
+    with torch.cuda.stream(stream):
+        step()
+    torch.cuda.synchronize()
+    assert _same_scale(out, expected()), "eager"
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        step()
+    for seed in range(4):
+        refill(seed)
+        g.replay()
+        torch.cuda.synchronize()
+        assert _same_scale(out, expected()), seed
+
+
 def _assert_quant(x, backend, clip=1.0):
     q, s = quant.sym_quant(x, clip, backend=backend)
     q_ref, s_ref = ref.sym_quant_reference(x, clip)
@@ -196,21 +216,7 @@ def test_chained_quant_linears_wait_for_their_inputs_in_a_graph(m, before):
         r1 = ref.w4a4_linear_reference(*ref.sym_quant_reference(src * 2.0), *w1, None, torch.float16)
         return ref.w4a4_linear_reference(*ref.sym_quant_reference(r1), *w2, None, torch.float16)
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
-    with torch.cuda.stream(stream):
-        src.copy_(_x(m, k, seed=99))
-        step()
-    torch.cuda.synchronize()
-    assert _same_scale(y2, expected()), "eager"
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=stream):
-        step()
-    for seed in range(4):
-        src.copy_(_x(m, k, seed=seed))
-        g.replay()
-        torch.cuda.synchronize()
-        assert _same_scale(y2, expected()), seed
+    _eager_and_replays(step, y2, expected, lambda seed: src.copy_(_x(m, k, seed=seed)))
 
 
 @pytest.mark.parametrize("m, k, n, sms, plan", [
@@ -287,22 +293,11 @@ def test_bias_written_by_the_layer_before_is_read_after_it(m):
         r1 = ref.w4a4_linear_reference(*ref.sym_quant_reference(x1), *w1, None, torch.float16)
         return ref.w4a4_linear_reference(*ref.sym_quant_reference(x2), *w2, r1[0], torch.float16)
 
-    stream = torch.cuda.Stream()
-    x1.copy_(_x(m, k, seed=98))
-    stream.wait_stream(torch.cuda.current_stream())  # its inputs were made on this one
-    with torch.cuda.stream(stream):
-        step()
-    torch.cuda.synchronize()
-    assert _same_scale(y2, expected()), "eager"
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=stream):
-        step()
-    for seed in range(4):
+    def refill(seed):
         x1.copy_(_x(m, k, seed=seed))
         y1.fill_(float("nan"))  # a bias read before the first layer wrote it would be NaN
-        g.replay()
-        torch.cuda.synchronize()
-        assert _same_scale(y2, expected()), seed
+
+    _eager_and_replays(step, y2, expected, refill)
 
 
 @pytest.mark.parametrize("cuda_gemm", [True, False], ids=["cuda-gemm", "without-cuda-gemm"])
