@@ -117,3 +117,16 @@ def test_dp4a_gemv_without_pdl_has_no_grid_dependency_control():
     lines = _compiled()[1][2]
     assert _count(lines, "griddepcontrol") == 0
 
+
+
+@pytest.mark.parametrize("m", [1, 2, 4])
+def test_gemv_sass_counts_two_dp4a_per_weight_word_and_row(m):
+    """benchmarks/gemv_sass.py finds the dp4a GEMV's K loop in its sm_90 SASS: each 32-bit weight word
+    (8 codes) takes exactly two IDP (dp4a) per activation row, one for its even and one for its odd
+    columns; more would be redundant work, fewer a lost product."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gemv_sass.py"), "--m", str(m)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"({2 * m:.1f} IDP) per weight word" in proc.stdout, proc.stdout
