@@ -129,4 +129,4 @@ def test_gemv_sass_counts_two_dp4a_per_weight_word_and_row(m):
     proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gemv_sass.py"), "--m", str(m)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"({2 * m:.1f} IDP) per weight word" in proc.stdout, proc.stdout
+    assert f"({2 * m:.2f} IDP/IMMA) per weight word" in proc.stdout, proc.stdout
