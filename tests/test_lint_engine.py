@@ -288,11 +288,11 @@ def test_the_second_reading_keeps_the_view_that_parses_better(monkeypatch):
     from graphsafe.lint import engine, preproc
     from graphsafe.lint.cuda import parser
     plain = _ATTRIBUTED.split(b"#else")[0].replace(b"#if !defined(STABLE_ONLY)\n", b"\n")
-    view, how = engine._second_view(plain, parser().parse(plain))
+    view, _, how, _ = engine._second_view(plain, parser().parse(plain))
     assert how == "attribute macros blanked" and b"C10_HOST_DEVICE Pair" not in view
     [note] = [f for f in lint_source(plain, "pair.cuh")[0] if f.code == "GSX002"]
     assert "read again with attribute macros blanked, 0% could not" in note.message
     assert "unparsed part" in note.help
     monkeypatch.setattr(preproc, "blank_attribute_macros", lambda src, tree: b"}" * len(src))
-    view, how = engine._second_view(_ATTRIBUTED, parser().parse(_ATTRIBUTED))
+    view, _, how, _ = engine._second_view(_ATTRIBUTED, parser().parse(_ATTRIBUTED))
     assert view == preproc.first_branches(_ATTRIBUTED) and "blanked" not in how

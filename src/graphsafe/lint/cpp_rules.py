@@ -101,10 +101,11 @@ class _Ctx:
         return Hit(code, line, col, max(1, span), message, label, help_)
 
 
-def lint_cpp(src: bytes, return_tree: bool = False):
+def lint_cpp(src: bytes, return_tree: bool = False, tree=None):
     """All hits in a C/C++/CUDA source, and how many bytes lie in regions tree-sitter could not parse
-    (and the syntax tree, with ``return_tree``)."""
-    tree = parser().parse(src)
+    (and the syntax tree, with ``return_tree``). ``tree``: tree-sitter's parse of ``src``, if the caller
+    has it already."""
+    tree = tree if tree is not None else parser().parse(src)
     hits = _lint_tree(tree.root_node, _Ctx(src), in_macro=False)
     for m in matches("(preproc_function_def name: (identifier) @name parameters: (preproc_params) @params "
                      "value: (preproc_arg) @body) @def", tree.root_node):

@@ -198,20 +198,26 @@ def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
     return comments
 
 
-def _second_view(data: bytes, tree) -> tuple[bytes, str]:
+def _second_view(data: bytes, tree):
     """The second reading of a badly parsed file (``preproc``): one branch of each conditional, and the
     attribute macros blanked where that parses better (blanking can also shift tree-sitter's error
-    recovery the wrong way). Returns the view and how it was made, for the note."""
+    recovery the wrong way). Returns the view, its parse, how it was made and what it may miss (for the
+    note)."""
     from .cpp_rules import error_bytes
     from .cuda import parser
     from .preproc import blank_attribute_macros, first_branches
     view = first_branches(data)
     view_tree = tree if view == data else parser().parse(view)
-    blanked = blank_attribute_macros(view, view_tree)
     branches = "one branch of each preprocessor conditional (#if/#ifdef)"
-    if blanked != view and error_bytes(parser().parse(blanked)) < error_bytes(view_tree):
-        return blanked, (branches + " and " if view != data else "") + "attribute macros blanked"
-    return view, branches
+    other_branches = "findings in the other branches of its #if/#ifdef conditionals may be missing"
+    blanked = blank_attribute_macros(view, view_tree)
+    if blanked != view:
+        blanked_tree = parser().parse(blanked)
+        if error_bytes(blanked_tree) < error_bytes(view_tree):
+            if view == data:  # no conditional was cut
+                return blanked, blanked_tree, "attribute macros blanked", None
+            return blanked, blanked_tree, branches + " and attribute macros blanked", other_branches
+    return view, view_tree, branches, other_branches
 
 
 def _cuda(data: bytes, filename: str):
@@ -222,17 +228,15 @@ def _cuda(data: bytes, filename: str):
     trees = [(tree, data)]
     notes = []
     if share > PARSE_NOTE_SHARE:  # read once more: one branch of each conditional, attribute macros blanked
-        view, how = _second_view(data, tree)
+        view, view_tree, how, missing = _second_view(data, tree)
         if view != data:
-            more, view_errors, view_tree = lint_cpp(view, return_tree=True)
+            more, view_errors, _ = lint_cpp(view, return_tree=True, tree=view_tree)
             if view_errors < error_bytes:  # it parses more: add what it finds (same positions; lint_source
                 hits = hits + more           # keeps the first finding per code and place, the file as written's)
                 trees.append((view_tree, view))
                 notes.append(_gsx(
                     "GSX002", filename, f"{share:.0%} of the file could not be parsed as written; read again with "
-                    f"{how}, {view_errors / max(1, len(data)):.0%} could not",
-                    help_="findings in the other branches of its #if/#ifdef conditionals may be missing"
-                    if "branch" in how else None))
+                    f"{how}, {view_errors / max(1, len(data)):.0%} could not", help_=missing))
     if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
     comments: dict[int, tuple[str, bool]] = {}

@@ -77,10 +77,10 @@ ATTRIBUTE_MACROS = frozenset({
 _NAME_TOKENS = ("identifier", "type_identifier", "field_identifier", "namespace_identifier")
 
 
-def _macro_query() -> str:
-    names = " ".join(f'"{m.decode()}"' for m in sorted(ATTRIBUTE_MACROS))
-    return "\n".join(f"(({t}) @m (#any-of? @m {names}))" for t in _NAME_TOKENS)  # one pattern each: the
-    # predicate of an alternation [(a) (b)] @m is not applied to every branch by py-tree-sitter 0.26
+_NAMES = " ".join(f'"{m.decode()}"' for m in sorted(ATTRIBUTE_MACROS))
+# one pattern per token type: py-tree-sitter 0.26 does not apply the predicate of an alternation
+# [(a) (b)] @m to every branch
+_MACRO_QUERY = "\n".join(f"(({t}) @m (#any-of? @m {_NAMES}))" for t in _NAME_TOKENS)
 
 
 def blank_attribute_macros(src: bytes, tree) -> bytes:
@@ -89,7 +89,7 @@ def blank_attribute_macros(src: bytes, tree) -> bytes:
     if not any(m in src for m in ATTRIBUTE_MACROS):
         return src
     from .cuda import matches
-    spans = [(m["m"].start_byte, m["m"].end_byte) for m in matches(_macro_query(), tree.root_node)]
+    spans = [(m["m"].start_byte, m["m"].end_byte) for m in matches(_MACRO_QUERY, tree.root_node)]
     if not spans:
         return src
     out = bytearray(src)
