@@ -243,25 +243,10 @@ def test_cuda_wgmma_gemm_available_on_sm_90_only_and_warns_once_without_its_pack
     assert triton_persist.route(planes, qw) == "per-tile"
 
 
-def _ptx_lines(source, arch: str, defines) -> list[str]:
-    """PTX of ``source`` from NVRTC (its headers from memory, as mma_gemv._compile gives them), each
-    instruction without its guard predicate."""
-    from cuda.bindings import nvrtc
-
+def _ptx_ops(defines) -> list[str]:
+    """The tensor-core GEMV's PTX instructions for sm_90, each without its guard predicate."""
     from graphsafe.quant import mma_gemv
-    names, texts = mma_gemv._headers(source.parent)
-    result, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), len(names), texts, names)
-    mma_gemv._nvrtc_ok(result)
-    try:
-        opts = [f"--gpu-architecture=compute_{arch}".encode(), b"-std=c++17",
-                *(f"-D{k}={v}".encode() for k, v in defines)]
-        mma_gemv._nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog, source)
-        result, size = nvrtc.nvrtcGetPTXSize(prog)
-        ptx = b" " * size
-        mma_gemv._nvrtc_ok(nvrtc.nvrtcGetPTX(prog, ptx)[0], prog)
-    finally:
-        nvrtc.nvrtcDestroyProgram(prog)
-    lines = [ln.strip() for ln in ptx.decode(errors="replace").splitlines()]
+    lines = [ln.strip() for ln in mma_gemv.compile_ptx(90, defines).splitlines()]
     return [ln.split(None, 1)[1] if ln.startswith("@") else ln for ln in lines]
 
 
@@ -273,11 +258,10 @@ def test_tensor_core_gemv_requests_weights_then_waits_then_releases(cfg, nvrtc_m
     from graphsafe.quant import mma_gemv
     h = torch.float16
     c = mma_gemv.MmaConfig(*cfg)
-    op = _ptx_lines(mma_gemv.SOURCE, "90", mma_gemv.macros(4, c, (h, h, h, h), True))
+    op = _ptx_ops(mma_gemv.macros(4, c, (h, h, h, h), True))
     first = {p: next(i for i, ln in enumerate(op) if ln.startswith(p))
              for p in ("griddepcontrol.wait", "griddepcontrol.launch_dependents", "ld.global.nc.L1::no_allocate"
                        if not c.smem else "cp.async")}
     wait, release, load = first.values()
     assert load < wait < release
-    assert not any(ln.startswith("griddepcontrol") for ln in _ptx_lines(mma_gemv.SOURCE, "90",
-                                                                        mma_gemv.macros(4, c, (h, h, h, h), False)))
+    assert not any(ln.startswith("griddepcontrol") for ln in _ptx_ops(mma_gemv.macros(4, c, (h, h, h, h), False)))

@@ -154,8 +154,10 @@ def _headers(folder: Path) -> tuple[list[bytes], list[bytes]]:
 
 
 def _compile(arch: int | str, defines: tuple[tuple[str, int], ...], extra: tuple[bytes, ...] = (),
-             source: Path = SOURCE) -> tuple[bytes, str]:
+             source: Path = SOURCE, ptx: bool = False) -> tuple[bytes, str]:
+    """(the cubin, or with ``ptx`` the PTX, and NVRTC's log) of ``source`` for ``sm_<arch>``."""
     from cuda.bindings import nvrtc
+    size_of, get = (nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX) if ptx else (nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
     names, texts = _headers(source.parent)
     result, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), len(names), texts, names)
     _nvrtc_ok(result)
@@ -163,11 +165,11 @@ def _compile(arch: int | str, defines: tuple[tuple[str, int], ...], extra: tuple
         opts = [f"--gpu-architecture=sm_{arch}".encode(), b"-std=c++17", *extra,
                 *(f"-D{k}={v}".encode() for k, v in defines)]
         _nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog, source)
-        result, size = nvrtc.nvrtcGetCUBINSize(prog)
+        result, size = size_of(prog)
         _nvrtc_ok(result, prog)
-        cubin = b" " * size
-        _nvrtc_ok(nvrtc.nvrtcGetCUBIN(prog, cubin)[0], prog)
-        return cubin, _program_log(prog)
+        out = b" " * size
+        _nvrtc_ok(get(prog, out)[0], prog)
+        return out, _program_log(prog)
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
@@ -177,6 +179,12 @@ def compile_cubin(arch: int | str, defines: tuple[tuple[str, int], ...], source:
     """``source`` (default ``csrc/w4a4_mma.cu``) compiled for ``sm_<arch>`` (``arch`` may carry a suffix:
     ``"90a"``) with the given macros (cached per process)."""
     return _compile(arch, defines, source=source)[0]
+
+
+def compile_ptx(arch: int | str, defines: tuple[tuple[str, int], ...], source: Path = SOURCE) -> str:
+    """The PTX NVRTC makes of ``source`` for one configuration (what the CPU tests read instruction
+    order from)."""
+    return _compile(arch, defines, source=source, ptx=True)[0].rstrip(b"\x00").decode()
 
 
 def compile_log(arch: int | str, defines: tuple[tuple[str, int], ...], source: Path = SOURCE) -> str:
