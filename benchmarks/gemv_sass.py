@@ -3,13 +3,14 @@
 ``--kind dp4a``: compiles ``triton_gemv._dp4a_kernel`` for sm_90 with the launch configuration
 ``dp4a_config`` picks (or the one given), with the integer arguments marked divisible by 16 as
 Triton's launcher marks them on the benchmark shapes. ``--kind mma``: the tensor-core GEMV
-(``csrc/w4a4_mma.cu`` through NVRTC, needs cuda-bindings) with ``mma_config``'s choice. Either cubin is
+(``csrc/w4a4_mma.cu`` through NVRTC, needs cuda-bindings) with ``mma_config``'s choice; ``--kind planes``:
+the one on MMA planes (``csrc/w4a4_planes.cu``) with ``planes_config``'s. Either cubin is
 disassembled with the ``nvdisasm`` bundled with Triton, and the instructions of the K loop (the block
 that ends in the backward branch) are counted by opcode (the tensor-core GEMV's loop holds STAGES steps). From those counts it
 estimates the issue time of the whole GEMV on an H100 (132 SMs, 4 warp-instructions per clock per SM,
 1.755 GHz), to set against the time a bare read of the weights takes (``read_floor.py``).
 
-    python benchmarks/gemv_sass.py [--kind dp4a|mma] [--m 4] [--k 3584] [--n 4608] [--config BN,BW,WARPS]
+    python benchmarks/gemv_sass.py [--kind dp4a|mma|planes] [--m 4] [--k 3584] [--n 4608] [--config BN,BW,WARPS]
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def _dp4a_cubin(m: int, bn: int, bw: int, warps: int) -> bytes:
 
 
 def loop_counts(cubin: bytes) -> tuple[collections.Counter, int]:
-    """Opcode counts of the K loop's body (the longest block ending in a backward branch) and the number
-    of SASS instructions in the kernel."""
+    """Opcode counts of the K loop's body (of the blocks that end in a backward branch and hold dp4a or MMA
+    instructions, the one with the most of them, the shortest of those) and the number of SASS instructions
+    in the kernel."""
     import triton
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -66,14 +68,18 @@ def loop_counts(cubin: bytes) -> tuple[collections.Counter, int]:
         target = re.search(r"BRA\s+`\((\.L_x_\d+)\)", text)
         if target and labels.get(target.group(1), i + 1) <= i:
             loops.append(ins[labels[target.group(1)]:i + 1])
-    if not loops:
-        raise RuntimeError("no backward branch in the GEMV's SASS: the loop was not found")
-    return collections.Counter(_opcode(t) for t in max(loops, key=len)), len(ins)
+    counts = [collections.Counter(_opcode(t) for t in loop) for loop in loops]
+    counts = [c for c in counts if c["IDP"] + c["IMMA"]]
+    if not counts:
+        raise RuntimeError("no loop with dp4a or MMA instructions in the GEMV's SASS: the K loop was not found")
+    # the main loop: the most dot instructions, and of loops with as many (a steady state and the last trips
+    # with their tests), the shortest
+    return max(counts, key=lambda c: (c["IDP"] + c["IMMA"], -sum(c.values()))), len(ins)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", choices=("dp4a", "mma"), default="dp4a")
+    ap.add_argument("--kind", choices=("dp4a", "mma", "planes"), default="dp4a")
     ap.add_argument("--m", type=int, default=4)
     ap.add_argument("--k", type=int, default=3584)
     ap.add_argument("--n", type=int, default=4608)
@@ -91,6 +97,15 @@ def main(argv=None) -> int:
         cubin = _dp4a_cubin(args.m, bn, bw, warps)
         words_per_thread = bn * bw // (32 * warps)  # weight words each thread multiplies per loop trip
         what = f"{bn} rows x {bw} words per step, {warps} warp(s)"
+    elif args.kind == "planes":
+        import torch
+
+        from graphsafe.quant import mma_gemv, mma_planes
+        cfg = mma_planes.planes_config(args.m, args.n, kb // 4)
+        h = torch.float16
+        cubin = mma_gemv.compile_cubin(90, mma_planes.macros(args.m, cfg, (h, h, None, h), True), mma_planes.SOURCE)
+        words_per_thread = cfg.ring * cfg.tiles * 2 * 4  # RING chunks of two 16-byte words per weight tile
+        what = str(cfg)
     else:
         import torch
 

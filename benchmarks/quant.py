@@ -80,8 +80,9 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     import torch
 
     from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant, w4a4_linear
-    from graphsafe.quant.ops import SMALL_MAX_M
-    from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.mma_planes import planes_into
+    from graphsafe.quant.ops import SMALL_MAX_M, _planes
+    from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
     from graphsafe.quant.triton_persist import many_rows_into
 
     w_bytes = n * k * 2
@@ -95,14 +96,22 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     def w4a4(i):  # what W4A4Linear runs: the quantizer, then the GEMM (PDL-linked; beyond SMALL_MAX_M rows on sm_90)
         quant_linear(xs[i], packed[i][0], packed[i][1], out=y_buf)
 
+    mma_planes = m <= SMALL_MAX_M and _planes(m, packed[0][0], "auto")  # the quantizer writes the MMA's layout
     if m > SMALL_MAX_M:  # quant_linear's GEMM there reads INT8 planes written by the quantizer
         planes = [torch.empty(2, m, (k + 1) // 2, dtype=torch.int8, device="cuda") for _ in range(copies)]
         for x, p, (_, s) in zip(xs, planes, qs):
             sym_quant_into(x, 1.0, p, s)
+    elif mma_planes:
+        planes = [(torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda"),
+                   torch.empty(m, dtype=torch.int32, device="cuda")) for _ in range(copies)]
+        for x, (p, xsum), (_, s) in zip(xs, planes, qs):
+            sym_quant_into(x, 1.0, p, s, xsum=xsum)
 
     def gemm_only(i):  # the GEMM quant_linear runs, alone
         if m > SMALL_MAX_M:
             many_rows_into(planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
+        elif mma_planes:
+            planes_into(*planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
         else:
             w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
 
@@ -241,7 +250,7 @@ def sweep(reps: int, ms=(3, 4, 16, 512, 2048, 8192)) -> list[dict]:
     return out
 
 
-FEW_KINDS = ("mma", "dp4a", "small")
+FEW_KINDS = ("mma", "dp4a", "small", "planes")
 # tensor-core GEMV configurations: the shared-memory ring (cp.async) at several depths, and the register ring
 MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
              [(8, 1, 1, 3), (8, 1, 2, 3), (8, 1, 1, 6), (8, 1, 2, 4), (4, 1, 1, 4), (4, 1, 1, 6), (4, 1, 2, 3),
@@ -251,6 +260,10 @@ MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
             + [(8, 1, 2, 2, 1, False), (4, 1, 2, 3, 1, False), (8, 1, 4, 2, 1, False), (8, 1, 1, 5, 1, False),
                (8, 1, 2, 3, 1, False), (4, 1, 2, 4, 1, False)])
 
+# the tensor-core GEMV on MMA planes: (warps, tiles, ring, L2 prefetch)
+PLANES_GRID = [(8, 1, 2, False), (8, 1, 2, True), (8, 1, 3, False), (8, 1, 3, True), (4, 1, 3, False),
+               (4, 1, 3, True), (8, 2, 2, False), (8, 2, 2, True), (8, 2, 3, True), (4, 2, 3, True), (8, 1, 4, False)]
+
 
 def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     """Time few-row GEMM launch configurations, alone ("gemm_us") and after the quantizer as
@@ -258,14 +271,16 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     without PDL): "mma", the tensor-core GEMV (mma_gemv.MmaConfig, for mma_config); "dp4a", the dp4a
     GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
     dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default",
-    only mma_config's choice from 3 rows. With "foreign" also "foreign_us": after a torch kernel writing
+    only mma_config's choice from 3 rows; "planes", the tensor-core GEMV on MMA planes (mma_planes.PlanesConfig;
+    "planes-default": planes_config's choice), chained after the quantizer writing them. With "foreign" also "foreign_us": after a torch kernel writing
     x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
 
     from graphsafe.quant import pack_int4_weights, reference, sym_quant
     from graphsafe.quant.mma_gemv import MmaConfig, mma_config, mma_into
+    from graphsafe.quant.mma_planes import PlanesConfig, planes_config, planes_into
     from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_config, dp4a_into, pdl_available
-    from graphsafe.quant.triton_kernels import sym_quant_into
+    from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
     from graphsafe.quant.triton_swap import small_config, small_into
 
     mma_grid = [MmaConfig(*c) for c in MMA_GRID]
@@ -295,13 +310,27 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 cands += [("mma", c) for c in mma_grid if c.ring_bytes(m) <= 100 * 1024]
             if "mma-default" in kinds and m >= 3:
                 cands.append(("mma", mma_config(m, n, k // 8)))
+            if "planes" in kinds:
+                cands += [("planes", PlanesConfig(*c)) for c in PLANES_GRID]
+            elif "planes-default" in kinds:
+                cands.append(("planes", planes_config(m, n, k // 8)))
+            planes = torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda")
+            xsum = torch.empty(m, dtype=torch.int32, device="cuda")
+            sym_quant_into(x, 1.0, planes, s, xsum=xsum)
             for kind, cfg in cands:
-                gemm = {"dp4a": dp4a_into, "small": small_into, "mma": mma_into}[kind]
+                gemm = {"dp4a": dp4a_into, "small": small_into, "mma": mma_into, "planes": None}[kind]
 
                 def alone(i, cfg=cfg, gemm=gemm):
-                    gemm(q, s, packed[i][0], packed[i][1], None, y, cfg)
+                    if gemm is None:
+                        planes_into(planes, xsum, s, packed[i][0], packed[i][1], None, y, cfg)
+                    else:
+                        gemm(q, s, packed[i][0], packed[i][1], None, y, cfg)
 
                 def chain(i, cfg=cfg, gemm=gemm, wait=True):
+                    if gemm is None:  # quant_linear's GEMV on MMA planes, after their quantizer
+                        sym_quant_into(x, 1.0, planes, s, trigger=pdl, wait=wait and pdl, xsum=xsum)
+                        planes_into(planes, xsum, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
+                        return
                     sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl)
                     gemm(q, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
                 try:
@@ -312,7 +341,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                         continue
                     row = {"K": k, "N": n, "M": m, "kind": kind, "config": cfg.__dict__,
                            "gemm_us": _timed_graph(alone, copies, reps), "chain_us": _timed_graph(chain, copies, reps)}
-                    if kind != "mma":
+                    if kind not in ("mma", "planes"):
                         row["chain_nowait_us"] = _timed_graph(lambda i: chain(i, wait=False), copies, reps)
                     if "foreign" in kinds:
                         row["foreign_us"] = _after_torch_op(chain, x, copies, reps)
@@ -389,7 +418,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-few", action="store_true",
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--kinds", default=",".join(FEW_KINDS),
-                    help="--sweep-few: which GEMMs (mma or mma-default, dp4a or dp4a-default, small), comma-"
+                    help="--sweep-few: which GEMMs (mma or mma-default, dp4a or dp4a-default, small, planes or "
+                         "planes-default), comma-"
                          "separated; add foreign to also time each after a torch kernel")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")

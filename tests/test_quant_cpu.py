@@ -83,7 +83,8 @@ def test_triton_w4a4_matches_reference_and_accumulates_exactly(m, k, n):
                                     (2300, (2048, 256, False, 512)), (301, (512, 0, False, 64))])
 def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
     """Every tiling (one tile, two tiles, the loop, a row split over programs) gives the reference's
-    codes, packed or as INT8 planes of 16 x the even and the odd columns' codes."""
+    codes, packed, as INT8 planes of 16 x the even and the odd columns' codes, or as the tensor-core GEMV's
+    MMA planes (padding included: the buffer starts full of 99s) with their even-column sums."""
     tk = _triton()
     x = _x(3, n)
     x[1, n - 1] = float("nan")
@@ -98,6 +99,43 @@ def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
     codes = ref.unpack_int4(q_ref, n + n % 2)
     assert torch.equal(planes[0], (codes[:, 0::2] * 16).to(torch.int8))
     assert torch.equal(planes[1], (codes[:, 1::2] * 16).to(torch.int8))
+    mma, xsum = torch.full((3, tk.mma_planes_width(n)), 99, dtype=torch.int8), torch.full((3,), 99, dtype=torch.int32)
+    if config.part:  # a split row's programs would each add only their part to the sum
+        with pytest.raises(ValueError, match="not with MMA planes"):
+            tk.sym_quant_into(x, 0.9, mma, s, config, xsum=xsum)
+        return
+    tk.sym_quant_into(x, 0.9, mma, s, config, xsum=xsum)
+    mma_ref, xsum_ref = ref.mma_planes_reference(q_ref)
+    assert torch.equal(mma, mma_ref) and torch.equal(xsum, xsum_ref)
+
+
+@interpreted
+@pytest.mark.parametrize("n", [1, 8, 127, 129, 2088, 33000])
+def test_mma_planes_of_default_tilings_fill_their_padding(n):
+    """quant_config's own tilings (a second tile of 64 columns, rows looping over tiles) write every byte
+    of the padded MMA planes: tiles are widened to 128 columns there."""
+    tk = _triton()
+    x = _x(2, n)
+    mma, xsum = torch.full((2, tk.mma_planes_width(n)), 99, dtype=torch.int8), torch.empty(2, dtype=torch.int32)
+    tk.sym_quant_into(x, 1.0, mma, torch.empty(2, 1, dtype=torch.float16), xsum=xsum)
+    planes, sums = ref.mma_planes_reference(ref.sym_quant_reference(x)[0])
+    assert torch.equal(mma, planes) and torch.equal(xsum, sums)
+
+
+def test_mma_planes_arithmetic_gives_the_exact_dot_product():
+    """The tensor-core GEMV's algebra on the CPU: weights' even columns as code + 8 and odd ones as
+    16 x code, against planes of 16 x the even activation codes and the odd ones, sum to 16 x (the dot
+    product + 8 x the even activation codes' sum), extremes included."""
+    torch.manual_seed(0)
+    codes = torch.randint(-8, 8, (5, 384), dtype=torch.int8)
+    codes[0], codes[1] = -8, 7
+    w = torch.randint(-8, 8, (6, 384), dtype=torch.int8)
+    w[0], w[1] = -8, 7
+    q, qw = ref.pack_int4(codes), ref.pack_int4(w)
+    planes, xsum = ref.mma_planes_reference(q)
+    got = ref.mma_planes_dot_reference(planes, qw)
+    assert torch.equal(got, 16 * (ref.int4_matmul_reference(q, qw) + 8 * xsum[:, None]))
+    assert planes[:, 0::8].min() == -128 and planes[:, 4::8].min() == -8 and planes[:, 4::8].max() == 7
 
 
 @interpreted

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("triton")
 pytest.importorskip("triton.backends.nvidia.compiler")
 
-QUANT_SIG = {"x_ptr": "*fp16", "q_ptr": "*u8", "s_ptr": "*fp16", "N": "i32", "NB": "i32", "stride_x": "i32",
+QUANT_SIG = {"x_ptr": "*fp16", "q_ptr": "*u8", "s_ptr": "*fp16", "sum_ptr": "*i32", "N": "i32", "NB": "i32", "stride_x": "i32",
              "stride_q": "i32", "plane": "i32", "clip": "fp32"}
 DP4A_SIG = {"a_ptr": "*i32", "sa_ptr": "*fp16", "b_ptr": "*i32", "sb_ptr": "*fp16", "bias_ptr": "*fp16",
             "c_ptr": "*fp16", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32", "stride_c": "i32"}
@@ -47,7 +47,7 @@ _CHILD = textwrap.dedent("""
     print(json.dumps(out))
 """)
 
-QUANT_CASES = [(t, w) for t in (False, True) for w in (False, True)]
+QUANT_CASES = [(t, w, 0) for t in (False, True) for w in (False, True)] + [(True, True, 2)]  # 2: MMA planes
 DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True),
               dict(M=4, HAS_BIAS=True, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True),
               dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True)]
@@ -57,8 +57,8 @@ DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_
 def _compiled() -> tuple[list, list]:
     """PTX lines of the quantizer for each QUANT_CASES entry and of the dp4a GEMV for each DP4A_CASES one."""
     jobs = [("quant", "_sym_quant_kernel", QUANT_SIG,
-             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, X16=False, TRIGGER=t, WAIT=w, USE_ASM=True))
-            for t, w in QUANT_CASES]
+             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, LAYOUT=layout, TRIGGER=t, WAIT=w, USE_ASM=True))
+            for t, w, layout in QUANT_CASES]
     jobs += [("gemv", "_dp4a_kernel", DP4A_SIG, c) for c in DP4A_CASES]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(jobs), capture_output=True, text=True,
@@ -85,20 +85,21 @@ def _count(lines: list[str], what: str) -> int:
     return sum(_op(line).startswith(what) for line in lines)
 
 
-def _quant(trigger: bool, wait: bool) -> list[str]:
-    return _compiled()[0][QUANT_CASES.index((trigger, wait))]
+def _quant(trigger: bool, wait: bool, layout: int = 0) -> list[str]:
+    return _compiled()[0][QUANT_CASES.index((trigger, wait, layout))]
 
 
-def test_quantizer_waits_before_reading_x_and_before_releasing_the_gemm():
-    lines = _quant(True, True)
+@pytest.mark.parametrize("layout", [0, 2])
+def test_quantizer_waits_before_reading_x_and_before_releasing_the_gemm(layout):
+    lines = _quant(True, True, layout)
     wait = _first(lines, "griddepcontrol.wait")
     assert wait < _first(lines, "griddepcontrol.launch_dependents")
     assert wait < _first(lines, "ld.global"), "x was read before waiting for the kernel that writes it"
 
 
-@pytest.mark.parametrize("trigger,wait", QUANT_CASES)
-def test_quantizer_emits_only_what_was_asked(trigger, wait):
-    lines = _quant(trigger, wait)
+@pytest.mark.parametrize("trigger,wait,layout", QUANT_CASES)
+def test_quantizer_emits_only_what_was_asked(trigger, wait, layout):
+    lines = _quant(trigger, wait, layout)
     assert _count(lines, "griddepcontrol.launch_dependents") == int(trigger)
     assert _count(lines, "griddepcontrol.wait") == int(wait)
 

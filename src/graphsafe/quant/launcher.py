@@ -1,5 +1,6 @@
-"""Launching the NVRTC-compiled kernels (``csrc/w4a4_mma.cu``, ``csrc/w4a4_wgmma.cu``) through the
-driver's ``cuLaunchKernelEx`` on PyTorch's current stream, so CUDA graphs capture them like any kernel.
+"""Launching the NVRTC-compiled kernels (``csrc/w4a4_mma.cu``, ``csrc/w4a4_planes.cu``,
+``csrc/w4a4_wgmma.cu``) through the driver's ``cuLaunchKernelEx`` on PyTorch's current stream, so CUDA
+graphs capture them like any kernel.
 
 Building a launch configuration (``CUlaunchConfig``, its PDL and cluster attributes) and the parameter
 array through cuda-bindings and ctypes costs more Python time than the launch itself, so a

@@ -171,23 +171,49 @@ def mma_wanted(m: int, n: int, kb: int) -> bool:
     return kb > 2048 or 5 <= m <= 8 or (m == 4 and wide(n, kb))
 
 
+def planes_wanted(m: int, n: int, kb: int) -> bool:
+    """Whether ``quant_linear`` runs the tensor-core GEMV on MMA planes (``mma_planes``) for ``m`` rows,
+    ``n`` outputs and ``kb`` bytes of K, where it beat the GEMMs on packed codes chained after the
+    quantizer (H100, ``benchmarks/quant.py --sweep-few``): 5-8 rows on rows of up to 4096 (by 0.25 µs in
+    3584->4608, 0.4 µs in 3584->18944), 9-16 on longer rows (0.5 µs in 18944->3584 at 16). At 3-4 rows
+    the dp4a GEMV and the GEMV on packed codes stay ahead after the quantizer, though the planes GEMV
+    alone is the fastest of them."""
+    if not 1 <= m <= SMALL_MAX_M:
+        return False
+    return 9 <= m if kb > 2048 else 5 <= m <= 8
+
+
 _MMA_WARNED: set = set()
 
 
+def _tensor_core_gemv(device: torch.device) -> bool:
+    """Whether the NVRTC-compiled GEMVs can run on ``device``; where they cannot (no cuda-bindings or
+    NVRTC) the Triton GEMMs run instead, and the reason is warned about once per device."""
+    from . import mma_gemv
+    try:
+        mma_gemv.check(device)
+    except mma_gemv.MmaUnavailable as exc:
+        if exc.warn and device not in _MMA_WARNED:
+            _MMA_WARNED.add(device)
+            warnings.warn(f"{exc}; the few-row GEMM runs on the slower Triton kernels", RuntimeWarning, stacklevel=5)
+        return False
+    return True
+
+
 def _mma(q: torch.Tensor, qw: torch.Tensor, backend: str) -> bool:
-    """``backend="auto"`` only: the tensor-core GEMV takes this GEMM. Where it cannot run (no
-    cuda-bindings or NVRTC) the Triton GEMMs do, and the reason is warned about once per device."""
+    """``backend="auto"`` only: the tensor-core GEMV takes this GEMM (where it can run)."""
     from . import mma_gemv
     if backend != "auto" or not mma_wanted(q.shape[0], qw.shape[0], q.shape[1]) or not mma_gemv.supports(q, qw):
         return False
-    try:
-        mma_gemv.check(q.device)
-    except mma_gemv.MmaUnavailable as exc:
-        if exc.warn and q.device not in _MMA_WARNED:
-            _MMA_WARNED.add(q.device)
-            warnings.warn(f"{exc}; the few-row GEMM runs on the slower Triton kernels", RuntimeWarning, stacklevel=4)
+    return _tensor_core_gemv(q.device)
+
+
+def _planes(m: int, qw: torch.Tensor, backend: str) -> bool:
+    """``backend="auto"`` only: quant_linear's GEMM is the tensor-core GEMV on MMA planes."""
+    from . import mma_planes
+    if backend != "auto" or not planes_wanted(m, qw.shape[0], qw.shape[1]) or not mma_planes.supports(qw, m):
         return False
-    return True
+    return _tensor_core_gemv(qw.device)
 
 
 def _few_rows_into(q, scale, qw, w_scale, bias, backend: str, out: torch.Tensor, after_quantizer: bool = False) -> None:
@@ -310,8 +336,15 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
         triton_persist.many_rows_into(x16, scale, qw, w_scale, bias, out, after_quantizer=pdl, which=which)
         return
     # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
-    q = x.new_empty((m, kb), dtype=torch.uint8)
     pdl = triton_gemv.pdl_available(x.device)
+    if _planes(m, qw, backend):  # the quantizer writes the activations unpacked, as the MMA takes them
+        from . import mma_planes
+        planes = x.new_empty((m, triton_kernels.mma_planes_width(x.shape[1])), dtype=torch.int8)
+        xsum = x.new_empty((m,), dtype=torch.int32)
+        triton_kernels.sym_quant_into(x, clip_ratio, planes, scale, trigger=pdl, wait=pdl, xsum=xsum)
+        mma_planes.planes_into(planes, xsum, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+        return
+    q = x.new_empty((m, kb), dtype=torch.uint8)
     triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
     _few_rows_into(q, scale, qw, w_scale, bias, backend, out, after_quantizer=pdl)
 

@@ -20,7 +20,7 @@ to 65,536 and beyond do not overflow. Under ``TRITON_INTERPRET=1`` the kernels r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -61,31 +61,40 @@ def _abs_bits_max(x):
 
 @triton.jit
 def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK: tl.constexpr,
-                 X16: tl.constexpr, USE_ASM: tl.constexpr):
-    """Codes of columns [start, start + BLOCK) of one row. Packed: byte j holds column 2j in its low
-    nibble. X16: 16 x the even columns' codes as int8 at q_row[j] and the odd columns' at q_row[plane + j]
-    (the large-M GEMM's operand, :mod:`graphsafe.quant.triton_swap`)."""
+                 LAYOUT: tl.constexpr, USE_ASM: tl.constexpr):
+    """Codes of columns [start, start + BLOCK) of one row; returns the sum of the even columns' codes (LAYOUT
+    2 only, else 0). LAYOUT 0, packed: byte j holds column 2j in its low nibble. 1: 16 x the even columns'
+    codes as int8 at q_row[j] and the odd columns' at q_row[plane + j] (the large-M GEMM's operand,
+    :mod:`graphsafe.quant.triton_swap`). 2, the MMA planes (``csrc/w4a4_planes.cu``): for every 8 columns,
+    16 x the 4 even columns' codes, then the 4 odd columns' codes, as int8 bytes (NB: bytes in the row)."""
     lo, hi = tl.split(tl.reshape(x, (BLOCK // 2, 2)))
     c_lo = _codes(lo.to(tl.float32), scale, rcp, dt, USE_ASM)
     c_hi = _codes(hi.to(tl.float32), scale, rcp, dt, USE_ASM)
+    if LAYOUT == 2:
+        pair = tl.join(tl.reshape(c_lo << 4, (BLOCK // 8, 4)), tl.reshape(c_hi, (BLOCK // 8, 4)))  # (., 4, 2)
+        b = start + tl.arange(0, BLOCK)
+        tl.store(q_row + b, tl.reshape(tl.permute(pair, (0, 2, 1)), (BLOCK,)).to(tl.int8), mask=b < NB)
+        return tl.sum(c_lo, axis=0)
     b = start // 2 + tl.arange(0, BLOCK // 2)
-    if X16:
+    if LAYOUT == 1:
         tl.store(q_row + b, (c_lo << 4).to(tl.int8), mask=b < NB)
         tl.store(q_row + plane + b, (c_hi << 4).to(tl.int8), mask=b < NB)
     else:
         tl.store(q_row + b, ((c_lo & 0xF) | (c_hi << 4)).to(tl.uint8), mask=b < NB)
+    return 0
 
 
 @triton.jit
-def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, clip,
+def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, N, NB, stride_x, stride_q, plane, clip,
                       BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, PART: tl.constexpr,
-                      X16: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
+                      LAYOUT: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
     """Program (row, part). Without LOOP the row stays in registers as one tile of BLOCK columns and,
     when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
     + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2). With
     PART > 0 the row is split over programs: each still finds the whole row's maximum (the same scale in
     every program, bit for bit), then reads its PART columns again (from L1 or L2) and writes their codes,
-    so a few long rows spread the per-element work over several SMs instead of one each."""
+    so a few long rows spread the per-element work over several SMs instead of one each. LAYOUT: see
+    _store_codes; with 2 (never with PART) the sum of the row's even-column codes goes to sum_ptr[row]."""
     if WAIT:  # we were launched with PDL, early: the previous kernel may still be writing x
         tl.extra.cuda.gdc_wait()
     if TRIGGER:  # a kernel launched next with PDL may start now (it waits for our results itself); not
@@ -113,19 +122,22 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, N, NB, stride_x, stride_q, plane, cli
         tl.store(s_ptr + row, scale)
     scale = scale.to(tl.float32)
     rcp = tl.math.div_rn(1.0, scale)
+    even = tl.zeros((), tl.int32)
     if PART > 0:
         start = tl.program_id(1) * PART
         part_cols = start + tl.arange(0, PART)
         x = tl.load(x_row + part_cols, mask=part_cols < N, other=0.0)
-        _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, PART, X16, USE_ASM)
+        _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, PART, LAYOUT, USE_ASM)
     elif LOOP:
         for start in range(0, N, BLOCK):
             x = tl.load(x_row + start + cols, mask=start + cols < N, other=0.0)
-            _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, BLOCK, X16, USE_ASM)
+            even += _store_codes(x, q_row, start, NB, plane, scale, rcp, dt, BLOCK, LAYOUT, USE_ASM)
     else:
-        _store_codes(xa, q_row, 0, NB, plane, scale, rcp, dt, BLOCK, X16, USE_ASM)
+        even += _store_codes(xa, q_row, 0, NB, plane, scale, rcp, dt, BLOCK, LAYOUT, USE_ASM)
         if BLOCK_B > 0:
-            _store_codes(xb, q_row, BLOCK, NB, plane, scale, rcp, dt, BLOCK_B, X16, USE_ASM)
+            even += _store_codes(xb, q_row, BLOCK, NB, plane, scale, rcp, dt, BLOCK_B, LAYOUT, USE_ASM)
+    if LAYOUT == 2:
+        tl.store(sum_ptr + row, even)
 
 
 @dataclass(frozen=True)
@@ -156,30 +168,49 @@ def quant_config(n: int, m: int = 1, split: bool = True) -> QuantConfig:
     return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8, part)  # part < n / 2 when set
 
 
+def mma_planes_width(n: int) -> int:
+    """Bytes per row of the MMA planes of ``n`` columns (``sym_quant_into`` with ``xsum``): one per column,
+    padded with zeros to whole chunks of 128 columns, as the tensor-core GEMV reads them."""
+    return -(-n // 128) * 128
+
+
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
-                   config: QuantConfig | None = None, trigger: bool = False, wait: bool = False) -> None:
+                   config: QuantConfig | None = None, trigger: bool = False, wait: bool = False,
+                   xsum: torch.Tensor | None = None) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
-    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`). Programmatic dependent
+    odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`), or, with ``xsum``, the
+    MMA planes of ``mma_gemv.planes_into``: int8 (M, mma_planes_width(N)), for every 8 columns 16 x the
+    codes of the 4 even ones, then the codes of the 4 odd ones, zeros past N; ``xsum`` (M,) int32 gets
+    the sum of each row's even-column codes. Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
     next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
     while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
-    over programs (``quant_config``) except when either is set."""
+    over programs (``quant_config``) except when either is set, or with ``xsum``."""
     m, n = x.shape
     if m == 0:
         return
-    cfg = config or quant_config(n, m, split=not (trigger or wait))
-    x16 = q.dim() == 3
-    plane = q.stride(0) if x16 else 0
-    stride_q = q.stride(1) if x16 else q.stride(0)
+    layout = 2 if xsum is not None else 1 if q.dim() == 3 else 0
+    if layout == 2 and (q.shape != (m, mma_planes_width(n)) or q.dtype != torch.int8 or q.stride(1) != 1
+                        or xsum.shape != (m,) or xsum.dtype != torch.int32 or xsum.stride(0) != 1):
+        raise ValueError(f"MMA planes need q int8 ({m}, {mma_planes_width(n)}) and xsum int32 ({m},) with "
+                         f"unit column stride, got q {q.dtype} {tuple(q.shape)} and xsum {xsum.dtype} "
+                         f"{tuple(xsum.shape)}")
+    cfg = config or quant_config(n, m, split=not (trigger or wait or layout == 2))
+    if layout == 2:  # every byte of the padded row written: tiles of at least 128 columns
+        cfg = replace(cfg, block=max(cfg.block, 128), block_b=cfg.block_b and max(cfg.block_b, 128))
+    plane = q.stride(0) if layout == 1 else 0
+    stride_q = q.stride(1) if layout == 1 else q.stride(0)
     clip = rounded_clip(clip_ratio, x.dtype)
     trigger, wait = trigger and not _INTERPRET, wait and not _INTERPRET
-    if cfg.part and (cfg.loop or cfg.part % 2 or cfg.part & (cfg.part - 1)):
-        raise ValueError(f"QuantConfig.part must be an even power of two and the row held in registers, got {cfg}")
+    if cfg.part and (cfg.loop or cfg.part % 2 or cfg.part & (cfg.part - 1) or layout == 2):
+        raise ValueError(f"QuantConfig.part must be an even power of two and the row held in registers (and "
+                         f"not with MMA planes), got {cfg}")
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1
-    _sym_quant_kernel[(m, parts)](x, q, scale, n, q.shape[-1], x.stride(0), stride_q, plane, clip,
-                                  BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop, PART=cfg.part, X16=x16,
-                                  TRIGGER=trigger, WAIT=wait, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
+    _sym_quant_kernel[(m, parts)](x, q, scale, xsum if xsum is not None else scale, n, q.shape[-1], x.stride(0),
+                                  stride_q, plane, clip, BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop,
+                                  PART=cfg.part, LAYOUT=layout, TRIGGER=trigger, WAIT=wait,
+                                  USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
                                   **({"launch_pdl": True} if wait else {}))
 
 

@@ -1,6 +1,6 @@
-// What the two NVRTC-compiled W4A4 GEMMs (w4a4_mma.cu, w4a4_wgmma.cu) share: reading a scale or bias of
-// any of the three dtypes as float, and rounding an output to OUT_T. NVRTC gets this header in memory
-// (mma_gemv._compile passes every csrc/*.cuh); it needs no other header.
+// What the NVRTC-compiled W4A4 GEMMs (w4a4_mma.cu, w4a4_planes.cu, w4a4_wgmma.cu) share: reading a scale
+// or bias of any of the three dtypes as float, and rounding an output to OUT_T. NVRTC gets this header in
+// memory (mma_gemv._compile passes every csrc/*.cuh); it needs no other header.
 //
 // Dtype codes, for SA_T, SB_T, BIAS_T and OUT_T: 0 float16, 1 bfloat16, 2 float32.
 #pragma once

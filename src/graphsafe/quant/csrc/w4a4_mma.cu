@@ -1,8 +1,8 @@
 // W4A4 GEMM for few rows (M <= 16) on INT8 tensor cores: out^T (N x M) = W (N x K) . X^T (K x M).
 //
 // Compiled at first use by NVRTC (graphsafe/quant/mma_gemv.py), one program per configuration: the
-// macros below are set with -D. Its one header, w4a4_common.cuh, NVRTC gets in memory; no CUDA headers: it
-// uses only PTX through inline asm.
+// macros below are set with -D. Its headers (w4a4_gemv.cuh, shared with w4a4_planes.cu, and
+// w4a4_common.cuh) NVRTC gets in memory; no CUDA headers: it uses only PTX through inline asm.
 //
 // The operands stay packed in HBM and L2 (two signed 4-bit codes per byte, low nibble = even column).
 // The weights are the MMA's 16-row A side, the activation rows its 8-column B side, so a row count of
@@ -27,42 +27,10 @@
 // cluster splitting K; launched with that cluster shape), NT (8-row activation tiles: 1 or 2), SA_T, SB_T,
 // BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL.
 
-#include "w4a4_common.cuh"  // u32, to_f32, out_bits
-
-typedef unsigned long long u64;
-
-struct W4 { u32 x, y, z, w; };
-
-__device__ __forceinline__ W4 ld_stream(const u32* p) {  // weights: read once, keep out of L1
-  W4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ W4 ld_shared_input(const u32* p) {  // activations: every block reads them
-  W4 r;
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ u32 word(const W4& v, int j) {
-  return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
-}
+#include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
 
 __device__ __forceinline__ u32 even16(u32 w) { return (w << 4) & 0xF0F0F0F0u; }  // 16 x even columns
 __device__ __forceinline__ u32 odd16(u32 w) { return w & 0xF0F0F0F0u; }          // 16 x odd columns
-
-__device__ __forceinline__ void mma(int (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void store(void* p, long long i, float y) { static_cast<OutBits*>(p)[i] = out_bits(y); }
 
 struct Tile {  // one step's words: UNROLL per weight row (g, g + 8 of each tile) and activation row
   W4 w[TILES][2][UNROLL];
@@ -183,56 +151,6 @@ __device__ __forceinline__ void multiply(int (&acc)[TILES][NT][4], const Tile& s
 }
 #endif
 
-// Where each thread's outputs go, and the operands of their epilogue. The weights' side (w_scale, bias) is
-// loaded at the start, with the first weights, and the activation scale once the quantizer has written it,
-// so that the last block's tail after its last MMA is the sum and the store, not two more round trips.
-struct Out {
-  int row, col;
-  float sa, sb, bias;
-};
-
-__device__ __forceinline__ Out place(int v, int l, int n0, int N, const void* sb, const void* bias) {
-  // accumulator v = (r NT + n) 4 + i of lane l = 4 g + t: weight row n0 + 16 r + g + 8 (i / 2), activation
-  // row 8 n + 2 t + i % 2
-  const int i = v & 3, n = (v >> 2) % NT, r = (v >> 2) / NT;
-  Out o{8 * n + 2 * (l & 3) + (i & 1), n0 + 16 * r + (l >> 2) + 8 * (i >> 1), 0.f, 0.f, 0.f};
-  if (o.col < N) {
-    o.sb = to_f32(sb, o.col, SB_T);
-#if HAS_BIAS
-    o.bias = to_f32(bias, o.col, BIAS_T);
-#endif
-  }
-  return o;
-}
-
-__device__ __forceinline__ void load_scale(Out& o, int M, const void* sa) {
-  if (o.row < M) o.sa = to_f32(sa, o.row, SA_T);
-}
-
-__device__ __forceinline__ void finish(const Out& o, int sum, int M, int N, void* out, long long stride_c) {
-  if (o.row < M && o.col < N) {
-    // the reference's order, in float32 without contraction: (sum * sa) * sb (+ bias)
-    float y = __fmul_rn(static_cast<float>(sum >> 8), o.sa);
-    y = __fmul_rn(y, o.sb);
-#if HAS_BIAS
-    y = __fadd_rn(y, o.bias);
-#endif
-    store(out, static_cast<long long>(o.row) * stride_c + o.col, y);
-  }
-}
-
-constexpr int PER_LANE = TILES * NT * 4;  // accumulators per lane
-#if WARPS > 1 || CLUSTER > 1
-constexpr int OUTS = (PER_LANE * 32 + 32 * WARPS - 1) / (32 * WARPS);  // outputs a thread finishes, at most
-__device__ __forceinline__ int out_v(int j) { return (threadIdx.x + j * 32 * WARPS) >> 5; }
-__device__ __forceinline__ int out_l(int j) { return (threadIdx.x + j * 32 * WARPS) & 31; }
-#else
-constexpr int OUTS = PER_LANE;
-__device__ __forceinline__ int out_v(int j) { return j; }
-__device__ __forceinline__ int out_l(int) { return threadIdx.x & 31; }
-#endif
-constexpr bool EARLY_OUTS = OUTS <= 4;  // with more, the registers they would hold are better spent on loads
-
 #if CLUSTER > 1
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
@@ -283,12 +201,7 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
   }
 
   int acc[TILES][NT][4];
-#pragma unroll
-  for (int r = 0; r < TILES; ++r)
-#pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[r][n][i] = 0;
+  clear(acc);
 
   // a ring of STAGES steps' words: STAGES - 1 steps in flight while one is multiplied
 #if ASYNC
@@ -352,21 +265,10 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
   };
 #if WARPS > 1 || CLUSTER > 1
   __shared__ int part[WARPS][PER_LANE][32];
-#pragma unroll
-  for (int r = 0; r < TILES; ++r)
-#pragma unroll
-    for (int n = 0; n < NT; ++n)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) part[warp][(r * NT + n) * 4 + i][lane] = acc[r][n][i];
-  __syncthreads();
+  stash(part, acc, warp, lane);
 #if CLUSTER > 1
   __shared__ int red[PER_LANE][32];
-  for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) {
-    int sum = 0;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) sum += part[w][e >> 5][e & 31];
-    red[e >> 5][e & 31] = sum;
-  }
+  for (int e = threadIdx.x; e < PER_LANE * 32; e += 32 * WARPS) red[e >> 5][e & 31] = warp_sum(part, e >> 5, e & 31);
   cluster_sync();  // every CTA's sums are in its shared memory
   if (rank == 0)
 #pragma unroll
@@ -375,7 +277,7 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
       if (v >= PER_LANE) break;
       int sum = red[v][l];
       for (u32 p = 1; p < CLUSTER; ++p) sum += load_peer(&red[v][l], p);
-      finish(output(j), sum, M, N, out, stride_c);
+      finish(output(j), sum >> 8, M, N, out, stride_c);
     }
   cluster_sync();  // the peers' shared memory stays until the first CTA has read it
 #else
@@ -383,14 +285,12 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
   for (int j = 0; j < OUTS; ++j) {
     const int v = out_v(j), l = out_l(j);
     if (v >= PER_LANE) break;
-    int sum = 0;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) sum += part[w][v][l];
-    finish(output(j), sum, M, N, out, stride_c);
+    finish(output(j), warp_sum(part, v, l) >> 8, M, N, out, stride_c);
   }
 #endif
 #else
 #pragma unroll
-  for (int j = 0; j < PER_LANE; ++j) finish(output(j), acc[j / (NT * 4)][(j >> 2) % NT][j & 3], M, N, out, stride_c);
+  for (int j = 0; j < PER_LANE; ++j)
+    finish(output(j), acc[j / (NT * 4)][(j >> 2) % NT][j & 3] >> 8, M, N, out, stride_c);
 #endif
 }

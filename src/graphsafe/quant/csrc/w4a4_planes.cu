@@ -1,0 +1,203 @@
+// W4A4 GEMM for few rows (M <= 16) on INT8 tensor cores, reading the activations as the quantizer's MMA
+// planes instead of packed codes: out^T (N x M) = W (N x K) . X^T (K x M).
+//
+// The MMA is mapped as in w4a4_mma.cu (its header says how; w4a4_gemv.cuh holds what the two share): thread
+// (g = lane / 4, t = lane % 4) feeds its own 16-byte words of weight rows g and g + 8 to mma.m16n8k32, MMA
+// k = 4 t + i <-> the even column of byte i of a weight word, k = 16 + 4 t + i <-> its odd column. What
+// differs is the unpacking, one LOP3 per register:
+//   weights, even columns: (w & 0x0F0F0F0F) ^ 0x08080808 = code + 8, in 0..15 (an s8 all the same)
+//   weights, odd columns:   w & 0xF0F0F0F0               = 16 x code
+// and the activations arrive unpacked, from the quantizer (layout "mma" of triton_kernels.sym_quant_into):
+// for every 32 columns, 16 bytes of 16 x the even columns' codes, then 16 bytes of the odd columns' codes,
+// so each thread loads the two 16-byte words that match its weight word and feeds them to the MMA as they
+// are. Every product then carries a factor 16: the int32 accumulator holds 16 x (the dot product + 8 x the
+// sum of the row's even-column activation codes), which the quantizer also writes (xsum); the epilogue
+// takes it off. A row of planes is padded with zeros to whole chunks of 128 columns (the quantizer writes
+// them), so the activation loads need no guards; rows past M read row M - 1 (their outputs are not stored).
+//
+// K is read in chunks of 16 32-bit words of packed weights (128 columns): chunk c is words 16 c + 4 t ..
+// + 3 of thread t. Warp w of the block's WARPS takes chunks w, w + WARPS, ...; RING - 1 chunks are in
+// flight while one is multiplied, with no guard and no address computed but a pointer increment. A last
+// partial chunk (K % 128 != 0) is multiplied after the loop, with the weight loads guarded. One block
+// covers 16 TILES weight rows. With PDL the block requests its first weights, and its outputs' weight
+// scales and bias, before it waits for the quantizer.
+//
+// Configuration macros: WARPS, TILES, RING (chunks in the register ring: RING - 1 in flight), NT (8-row
+// activation tiles: 1 or 2), SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
+// PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait).
+
+#define CLUSTER 1
+#include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
+
+struct Chunk {  // one chunk's words of a thread: weight rows g, g + 8 of each tile; each activation tile's planes
+  W4 w[TILES][2];
+  W4 x[NT][2];
+};
+
+__device__ __forceinline__ u32 odd16(u32 w) { return w & 0xF0F0F0F0u; }  // 16 x the odd columns' codes
+// the even columns' codes + 8, one LOP3: low = 0x0F0F0F0F held in a register (a LOP3 takes one constant)
+__device__ __forceinline__ u32 even8(u32 w, u32 low) { return (w & low) ^ 0x08080808u; }
+
+__device__ __forceinline__ void multiply(int (&acc)[TILES][NT][4], const Chunk& s, u32 low) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int r = 0; r < TILES; ++r) {
+      const u32 lo = word(s.w[r][0], j), hi = word(s.w[r][1], j);
+      const u32 a2 = odd16(lo), a3 = odd16(hi), a0 = even8(lo, low), a1 = even8(hi, low);
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        const W4& x = s.x[n][j >> 1];  // word j's two planes side by side, as the MMA takes them
+        mma(acc[r][n], a0, a1, a2, a3, j & 1 ? x.z : x.x, j & 1 ? x.w : x.y);
+      }
+    }
+}
+
+// Pointers to the words of the next chunk a thread loads, advanced after each load (cheaper than an address
+// made from an offset: the compiler then makes again what it can, the row indices included, in the loop).
+struct Cursor {
+  const u32* w[TILES][2];
+  const u32* x[NT];
+};
+
+__device__ __forceinline__ void load_weights(Chunk& s, Cursor& p) {
+#pragma unroll
+  for (int r = 0; r < TILES; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      s.w[r][h] = ld_stream(p.w[r][h]);
+      p.w[r][h] += 16 * WARPS;
+    }
+}
+
+__device__ __forceinline__ void load_inputs(Chunk& s, Cursor& p) {
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    s.x[n][0] = ld_shared_input(p.x[n]);
+    s.x[n][1] = ld_shared_input(p.x[n] + 4);
+    p.x[n] += 32 * WARPS;
+  }
+}
+
+__device__ __forceinline__ void load_scales(Out& o, int M, const void* sa, const int* xsum) {
+  if (o.row < M) {
+    o.sa = to_f32(sa, o.row, SA_T);
+    o.xs = xsum[o.row];
+  }
+}
+
+// The exact dot product from an accumulator sum: 16 x (dot + 8 x the even activation codes' sum).
+__device__ __forceinline__ int exact(int sum, const Out& o) { return (sum >> 4) - 8 * o.xs; }
+
+extern "C" __global__ void __launch_bounds__(32 * WARPS)
+w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void* __restrict__ sa,
+            const u32* __restrict__ b, const void* __restrict__ sb, const void* __restrict__ bias,
+            void* __restrict__ out, int M, int N, int kw, long long stride_x, long long stride_b,
+            long long stride_c) {
+  // xp: (M, stride_x) words of activation planes (2 words per packed word, padded to whole chunks); xsum:
+  // (M,) sums of the even columns' codes; b: (N, kw) words of packed weights, kw % 4 == 0, 16-byte aligned
+  // (the caller checks). out: (M, N), row stride stride_c elements.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * 16 * TILES;
+  const int whole = kw >> 4;                                        // whole chunks of K
+  const int mine = whole > warp ? (whole - 1 - warp) / WARPS + 1 : 0;  // this warp's: warp, warp + WARPS, ...
+  const int first = 16 * warp + 4 * t;                               // its thread's word in the first
+  // 0x0F0F0F0F, but not to the compiler, which would otherwise make it again for every LOP3 (M > 0)
+  const u32 low = 0x0F0F0F0Fu + static_cast<u32>(min(M, 1) - 1);
+
+  Cursor p;
+#pragma unroll
+  for (int r = 0; r < TILES; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = min(n0 + 16 * r + 8 * h + g, N - 1);  // rows past N load row N-1; never stored
+      p.w[r][h] = b + static_cast<long long>(n) * stride_b + first;
+    }
+#pragma unroll
+  for (int n = 0; n < NT; ++n) p.x[n] = xp + static_cast<long long>(min(8 * n + g, M - 1)) * stride_x + 2 * first;
+
+  int acc[TILES][NT][4];
+  clear(acc);
+
+#if PREFETCH
+  // the block's whole weight rows on their way to L2 while the quantizer runs: one bulk prefetch per row
+  if (threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < N)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
+                 ::"l"(b + static_cast<long long>(n0 + threadIdx.x) * stride_b), "r"(4 * kw) : "memory");
+#endif
+  Chunk ring[RING];
+#pragma unroll
+  for (int s = 0; s + 1 < RING; ++s)
+    if (s < mine) load_weights(ring[s], p);
+  Out outs[EARLY_OUTS ? OUTS : 1];
+  if constexpr (EARLY_OUTS) {
+#pragma unroll
+    for (int j = 0; j < OUTS; ++j) outs[j] = place(out_v(j), out_l(j), n0, N, sb, bias);
+  }
+#if PDL
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the planes, sums and scales come from the quantizer
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+  if constexpr (EARLY_OUTS) {
+#pragma unroll
+    for (int j = 0; j < OUTS; ++j) load_scales(outs[j], M, sa, xsum);
+  }
+#pragma unroll
+  for (int s = 0; s + 1 < RING; ++s)
+    if (s < mine) load_inputs(ring[s], p);
+
+  int s0 = 0;  // the loops' trip counts are the same for the whole warp (mma.sync needs it)
+  for (; s0 + 2 * RING - 2 < mine; s0 += RING) {  // every chunk a trip loads lies in the warp's share: no test
+#pragma unroll
+    for (int r = 0; r < RING; ++r) {
+      load_weights(ring[(r + RING - 1) % RING], p);
+      load_inputs(ring[(r + RING - 1) % RING], p);
+      multiply(acc, ring[r], low);
+    }
+  }
+  for (; s0 < mine; s0 += RING) {  // the last trips: what lies past the warp's share is neither loaded nor used
+#pragma unroll
+    for (int r = 0; r < RING; ++r) {
+      if (s0 + r >= mine) break;
+      if (s0 + r + RING - 1 < mine) {
+        load_weights(ring[(r + RING - 1) % RING], p);
+        load_inputs(ring[(r + RING - 1) % RING], p);
+      }
+      multiply(acc, ring[r], low);
+    }
+  }
+  if ((kw & 15) && warp == whole % WARPS) {  // the last, partial chunk, where p now points (mine * WARPS +
+    Chunk s;                                  // warp = whole): this thread's word may lie past K
+#pragma unroll
+    for (int r = 0; r < TILES; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) s.w[r][h] = 16 * whole + 4 * t < kw ? ld_stream(p.w[r][h]) : W4{0, 0, 0, 0};
+    load_inputs(s, p);  // the planes are padded with zeros to whole chunks
+    multiply(acc, s, low);
+  }
+
+  auto output = [&](int j) {  // output j of this thread, its epilogue operands loaded by now
+    if constexpr (EARLY_OUTS) return outs[j];
+    Out o = place(out_v(j), out_l(j), n0, N, sb, bias);
+    load_scales(o, M, sa, xsum);
+    return o;
+  };
+#if WARPS > 1
+  __shared__ int part[WARPS][PER_LANE][32];
+  stash(part, acc, warp, lane);
+#pragma unroll
+  for (int j = 0; j < OUTS; ++j) {
+    const int v = out_v(j), l = out_l(j);
+    if (v >= PER_LANE) break;
+    const Out o = output(j);
+    finish(o, exact(warp_sum(part, v, l), o), M, N, out, stride_c);
+  }
+#else
+#pragma unroll
+  for (int j = 0; j < PER_LANE; ++j) {
+    const Out o = output(j);
+    finish(o, exact(acc[j / (NT * 4)][(j >> 2) % NT][j & 3], o), M, N, out, stride_c);
+  }
+#endif
+}

@@ -1,0 +1,106 @@
+"""The tensor-core GEMV on MMA planes (``csrc/w4a4_planes.cu``): ``quant_linear``'s GEMM for few rows,
+where its own quantizer writes the activations already unpacked (``sym_quant_into(..., xsum=...)``).
+
+The GEMV on packed codes (:mod:`.mma_gemv`, ``csrc/w4a4_mma.cu``) unpacks every activation word in every
+block, three instructions a register as for the weights, and guards each word against the end of K. On
+planes the activations go to the MMA as loaded, each weight register costs one instruction (the even
+columns as code + 8, whose excess the quantizer's sum of even codes takes off), and the loop reads whole
+chunks of 128 columns with no guard: at M = 4 in 3584->4608 its loop needs 4.1 instructions per weight
+word where the GEMV on packed codes needs 10.2 (``benchmarks/gemv_sass.py --kind planes``). It is
+compiled by NVRTC and launched like that one (:mod:`.mma_gemv`, :mod:`.launcher`).
+
+Alone it is the fastest few-row GEMM at 4 and 8 rows on an H100 (3584->4608 M = 4: 5.04 µs against 5.27
+for the GEMV on packed codes and 5.46 for the dp4a GEMV); chained after the quantizer, as ``quant_linear``
+runs it, it gains less from the overlap, so ``ops.planes_wanted`` routes it only where it won there
+(``benchmarks/README.md``).
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import launcher, mma_gemv
+from .triton_kernels import mma_planes_width
+
+SOURCE = Path(__file__).parent / "csrc" / "w4a4_planes.cu"
+MAX_ROWS = 16
+
+
+@dataclass(frozen=True)
+class PlanesConfig:
+    warps: int  # warps per block, splitting K chunk by chunk
+    tiles: int  # 16-row weight tiles per block
+    ring: int  # chunks in each thread's register ring: ring - 1 in flight while one is multiplied
+    prefetch: bool = False  # with PDL on sm_90: the block's weight rows prefetched into L2 before the wait
+
+
+def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
+    """Launch configuration for ``m`` rows, ``n`` outputs and ``kw`` 32-bit words of K, from H100 sweeps
+    chained after the quantizer (``benchmarks/quant.py --sweep-few --kinds planes``): 8 warps and a ring
+    of two chunks; in wide layers (N > 2K) 4 warps and three chunks; on long rows (K > 4096) each block's
+    weight rows prefetched into L2 while the quantizer runs."""
+    from .triton_gemv import wide
+    if kw > 512:
+        return PlanesConfig(8, 1, 2, prefetch=True)
+    return PlanesConfig(4, 1, 3) if wide(n, 4 * kw) else PlanesConfig(8, 1, 2)
+
+
+def supports(qw: torch.Tensor, m: int) -> bool:
+    """Shapes and alignment the kernel takes: 1-16 rows, K a multiple of 32 (whole 16-byte words of
+    weights), weights 16-byte aligned with a row stride of whole 16-byte words."""
+    kb = qw.shape[1]
+    return 0 < m <= MAX_ROWS and kb > 0 and kb % 16 == 0 and qw.data_ptr() % 16 == 0 and qw.stride(0) % 16 == 0
+
+
+def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
+           pdl: bool) -> tuple[tuple[str, int], ...]:
+    """The ``-D`` macros of one program: ``m`` rows, ``cfg``, the dtypes of (scale, w_scale, bias or None,
+    out), and whether it is launched with PDL."""
+    sa, sb, bias, out = types
+    code = mma_gemv._TYPES
+    return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("RING", cfg.ring), ("NT", 1 if m <= 8 else 2),
+            ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
+            ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
+            ("PREFETCH", int(cfg.prefetch and pdl)))
+
+
+def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor,
+                w_scale: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+                config: PlanesConfig | None = None, after_quantizer: bool = False) -> None:
+    """``out`` (M, N) = dequantized (activations . weights^T) (+ bias) from MMA planes ``planes`` (M,
+    mma_planes_width(K)) and their even-code sums ``xsum`` (M,), as ``sym_quant_into(..., xsum=...)``
+    writes them, for 1-16 rows where :func:`supports` holds. ``after_quantizer``: the previous kernel
+    on the stream is that quantizer and nothing else this kernel reads is written by it; it is then
+    launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
+    launch once it has its inputs."""
+    m = planes.shape[0]
+    n, kb = qw.shape
+    if m == 0 or n == 0:
+        return
+    if not supports(qw, m):
+        raise ValueError(f"the tensor-core GEMV on planes takes 1-{MAX_ROWS} rows, K % 32 == 0 and 16-byte "
+                         f"aligned weights; got {m} rows, weights {tuple(qw.shape)} at {qw.data_ptr() % 16} mod 16")
+    if (planes.dtype != torch.int8 or planes.shape[1] != mma_planes_width(2 * kb) or planes.stride(1) != 1
+            or planes.stride(0) % 16 or planes.data_ptr() % 16 or xsum.shape != (m,) or xsum.dtype != torch.int32):
+        raise ValueError(f"planes must be int8 ({m}, {mma_planes_width(2 * kb)}), 16-byte aligned rows, and xsum "
+                         f"int32 ({m},); got {planes.dtype} {tuple(planes.shape)} strides {planes.stride()}, "
+                         f"xsum {xsum.dtype} {tuple(xsum.shape)}")
+    arch = mma_gemv.check(planes.device)
+    cfg = config or planes_config(m, n, kb // 4)
+    pdl = after_quantizer and arch >= 90
+    index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
+    fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,
+                                                         bias.dtype if bias is not None else None, out.dtype), pdl),
+                            0, SOURCE, b"w4a4_planes")
+    grid = -(-n // (16 * cfg.tiles))
+    launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, 0, pdl)
+    launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
+           (planes.data_ptr(), xsum.data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
+            (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kb // 4, planes.stride(0) // 4,
+            qw.stride(0) // 4, out.stride(0)))
+
+
+PARAMS = (ctypes.c_void_p,) * 7 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) * 3  # w4a4_planes's parameters

@@ -1,0 +1,137 @@
+"""The tensor-core GEMV on MMA planes (``graphsafe.quant.mma_planes``, ``csrc/w4a4_planes.cu``) on a GPU:
+every configuration exact against the reference on ragged shapes (a last partial chunk of K, N not a
+multiple of the block's rows, 1-16 rows), the quantizer writing its planes and sums with PDL before it,
+extreme codes, the largest K, and its refusals. The quantizer's planes and the GEMV's arithmetic are
+checked on the CPU (test_quant_cpu.py), its compile and instruction order in test_quant_planes_cpu.py."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gpu
+
+from graphsafe import quant  # noqa: E402
+from graphsafe.quant import ops  # noqa: E402
+from graphsafe.quant import reference as ref  # noqa: E402
+
+
+def _x(m, n, dtype=torch.float16, seed=0, scale=3.0):
+    g = torch.Generator(device="cuda").manual_seed(seed * 7919 + m * 31 + n)
+    return (torch.randn(m, n, device="cuda", generator=g) * scale).to(dtype)
+
+
+def _planes(x, pdl=False):
+    """The quantizer's MMA planes, even-code sums and scales of ``x``."""
+    from graphsafe.quant import triton_kernels as tk
+    m, k = x.shape
+    planes = torch.full((m, tk.mma_planes_width(k)), 99, dtype=torch.int8, device="cuda")
+    xsum = torch.empty(m, dtype=torch.int32, device="cuda")
+    scale = torch.empty(m, 1, dtype=x.dtype, device="cuda")
+    tk.sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum)
+    return planes, xsum, scale
+
+
+def _configs():
+    from graphsafe.quant.mma_planes import PlanesConfig
+    return [PlanesConfig(w, t, r) for w in (1, 4, 8) for t in (1, 2) for r in (1, 2, 4)]
+
+
+@pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}")
+@pytest.mark.parametrize("m", [1, 4, 8, 9, 16])
+def test_planes_gemv_every_config_is_exact(cfg, m):
+    """K = 32 x 83 (5 whole chunks of 128 columns and a partial one of 96) and N = 50, both scale
+    dtypes, bias, a float32 output; then the exact int32 sums with unit scales."""
+    from graphsafe.quant import mma_planes
+    k, n = 32 * 83, 50
+    x = _x(m, k, torch.bfloat16)
+    q, s = quant.sym_quant(x)
+    planes, xsum, scale = _planes(x)
+    assert torch.equal(scale, s)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
+    bias = _x(1, n, seed=2).flatten().float()
+    y = torch.full((m, n), float("nan"), device="cuda")
+    mma_planes.planes_into(planes, xsum, s, qw, ws, bias, y, cfg)
+    assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float32))
+    ones_m, ones_n = torch.ones(m, 1, device="cuda"), torch.ones(n, 1, device="cuda")
+    mma_planes.planes_into(planes, xsum, ones_m, qw, ones_n, None, y, cfg)
+    assert torch.equal(y, ref.int4_matmul_reference(q, qw).to(torch.float32))
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 32, 1), (16, 32, 17), (5, 64, 3000), (4, 3584, 4608), (2, 4096 + 32, 4608),
+                                     (3, 18944, 40)])
+@pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch):
+    """The quantizer writes the planes and sums, then the GEMV launches with PDL (as quant_linear runs
+    them), with a weight row stride wider than the row; every output dtype; with and without the weight
+    rows prefetched into L2 before the wait."""
+    from graphsafe.quant import mma_planes
+    from graphsafe.quant.triton_gemv import pdl_available
+    x = _x(m, k, out_dtype)
+    wbuf = torch.zeros(n, k // 2 + 16, dtype=torch.uint8, device="cuda")
+    qw_, ws = quant.pack_int4_weights(_x(n, k, out_dtype, seed=3, scale=0.1))
+    wbuf[:, :k // 2] = qw_
+    qw = wbuf[:, :k // 2]
+    assert mma_planes.supports(qw, m)
+    y = torch.empty(m, n, dtype=out_dtype, device="cuda")
+    pdl = pdl_available(x.device)
+    planes, xsum, s = _planes(x, pdl)
+    cfg = mma_planes.PlanesConfig(8, 1, 3, True) if prefetch else None
+    mma_planes.planes_into(planes, xsum, s, qw, ws, None, y, cfg, after_quantizer=pdl)
+    q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
+    assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw_, ws, None, out_dtype))
+
+
+def test_planes_gemv_extreme_codes_largest_k_and_refusals():
+    """Activation codes -8 and weight codes 7 at the largest K: the accumulator's largest magnitude (each
+    pair of columns adds 15 x 16 x -8 + 16 x 7 x -8 = -2816, 1408 K in all); then codes -8 on both sides;
+    then each refusal: misaligned weights, 17 rows, planes of the wrong width."""
+    from graphsafe.quant import mma_planes, triton_kernels
+    k = ops.MAX_K // 32 * 32
+    planes, xsum = ref.mma_planes_reference(torch.full((16, k // 2), 0x88, dtype=torch.uint8))
+    planes, xsum = planes.cuda(), xsum.cuda()
+    y = torch.empty(16, 3, device="cuda")
+    for byte, dot in ((0x77, -56.0 * k), (0x88, 64.0 * k)):
+        qw = torch.full((3, k // 2), byte, dtype=torch.uint8, device="cuda")
+        mma_planes.planes_into(planes, xsum, torch.ones(16, 1, device="cuda"), qw, torch.ones(3, 1, device="cuda"),
+                               None, y)
+        assert torch.equal(y, torch.full((16, 3), dot, device="cuda"))
+    ones = torch.ones(3, 1, device="cuda")
+    with pytest.raises(ValueError, match="takes 1-16 rows"):
+        mma_planes.planes_into(planes, xsum, torch.ones(16, 1, device="cuda"), qw[:, 8:], ones, None, y)
+    big = torch.zeros(17, triton_kernels.mma_planes_width(k), dtype=torch.int8, device="cuda")
+    with pytest.raises(ValueError, match="takes 1-16 rows"):
+        mma_planes.planes_into(big, torch.zeros(17, dtype=torch.int32, device="cuda"),
+                               torch.ones(17, 1, device="cuda"), qw, ones, None, torch.empty(17, 3, device="cuda"))
+    with pytest.raises(ValueError, match="planes must be int8"):
+        mma_planes.planes_into(planes[:, :-128], xsum, torch.ones(16, 1, device="cuda"), qw, ones, None, y)
+
+
+def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch):
+    """quant_linear's few-row GEMM: the GEMV on planes where ops.planes_wanted says so, exact, inside a CUDA
+    graph whose replays follow new inputs."""
+    from graphsafe.quant import mma_planes
+    ran = []
+    real = mma_planes.planes_into
+    monkeypatch.setattr(mma_planes, "planes_into", lambda *a, **k: ran.append(a[0].shape[0]) or real(*a, **k))
+    m, k, n = 6, 3584, 4608
+    assert ops.planes_wanted(m, n, k // 2)
+    x = _x(m, k)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=5, scale=0.1))
+    bias = _x(1, n, seed=6).flatten()
+    y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        quant.quant_linear(x, qw, ws, bias, out=y)
+    stream.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=stream):
+        quant.quant_linear(x, qw, ws, bias, out=y)
+    assert ran == [m, m]
+    for seed in (1, 2):
+        x.copy_(_x(m, k, seed=seed))
+        g.replay()
+        torch.cuda.synchronize()
+        q, s = ref.sym_quant_reference(x)
+        assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))

@@ -1,0 +1,127 @@
+"""The tensor-core GEMV on MMA planes (``graphsafe.quant.mma_planes``, ``csrc/w4a4_planes.cu``) on the CPU:
+NVRTC compiles every configuration for sm_90 and sm_80 without spills, its K loop stays lean (no guard,
+no unpacking of activations), with PDL it requests weights before it waits and releases after, and its
+host side refuses what it cannot run and routes quant_linear. Needs cuda-bindings and the NVRTC library,
+not a GPU; the kernel runs in test_gpu_mma_planes.py."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from graphsafe.quant import ops  # noqa: E402
+
+
+@pytest.fixture
+def nvrtc():
+    pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings is not installed")
+    from graphsafe.quant import mma_gemv
+    try:
+        mma_gemv.nvrtc_version()
+    except Exception as exc:  # noqa: BLE001 - cuda-pathfinder's error when libnvrtc is missing
+        pytest.skip(f"no NVRTC library: {exc}")
+    return mma_gemv
+
+
+def _configs():
+    from graphsafe.quant.mma_planes import PlanesConfig
+    return [PlanesConfig(w, t, r, r == 3) for w in (1, 4, 8) for t in (1, 2) for r in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}")
+@pytest.mark.parametrize("m", [4, 16])
+def test_planes_gemv_compiles_without_spilling(nvrtc, cfg, m):
+    """Every configuration compiles for sm_90 with no spills; for sm_80 (no PDL) it compiles, where ptxas
+    spills a few bytes in two configurations that are never the default (8 warps and two tiles, with a
+    ring of 4 at 4 rows or of 1 at 16 rows)."""
+    from graphsafe.quant import mma_planes
+    for arch, pdl in ((90, True), (80, False)):
+        for types in ((torch.float16, torch.float16, None, torch.float16),
+                      (torch.bfloat16, torch.float32, torch.bfloat16, torch.float32)):
+            log = nvrtc.compile_log(arch, mma_planes.macros(m, cfg, types, pdl), mma_planes.SOURCE)
+            assert "0 bytes spill stores" in log or (arch == 80 and cfg.warps == 8 and cfg.tiles == 2), log
+
+
+def test_planes_gemv_loop_is_loads_mma_and_one_instruction_per_weight_register(nvrtc):
+    """The default configuration's K loop at M = 4 in 3584->4608, disassembled: per weight word, two
+    LOP3 (its even and odd columns) and nothing that unpacks activations; under 5 instructions a word
+    (the GEMV on packed codes needs 10.2), and no predicated zeroing of words past K (CS2R)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    gemv_sass = pytest.importorskip("gemv_sass")
+    pytest.importorskip("triton", reason="nvdisasm comes with triton")
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    cfg = mma_planes.planes_config(4, 4608, 448)
+    cubin = nvrtc.compile_cubin(90, mma_planes.macros(4, cfg, (h, h, None, h), True), mma_planes.SOURCE)
+    counts, _ = gemv_sass.loop_counts(cubin)
+    words = cfg.ring * cfg.tiles * 2 * 4
+    assert counts["LOP3"] == 2 * words and counts["IMMA"] == words // 2 and counts["CS2R"] == 0, counts
+    assert sum(counts.values()) < 5 * words, counts
+
+
+def _ptx_ops(nvrtc, defines):
+    from graphsafe.quant import mma_planes
+    ptx = nvrtc.compile_ptx(90, defines, mma_planes.SOURCE)
+    return [ln.strip() for ln in ptx.splitlines() if re.match(r"\s+[a-z@]", ln)]
+
+
+@pytest.mark.parametrize("ring", [1, 2, 4])
+def test_planes_gemv_requests_weights_then_waits_then_releases(nvrtc, ring):
+    """With PDL, the first weights are requested before the wait for the quantizer (with a ring one
+    deep, none are in flight: the wait comes first), the next kernel released after it, and every
+    activation load comes after the wait; without PDL no grid-dependency control at all."""
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    cfg = mma_planes.PlanesConfig(8, 1, ring)
+    op = _ptx_ops(nvrtc, mma_planes.macros(4, cfg, (h, h, h, h), True))
+    at = {p: [i for i, ln in enumerate(op) if ln.startswith(p)]
+          for p in ("griddepcontrol.wait", "griddepcontrol.launch_dependents", "ld.global.nc.L1::no_allocate",
+                    "ld.global.nc.v4")}
+    (wait,), (release,), weights, inputs = at.values()
+    assert wait < release and min(inputs) > wait
+    assert (min(weights) < wait) == (ring > 1)
+    assert not any(ln.startswith("griddepcontrol") for ln in _ptx_ops(nvrtc, mma_planes.macros(4, cfg, (h, h, h, h),
+                                                                                                False)))
+
+
+def test_planes_gemv_prefetches_its_weight_rows_before_the_wait_only_with_pdl(nvrtc):
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    cfg = mma_planes.PlanesConfig(8, 2, 3, prefetch=True)
+    op = _ptx_ops(nvrtc, mma_planes.macros(4, cfg, (h, h, h, h), True))
+    prefetch = [i for i, ln in enumerate(op) if ln.startswith("cp.async.bulk.prefetch.L2.global")]
+    assert len(prefetch) == 1 and prefetch[0] < op.index("griddepcontrol.wait;")
+    assert not any("prefetch" in ln for ln in _ptx_ops(nvrtc, mma_planes.macros(4, cfg, (h, h, h, h), False)))
+
+
+def test_planes_gemv_refuses_what_it_cannot_run():
+    from graphsafe.quant import mma_planes, triton_kernels
+    qw = torch.zeros(8, 64, dtype=torch.uint8)
+    planes, xsum = torch.zeros(4, triton_kernels.mma_planes_width(128), dtype=torch.int8), torch.zeros(4, dtype=torch.int32)
+    ones = torch.ones(4, 1)
+    assert mma_planes.supports(qw, 4) and not mma_planes.supports(qw, 17) and not mma_planes.supports(qw[:, 8:], 4)
+    assert not mma_planes.supports(torch.zeros(8, 40, dtype=torch.uint8), 4)  # K % 32
+    with pytest.raises(ValueError, match="takes 1-16 rows"):
+        mma_planes.planes_into(planes, xsum, ones, qw[:, 8:], torch.ones(8, 1), None, torch.empty(4, 8))
+    for bad in (planes[:, :-1], planes.to(torch.int16), planes[:, :64]):
+        with pytest.raises(ValueError, match="planes must be int8"):
+            mma_planes.planes_into(bad, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
+    with pytest.raises(ValueError, match="xsum"):
+        mma_planes.planes_into(planes, xsum.long(), ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
+    with pytest.raises(mma_planes.mma_gemv.MmaUnavailable, match="needs a CUDA device"):
+        mma_planes.planes_into(planes, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
+
+
+@pytest.mark.parametrize("k, n, rows", [(3584, 4608, range(5, 9)), (3584, 18944, range(5, 9)),
+                                        (18944, 3584, range(9, 17)), (8192, 1024, range(9, 17))])
+def test_quant_linear_takes_the_planes_gemv_where_it_won(k, n, rows):
+    """5-8 rows on rows of up to 4096, 9-16 on longer ones; the configuration per layer shape."""
+    from graphsafe.quant.mma_planes import PlanesConfig, planes_config
+    assert [m for m in range(0, 20) if ops.planes_wanted(m, n, k // 2)] == list(rows)
+    expected = PlanesConfig(8, 1, 2, prefetch=True) if k > 4096 else PlanesConfig(4, 1, 3) if n > 2 * k \
+        else PlanesConfig(8, 1, 2)
+    assert all(planes_config(m, n, k // 8) == expected for m in rows)
