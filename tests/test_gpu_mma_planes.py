@@ -135,3 +135,24 @@ def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch):
         torch.cuda.synchronize()
         q, s = ref.sym_quant_reference(x)
         assert torch.equal(y, ref.w4a4_linear_reference(q, s, qw, ws, bias, torch.float16))
+
+
+def test_planes_gemv_timeline_records_every_block():
+    """A configuration with a timeline keeps, for each block of its latest launch, a start, a wait
+    release and an end in that order, and its SM; the result stays exact."""
+    from graphsafe.quant import mma_planes
+    from graphsafe.quant.triton_gemv import pdl_available
+    m, k, n = 4, 3584, 4608
+    x = _x(m, k)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=7, scale=0.1))
+    y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+    pdl = pdl_available(x.device)
+    planes, xsum, s = _planes(x, pdl)
+    cfg = mma_planes.PlanesConfig(8, 1, 2, timeline=n // 16)
+    mma_planes.planes_into(planes, xsum, s, qw, ws, None, y, cfg, after_quantizer=pdl)
+    t = mma_planes.timeline(cfg, m, (s.dtype, ws.dtype, None, y.dtype), pdl, x.device).cpu()
+    assert t.shape == (n // 16, 4)
+    assert bool(((t[:, 0] > 0) & (t[:, 0] <= t[:, 1]) & (t[:, 1] <= t[:, 2])).all())
+    assert int(t[:, 3].max()) < torch.cuda.get_device_properties(x.device).multi_processor_count
+    q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
+    assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, None, torch.float16))

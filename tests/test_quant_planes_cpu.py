@@ -125,3 +125,18 @@ def test_quant_linear_takes_the_planes_gemv_where_it_won(k, n, rows):
     expected = PlanesConfig(8, 1, 2, prefetch=True) if k > 4096 else PlanesConfig(4, 1, 3) if n > 2 * k \
         else PlanesConfig(8, 1, 2)
     assert all(planes_config(m, n, k // 8) == expected for m in rows)
+
+
+def test_planes_gemv_timeline_is_compiled_in_only_when_asked(nvrtc):
+    """TIMELINE reads %globaltimer three times into a module global sized by it; without it the program
+    has neither, and asking a configuration without one for its timeline is refused."""
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    with_t = nvrtc.compile_ptx(90, mma_planes.macros(4, mma_planes.PlanesConfig(8, 1, 2, timeline=288),
+                                                     (h, h, None, h), True), mma_planes.SOURCE)
+    without = nvrtc.compile_ptx(90, mma_planes.macros(4, mma_planes.PlanesConfig(8, 1, 2), (h, h, None, h), True),
+                                mma_planes.SOURCE)
+    assert with_t.count("%globaltimer") == 3 and "w4a4_timeline[9216]" in with_t
+    assert "%globaltimer" not in without and "w4a4_timeline" not in without
+    with pytest.raises(ValueError, match="keeps no timeline"):
+        mma_planes.timeline(mma_planes.PlanesConfig(8, 1, 2), 4, (h, h, None, h), True, torch.device("cpu"))

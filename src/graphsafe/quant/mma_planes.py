@@ -35,6 +35,7 @@ class PlanesConfig:
     tiles: int  # 16-row weight tiles per block
     ring: int  # chunks in each thread's register ring: ring - 1 in flight while one is multiplied
     prefetch: bool = False  # with PDL on sm_90: the block's weight rows prefetched into L2 before the wait
+    timeline: int = 0  # blocks whose start, wait and end times are kept (benchmarks/chain_timeline.py)
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -64,7 +65,7 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
     return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("RING", cfg.ring), ("NT", 1 if m <= 8 else 2),
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
-            ("PREFETCH", int(cfg.prefetch and pdl)))
+            ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline))
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor,
@@ -101,6 +102,29 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, q
            (planes.data_ptr(), xsum.data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
             (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kb // 4, planes.stride(0) // 4,
             qw.stride(0) // 4, out.stride(0)))
+
+
+def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device) -> torch.Tensor:
+    """The timestamps a ``cfg.timeline`` configuration kept for the blocks of its latest launch on
+    ``device`` (int64 (cfg.timeline, 4): %globaltimer ns at the block's start, after its PDL wait and at
+    its end, then its SM), copied out of the module's ``w4a4_timeline``. ``m``, ``types`` and ``pdl`` as
+    the launch had them (they pick the program)."""
+    from cuda.bindings import driver
+
+    from .launcher import cu_ok
+    if not cfg.timeline:
+        raise ValueError(f"{cfg} keeps no timeline")
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    fn = mma_gemv._function(index, mma_gemv.check(device), macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
+    result, module = driver.cuFuncGetModule(fn)
+    cu_ok(result, "cuFuncGetModule")
+    result, ptr, size = driver.cuModuleGetGlobal(module, b"w4a4_timeline")
+    cu_ok(result, "cuModuleGetGlobal")
+    out = torch.empty(cfg.timeline, 4, dtype=torch.int64, device=device)
+    torch.cuda.synchronize(device)
+    cu_ok(driver.cuMemcpyDtoD(out.data_ptr(), ptr, size)[0], "cuMemcpyDtoD")
+    torch.cuda.synchronize(device)
+    return out
 
 
 PARAMS = (ctypes.c_void_p,) * 7 + (ctypes.c_int,) * 3 + (ctypes.c_longlong,) * 3  # w4a4_planes's parameters

@@ -24,7 +24,8 @@
 //
 // Configuration macros: WARPS, TILES, RING (chunks in the register ring: RING - 1 in flight), NT (8-row
 // activation tiles: 1 or 2), SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
-// PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait).
+// PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait),
+// TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline).
 
 #define CLUSTER 1
 #include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
@@ -89,6 +90,18 @@ __device__ __forceinline__ void load_scales(Out& o, int M, const void* sa, const
 // The exact dot product from an accumulator sum: 16 x (dot + 8 x the even activation codes' sum).
 __device__ __forceinline__ int exact(int sum, const Out& o) { return (sum >> 4) - 8 * o.xs; }
 
+#if TIMELINE
+// For benchmarks/chain_timeline.py: per block of the latest launch, %globaltimer (ns) when its first thread
+// started, when that thread's PDL wait returned, when the block finished, and its SM.
+__device__ unsigned long long w4a4_timeline[TIMELINE][4];
+
+__device__ __forceinline__ unsigned long long now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(32 * WARPS)
 w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void* __restrict__ sa,
             const u32* __restrict__ b, const void* __restrict__ sb, const void* __restrict__ bias,
@@ -97,6 +110,9 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   // xp: (M, stride_x) words of activation planes (2 words per packed word, padded to whole chunks); xsum:
   // (M,) sums of the even columns' codes; b: (N, kw) words of packed weights, kw % 4 == 0, 16-byte aligned
   // (the caller checks). out: (M, N), row stride stride_c elements.
+#if TIMELINE
+  const unsigned long long started = now();
+#endif
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * 16 * TILES;
@@ -138,6 +154,9 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
 #if PDL
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the planes, sums and scales come from the quantizer
   asm volatile("griddepcontrol.launch_dependents;");
+#endif
+#if TIMELINE
+  const unsigned long long released = now();
 #endif
   if constexpr (EARLY_OUTS) {
 #pragma unroll
@@ -198,6 +217,15 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   for (int j = 0; j < PER_LANE; ++j) {
     const Out o = output(j);
     finish(o, exact(acc[j / (NT * 4)][(j >> 2) % NT][j & 3], o), M, N, out, stride_c);
+  }
+#endif
+#if TIMELINE
+  __syncthreads();
+  if (threadIdx.x == 0 && blockIdx.x < TIMELINE) {
+    u32 sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    unsigned long long* row = w4a4_timeline[blockIdx.x];
+    row[0] = started, row[1] = released, row[2] = now(), row[3] = sm;
   }
 #endif
 }
