@@ -39,7 +39,7 @@ def _configs():
 @pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}")
 @pytest.mark.parametrize("m", [1, 4, 8, 9, 16])
 def test_planes_gemv_every_config_is_exact(cfg, m):
-    """K = 32 x 83 (5 whole chunks of 128 columns and a partial one of 96) and N = 50, both scale
+    """K = 32 x 83 (20 whole chunks of 128 columns and a partial one of 96) and N = 50, both scale
     dtypes, bias, a float32 output; then the exact int32 sums with unit scales."""
     from graphsafe.quant import mma_planes
     k, n = 32 * 83, 50
@@ -58,13 +58,14 @@ def test_planes_gemv_every_config_is_exact(cfg, m):
 
 
 @pytest.mark.parametrize("m, k, n", [(1, 32, 1), (16, 32, 17), (5, 64, 3000), (4, 3584, 4608), (2, 4096 + 32, 4608),
-                                     (3, 18944, 40)])
+                                     (3, 18944, 40), (3, 416, 40), (12, 28672, 64)])
 @pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch):
     """The quantizer writes the planes and sums, then the GEMV launches with PDL (as quant_linear runs
     them), with a weight row stride wider than the row; every output dtype; with and without the weight
-    rows prefetched into L2 before the wait."""
+    rows prefetched into L2 before the wait. K = 416: 3 whole chunks, the partial one on warp 3; K =
+    28672: the quantizer's row in one tile of 32768 columns."""
     from graphsafe.quant import mma_planes
     from graphsafe.quant.triton_gemv import pdl_available
     x = _x(m, k, out_dtype)

@@ -112,6 +112,16 @@ def test_planes_gemv_refuses_what_it_cannot_run():
             mma_planes.planes_into(bad, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
     with pytest.raises(ValueError, match="xsum"):
         mma_planes.planes_into(planes, xsum.long(), ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
+    with pytest.raises(ValueError, match="xsum contiguous"):
+        mma_planes.planes_into(planes, torch.zeros(4, 2, dtype=torch.int32)[:, 0], ones, qw, torch.ones(8, 1), None,
+                               torch.empty(4, 8))
+    assert not mma_planes.supports(torch.zeros(8, 128, dtype=torch.uint8)[:, ::2], 4)  # not densely packed
+    assert not mma_planes.supports(qw.view(torch.int8), 4)
+    for bad in (dict(scale=torch.ones(1, 1)), dict(w_scale=torch.ones(8, 2)[:, 0]), dict(bias=torch.ones(7)),
+                dict(out=torch.empty(4, 9)), dict(out=torch.empty(8, 4).t())):
+        args = {**dict(scale=ones, w_scale=torch.ones(8, 1), bias=None, out=torch.empty(4, 8)), **bad}
+        with pytest.raises(ValueError, match="must"):
+            mma_planes.planes_into(planes, xsum, args["scale"], qw, args["w_scale"], args["bias"], args["out"])
     with pytest.raises(mma_planes.mma_gemv.MmaUnavailable, match="needs a CUDA device"):
         mma_planes.planes_into(planes, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
 

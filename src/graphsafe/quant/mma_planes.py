@@ -51,9 +51,32 @@ def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
 
 def supports(qw: torch.Tensor, m: int) -> bool:
     """Shapes and alignment the kernel takes: 1-16 rows, K a multiple of 32 (whole 16-byte words of
-    weights), weights 16-byte aligned with a row stride of whole 16-byte words."""
+    weights), packed uint8 weights with unit column stride, 16-byte aligned, rows of whole 16-byte words."""
     kb = qw.shape[1]
-    return 0 < m <= MAX_ROWS and kb > 0 and kb % 16 == 0 and qw.data_ptr() % 16 == 0 and qw.stride(0) % 16 == 0
+    return (0 < m <= MAX_ROWS and kb > 0 and kb % 16 == 0 and qw.dtype == torch.uint8 and qw.stride(1) == 1
+            and qw.data_ptr() % 16 == 0 and qw.stride(0) % 16 == 0)
+
+
+def _check_operands(planes, xsum, scale, w_scale, bias, out, m: int, n: int, kb: int) -> None:
+    """Each operand as the kernel reads it: planes rows of mma_planes_width(K) bytes on 16-byte boundaries;
+    xsum, the scales and bias one element per row or output, contiguous; out (M, N) with unit column
+    stride; all on the planes' device."""
+    width = mma_planes_width(2 * kb)
+    if (planes.dtype != torch.int8 or planes.shape[1] != width or planes.stride(1) != 1
+            or planes.stride(0) % 16 or planes.data_ptr() % 16 or xsum.shape != (m,) or xsum.dtype != torch.int32
+            or xsum.stride(0) != 1):
+        raise ValueError(f"planes must be int8 ({m}, {width}) with 16-byte aligned rows, and xsum contiguous "
+                         f"int32 ({m},); got {planes.dtype} {tuple(planes.shape)} strides {planes.stride()}, "
+                         f"xsum {xsum.dtype} {tuple(xsum.shape)} strides {xsum.stride()}")
+    for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n)):
+        if t is not None and (t.numel() != rows or t.shape[0] != rows or t.stride(0) != 1):
+            raise ValueError(f"{name} must hold one contiguous value per {'row' if rows == m else 'output'} "
+                             f"({rows}), got shape {tuple(t.shape)} strides {t.stride()}")
+    if tuple(out.shape) != (m, n) or out.stride(1) != 1:
+        raise ValueError(f"out must be ({m}, {n}) with unit column stride, got {tuple(out.shape)} strides "
+                         f"{out.stride()}")
+    if any(t is not None and t.device != planes.device for t in (xsum, scale, w_scale, bias, out)):
+        raise ValueError(f"every operand must be on {planes.device}")
 
 
 def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
@@ -84,11 +107,7 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, q
     if not supports(qw, m):
         raise ValueError(f"the tensor-core GEMV on planes takes 1-{MAX_ROWS} rows, K % 32 == 0 and 16-byte "
                          f"aligned weights; got {m} rows, weights {tuple(qw.shape)} at {qw.data_ptr() % 16} mod 16")
-    if (planes.dtype != torch.int8 or planes.shape[1] != mma_planes_width(2 * kb) or planes.stride(1) != 1
-            or planes.stride(0) % 16 or planes.data_ptr() % 16 or xsum.shape != (m,) or xsum.dtype != torch.int32):
-        raise ValueError(f"planes must be int8 ({m}, {mma_planes_width(2 * kb)}), 16-byte aligned rows, and xsum "
-                         f"int32 ({m},); got {planes.dtype} {tuple(planes.shape)} strides {planes.stride()}, "
-                         f"xsum {xsum.dtype} {tuple(xsum.shape)}")
+    _check_operands(planes, xsum, scale, w_scale, bias, out, m, n, kb)
     arch = mma_gemv.check(planes.device)
     cfg = config or planes_config(m, n, kb // 4)
     pdl = after_quantizer and arch >= 90

@@ -180,7 +180,7 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`), or, with ``xsum``, the
-    MMA planes of ``mma_gemv.planes_into``: int8 (M, mma_planes_width(N)), for every 8 columns 16 x the
+    MMA planes of ``mma_planes.planes_into``: int8 (M, mma_planes_width(N)), for every 8 columns 16 x the
     codes of the 4 even ones, then the codes of the 4 odd ones, zeros past N; ``xsum`` (M,) int32 gets
     the sum of each row's even-column codes. Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched

@@ -7,10 +7,10 @@
 // differs is the unpacking, one LOP3 per register:
 //   weights, even columns: (w & 0x0F0F0F0F) ^ 0x08080808 = code + 8, in 0..15 (an s8 all the same)
 //   weights, odd columns:   w & 0xF0F0F0F0               = 16 x code
-// and the activations arrive unpacked, from the quantizer (layout "mma" of triton_kernels.sym_quant_into):
-// for every 32 columns, 16 bytes of 16 x the even columns' codes, then 16 bytes of the odd columns' codes,
-// so each thread loads the two 16-byte words that match its weight word and feeds them to the MMA as they
-// are. Every product then carries a factor 16: the int32 accumulator holds 16 x (the dot product + 8 x the
+// and the activations arrive unpacked, from the quantizer (triton_kernels.sym_quant_into with xsum): for
+// every 8 columns (one 32-bit word of packed codes), 4 bytes of 16 x the even columns' codes, then 4 bytes
+// of the odd columns' codes, so the two 16-byte words that match a thread's 16-byte weight word hold, for
+// each of its 32-bit words j, the MMA's two B registers side by side. Every product then carries a factor 16: the int32 accumulator holds 16 x (the dot product + 8 x the
 // sum of the row's even-column activation codes), which the quantizer also writes (xsum); the epilogue
 // takes it off. A row of planes is padded with zeros to whole chunks of 128 columns (the quantizer writes
 // them), so the activation loads need no guards; rows past M read row M - 1 (their outputs are not stored).
