@@ -1,15 +1,17 @@
-"""When the blocks of the tensor-core GEMV on MMA planes start, leave their PDL wait and finish, chained
-after the quantizer as ``quant_linear`` runs them, and alone.
+"""When the programs of the quantizer and of the few-row GEMV start, leave their PDL wait and finish, as
+``quant_linear`` chains them: the tensor-core GEMV on MMA planes, the dp4a GEMV, and the planes GEMV alone.
 
-Why: at 3-4 rows the GEMV alone is the fastest few-row GEMM, yet after the quantizer it loses about 1 µs
-where the dp4a GEMV loses 0.5 (``benchmarks/README.md``). The kernel compiled with TIMELINE keeps, per
-block of its latest launch, %globaltimer at its start, after its PDL wait and at its end, and its SM
-(``mma_planes.timeline``). ``calls`` pairs (quantizer, GEMV) are captured into one graph and replayed;
-the last GEMV's blocks are read back. Times are printed relative to the first block's start: whether
-blocks start late (not resident while the quantizer runs), how long the wait holds them, and how long
-they take after it; then the same GEMV launched alone (no PDL, no quantizer before it).
+Why: at 3-4 rows the planes GEMV alone is the fastest few-row GEMM, yet after the quantizer it loses about
+1 µs where the dp4a GEMV loses 0.5 (``benchmarks/README.md``). Compiled with a timeline, each kernel keeps,
+per program of its latest launch, %globaltimer at its start, after its PDL wait and at its end, and its SM
+(``mma_planes.timeline``; ``timeline=`` of ``sym_quant_into`` and ``dp4a_into``). ``calls`` pairs are
+captured into one graph and replayed; the last pair's programs are read back, in µs from the quantizer's
+first start: when the GEMV's programs became resident, how long after the quantizer's end their wait
+released them, and how long they took after it.
 
     python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--json FILE]
+
+The dp4a GEMV runs with ``dp4a_config``'s choice, so ``--m`` is at most 4.
 """
 from __future__ import annotations
 
@@ -25,11 +27,28 @@ def _pct(values: list[float]) -> str:
     return " / ".join(f"{x:6.2f}" for x in pick)
 
 
+def _stamps(t, t0: int) -> dict:
+    """µs from ``t0`` of each program's start, wait release and end, and its SM."""
+    return {"start": [(r[0] - t0) / 1e3 for r in t], "released": [(r[1] - t0) / 1e3 for r in t],
+            "end": [(r[2] - t0) / 1e3 for r in t], "sm": [r[3] for r in t]}
+
+
+def _report(name: str, r: dict) -> None:
+    print(f"  {name}: {len(r['start'])} programs on {len(set(r['sm']))} SMs; µs, min / 25% / median / 75% / max")
+    print(f"    start            {_pct(r['start'])}")
+    print(f"    wait released    {_pct(r['released'])}")
+    print(f"    end              {_pct(r['end'])}")
+    print(f"    release -> end   {_pct([b - a for a, b in zip(r['released'], r['end'])])}")
+
+
 def run(k: int, n: int, m: int, cfg, calls: int) -> dict:
+    """Per kind (the planes GEMV chained after its quantizer, the dp4a GEMV chained after the packing
+    quantizer, the planes GEMV alone), the last call's timestamps of the quantizer's and the GEMV's programs,
+    relative to the quantizer's first start (chained) or the GEMV's (alone)."""
     import torch
 
     from graphsafe.quant import mma_planes, pack_int4_weights
-    from graphsafe.quant.triton_gemv import pdl_available
+    from graphsafe.quant.triton_gemv import dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
 
     dev = torch.device("cuda")
@@ -38,58 +57,64 @@ def run(k: int, n: int, m: int, cfg, calls: int) -> dict:
     packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device=dev) * 0.05) for _ in range(copies)]
     planes = torch.empty(m, mma_planes_width(k), dtype=torch.int8, device=dev)
     xsum = torch.empty(m, dtype=torch.int32, device=dev)
+    q = torch.empty(m, k // 2, dtype=torch.uint8, device=dev)
     scale = torch.empty(m, 1, dtype=torch.float16, device=dev)
     y = torch.empty(m, n, dtype=torch.float16, device=dev)
     pdl = pdl_available(dev)
     blocks = -(-n // (16 * cfg.tiles))
     cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks)
+    dcfg = dp4a_config(m, n, k // 2)
+    q_t = torch.zeros(m, 4, dtype=torch.int64, device=dev)  # the quantizer: one program a row, in a PDL chain
+    d_t = torch.zeros(-(-n // dcfg.bn), 4, dtype=torch.int64, device=dev)
     types = (torch.float16, torch.float16, None, torch.float16)
-    out = {"K": k, "N": n, "M": m, "config": cfg.__dict__, "pdl": pdl}
+    out = {"K": k, "N": n, "M": m, "config": cfg.__dict__, "dp4a_config": dcfg.__dict__, "pdl": pdl}
 
-    def pair(i):
-        sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum)
-        mma_planes.planes_into(planes, xsum, scale, *packed[i % copies], None, y, cfg, after_quantizer=pdl)
+    def call(kind, i):
+        w = packed[i % copies]
+        if kind == "planes chained":
+            sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum, timeline=q_t)
+            mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg, after_quantizer=pdl)
+        elif kind == "dp4a chained":
+            sym_quant_into(x, 1.0, q, scale, trigger=pdl, wait=pdl, timeline=q_t)
+            dp4a_into(q, scale, *w, None, y, dcfg, after_quantizer=pdl, timeline=d_t)
+        else:
+            mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg)
 
-    for mode in ("chained", "alone"):
+    sym_quant_into(x, 1.0, planes, scale, xsum=xsum)
+    for kind in ("planes chained", "dp4a chained", "planes alone"):
         stream = torch.cuda.Stream()
         with torch.cuda.stream(stream):
-            pair(0)
+            call(kind, 0)
         torch.cuda.synchronize()
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, stream=stream):
             for i in range(calls):
-                if mode == "chained":
-                    pair(i)
-                else:
-                    mma_planes.planes_into(planes, xsum, scale, *packed[i % copies], None, y, cfg)
+                call(kind, i)
         runs = []
         for _ in range(5):
             g.replay()
-            t = mma_planes.timeline(cfg, m, types, pdl and mode == "chained", dev).cpu().tolist()
-            t0 = min(r[0] for r in t)
-            runs.append({"start": [(r[0] - t0) / 1e3 for r in t], "released": [(r[1] - t0) / 1e3 for r in t],
-                         "end": [(r[2] - t0) / 1e3 for r in t], "sm": [r[3] for r in t]})
-        stamps = sorted({v for r in t for v in r[:3]})
+            torch.cuda.synchronize()
+            if kind == "dp4a chained":
+                gemv = d_t.cpu().tolist()
+            else:
+                gemv = mma_planes.timeline(cfg, m, types, pdl and kind == "planes chained", dev).cpu().tolist()
+            quant = q_t.cpu().tolist() if kind != "planes alone" else []
+            t0 = min(r[0] for r in quant or gemv)
+            runs.append({"quantizer": _stamps(quant, t0), "gemv": _stamps(gemv, t0),
+                         "span_us": (max(r[2] for r in gemv) - t0) / 1e3})
+        stamps = sorted({v for r in gemv + quant for v in r[:3]})
         tick = min((b - a for a, b in zip(stamps, stamps[1:]) if b > a), default=0)
-        r = runs[-1]
-        wait = [b - a for a, b in zip(r["start"], r["released"])]
-        after = [b - a for a, b in zip(r["released"], r["end"])]
-        per_sm = {}
-        for sm in r["sm"]:
-            per_sm[sm] = per_sm.get(sm, 0) + 1
-        out[mode] = {"runs": runs, "timer_tick_ns": tick,
-                     "span_us": [max(q["end"]) for q in runs]}
-        print(f"{mode}, {k}->{n} M={m} {tuple(cfg.__dict__.values())[:4]}: {blocks} blocks on {len(per_sm)} SMs "
-              f"(at most {max(per_sm.values())} on one), timer tick {tick} ns; first start to last end "
-              f"{statistics.median(out[mode]['span_us']):.2f} µs (median of 5 replays)")
-        print("  µs from the first block's start, min / 25% / median / 75% / max over blocks:")
-        print(f"    start            {_pct(r['start'])}")
-        print(f"    wait released    {_pct(r['released'])}")
-        print(f"    end              {_pct(r['end'])}")
-        print(f"    start -> release {_pct(wait)}")
-        print(f"    release -> end   {_pct(after)}")
-        late = sum(s > min(r["released"]) for s in r["start"])
-        print(f"    blocks that started after the first release: {late} of {blocks}")
+        out[kind] = {"runs": runs, "timer_tick_ns": tick}
+        last = runs[-1]
+        print(f"{kind}, {k}->{n} M={m}: from the {'quantizer' if quant else 'GEMV'}'s first start to the GEMV's last "
+              f"end {statistics.median(r['span_us'] for r in runs):.2f} µs (median of 5 replays of {calls} calls; "
+              f"timer tick {tick} ns)")
+        if quant:
+            _report("quantizer", last["quantizer"])
+        _report("GEMV", last["gemv"])
+        if quant:
+            late = sum(v > max(last["quantizer"]["end"]) for v in last["gemv"]["start"])
+            print(f"    GEMV programs that started after the quantizer's end: {late} of {len(gemv)}")
     return out
 
 
@@ -107,6 +132,10 @@ def main(argv=None) -> int:
         print("benchmarks/chain_timeline.py needs a CUDA GPU", file=sys.stderr)
         return 2
     from graphsafe.quant.mma_planes import PlanesConfig, planes_config
+    from graphsafe.quant.triton_gemv import MAX_ROWS, pdl_available
+    if not 1 <= args.m <= MAX_ROWS or not pdl_available(torch.device("cuda")):
+        print(f"benchmarks/chain_timeline.py times PDL chains (Hopper or newer) of 1-{MAX_ROWS} rows", file=sys.stderr)
+        return 2
     if args.config:
         w, t, r, p = (int(v) for v in args.config.split(","))
         cfg = PlanesConfig(w, t, r, bool(p))

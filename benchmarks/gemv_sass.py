@@ -24,7 +24,8 @@ import tempfile
 
 SMS, ISSUE_PER_CLOCK, CLOCK_HZ = 132, 4, 1.755e9  # H100 SXM
 SIG = {"a_ptr": "*i32", "sa_ptr": "*fp16", "b_ptr": "*i32", "sb_ptr": "*fp16", "bias_ptr": "*fp16",
-       "c_ptr": "*fp16", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32", "stride_c": "i32"}
+       "c_ptr": "*fp16", "t_ptr": "*i64", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32",
+       "stride_c": "i32"}
 _INS = re.compile(r"\s*/\*[0-9a-f]{4}\*/\s*(.*)")
 
 
@@ -39,7 +40,7 @@ def _dp4a_cubin(m: int, bn: int, bw: int, warps: int) -> bytes:
     from triton.compiler import ASTSource
 
     from graphsafe.quant.triton_gemv import _dp4a_kernel
-    consts = dict(M=m, HAS_BIAS=False, BN=bn, BW=bw, PDL=True, PREFETCH=0, USE_ASM=True)
+    consts = dict(M=m, HAS_BIAS=False, BN=bn, BW=bw, PDL=True, PREFETCH=0, USE_ASM=True, TIMELINE=False)
     attrs = {(i,): [["tt.divisibility", 16]] for i in range(len(SIG))}
     src = ASTSource(_dp4a_kernel, {**SIG, **{c: "constexpr" for c in consts}}, constexprs=consts, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps}).asm["cubin"]

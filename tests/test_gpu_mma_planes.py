@@ -157,3 +157,29 @@ def test_planes_gemv_timeline_records_every_block():
     assert int(t[:, 3].max()) < torch.cuda.get_device_properties(x.device).multi_processor_count
     q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, None, torch.float16))
+
+
+def test_quantizer_and_dp4a_timelines_record_every_program():
+    """The Triton kernels' timelines (what benchmarks/chain_timeline.py compares the planes GEMV with):
+    one row per program, start <= wait release <= end, and the results unchanged."""
+    from graphsafe.quant import triton_gemv, triton_kernels
+    m, k, n = 4, 3584, 4608
+    x = _x(m, k)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=8, scale=0.1))
+    pdl = triton_gemv.pdl_available(x.device)
+    q = torch.empty(m, k // 2, dtype=torch.uint8, device="cuda")
+    s = torch.empty(m, 1, dtype=x.dtype, device="cuda")
+    y = torch.empty(m, n, dtype=torch.float16, device="cuda")
+    cfg = triton_gemv.dp4a_config(m, n, k // 2)
+    q_t = torch.zeros(m, 4, dtype=torch.int64, device="cuda")
+    d_t = torch.zeros(-(-n // cfg.bn), 4, dtype=torch.int64, device="cuda")
+    triton_kernels.sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=pdl, timeline=q_t)
+    triton_gemv.dp4a_into(q, s, qw, ws, None, y, cfg, after_quantizer=pdl, timeline=d_t)
+    torch.cuda.synchronize()
+    for t in (q_t.cpu(), d_t.cpu()):
+        assert bool(((t[:, 0] > 0) & (t[:, 0] <= t[:, 1]) & (t[:, 1] <= t[:, 2])).all()), t
+    q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
+    assert torch.equal(q, q_ref)
+    assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, None, torch.float16))
+    with pytest.raises(ValueError, match="timeline must be int64"):
+        triton_kernels.sym_quant_into(x, 1.0, q, s, timeline=torch.zeros(m, 3, dtype=torch.int64, device="cuda"))

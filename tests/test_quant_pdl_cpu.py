@@ -21,10 +21,11 @@ import pytest
 pytest.importorskip("triton")
 pytest.importorskip("triton.backends.nvidia.compiler")
 
-QUANT_SIG = {"x_ptr": "*fp16", "q_ptr": "*u8", "s_ptr": "*fp16", "sum_ptr": "*i32", "N": "i32", "NB": "i32", "stride_x": "i32",
-             "stride_q": "i32", "plane": "i32", "clip": "fp32"}
+QUANT_SIG = {"x_ptr": "*fp16", "q_ptr": "*u8", "s_ptr": "*fp16", "sum_ptr": "*i32", "t_ptr": "*i64", "N": "i32",
+             "NB": "i32", "stride_x": "i32", "stride_q": "i32", "plane": "i32", "clip": "fp32"}
 DP4A_SIG = {"a_ptr": "*i32", "sa_ptr": "*fp16", "b_ptr": "*i32", "sb_ptr": "*fp16", "bias_ptr": "*fp16",
-            "c_ptr": "*fp16", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32", "stride_c": "i32"}
+            "c_ptr": "*fp16", "t_ptr": "*i64", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32",
+            "stride_c": "i32"}
 
 # The CPU tests run Triton's interpreter (conftest), where @triton.jit builds interpreted functions that
 # cannot be compiled; so a child process without it compiles each kernel and prints its PTX lines.
@@ -47,18 +48,22 @@ _CHILD = textwrap.dedent("""
     print(json.dumps(out))
 """)
 
-QUANT_CASES = [(t, w, 0) for t in (False, True) for w in (False, True)] + [(True, True, 2)]  # 2: MMA planes
-DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True),
-              dict(M=4, HAS_BIAS=True, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True),
-              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True)]
+# (trigger, wait, layout, timeline); layout 2: MMA planes
+QUANT_CASES = [(t, w, 0, False) for t in (False, True) for w in (False, True)] + [(True, True, 2, False),
+                                                                                  (True, True, 2, True)]
+DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True, TIMELINE=False),
+              dict(M=4, HAS_BIAS=True, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True, TIMELINE=False),
+              dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True, TIMELINE=False),
+              dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True, TIMELINE=True)]
 
 
 @lru_cache(maxsize=None)
 def _compiled() -> tuple[list, list]:
     """PTX lines of the quantizer for each QUANT_CASES entry and of the dp4a GEMV for each DP4A_CASES one."""
     jobs = [("quant", "_sym_quant_kernel", QUANT_SIG,
-             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, LAYOUT=layout, TRIGGER=t, WAIT=w, USE_ASM=True))
-            for t, w, layout in QUANT_CASES]
+             dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, LAYOUT=layout, TRIGGER=t, WAIT=w, USE_ASM=True,
+                  TIMELINE=timeline))
+            for t, w, layout, timeline in QUANT_CASES]
     jobs += [("gemv", "_dp4a_kernel", DP4A_SIG, c) for c in DP4A_CASES]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(jobs), capture_output=True, text=True,
@@ -85,8 +90,8 @@ def _count(lines: list[str], what: str) -> int:
     return sum(_op(line).startswith(what) for line in lines)
 
 
-def _quant(trigger: bool, wait: bool, layout: int = 0) -> list[str]:
-    return _compiled()[0][QUANT_CASES.index((trigger, wait, layout))]
+def _quant(trigger: bool, wait: bool, layout: int = 0, timeline: bool = False) -> list[str]:
+    return _compiled()[0][QUANT_CASES.index((trigger, wait, layout, timeline))]
 
 
 @pytest.mark.parametrize("layout", [0, 2])
@@ -97,11 +102,26 @@ def test_quantizer_waits_before_reading_x_and_before_releasing_the_gemm(layout):
     assert wait < _first(lines, "ld.global"), "x was read before waiting for the kernel that writes it"
 
 
-@pytest.mark.parametrize("trigger,wait,layout", QUANT_CASES)
-def test_quantizer_emits_only_what_was_asked(trigger, wait, layout):
-    lines = _quant(trigger, wait, layout)
+@pytest.mark.parametrize("trigger,wait,layout,timeline", QUANT_CASES)
+def test_quantizer_emits_only_what_was_asked(trigger, wait, layout, timeline):
+    lines = _quant(trigger, wait, layout, timeline)
     assert _count(lines, "griddepcontrol.launch_dependents") == int(trigger)
     assert _count(lines, "griddepcontrol.wait") == int(wait)
+    assert sum("%globaltimer" in line for line in lines) == 3 * int(timeline)
+
+
+def _timer_reads(lines: list[str]) -> list[int]:
+    return [i for i, line in enumerate(lines) if "%globaltimer" in line]
+
+
+@pytest.mark.parametrize("kernel", ["quantizer", "dp4a"])
+def test_timeline_stamps_start_before_the_wait_and_release_after_it(kernel):
+    """TIMELINE (benchmarks/chain_timeline.py) reads %globaltimer at the program's start, right after its
+    PDL wait, and at its end, once each."""
+    lines = _quant(True, True, 2, True) if kernel == "quantizer" else _compiled()[1][3]
+    start, released, end = _timer_reads(lines)
+    wait = _first(lines, "griddepcontrol.wait")
+    assert start < wait < released < end
 
 
 @pytest.mark.parametrize("case", [0, 1])

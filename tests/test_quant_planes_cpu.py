@@ -150,3 +150,19 @@ def test_planes_gemv_timeline_is_compiled_in_only_when_asked(nvrtc):
     assert "%globaltimer" not in without and "w4a4_timeline" not in without
     with pytest.raises(ValueError, match="keeps no timeline"):
         mma_planes.timeline(mma_planes.PlanesConfig(8, 1, 2), 4, (h, h, None, h), True, torch.device("cpu"))
+
+
+def test_triton_timelines_refuse_a_buffer_of_the_wrong_shape():
+    """A timeline buffer holds 4 int64 per program: the quantizer's one program per row (in a PDL chain),
+    the dp4a GEMV's one per BN outputs; anything else is refused before a launch."""
+    tk = pytest.importorskip("graphsafe.quant.triton_kernels", reason="triton is not installed")
+    from graphsafe.quant import triton_gemv
+    x = torch.zeros(2, 64, dtype=torch.float16)
+    q, s = torch.empty(2, 32, dtype=torch.uint8), torch.empty(2, 1, dtype=torch.float16)
+    for bad in (torch.zeros(2, 4, dtype=torch.int32), torch.zeros(3, 4, dtype=torch.int64)):
+        with pytest.raises(ValueError, match="timeline must be int64"):
+            tk.sym_quant_into(x, 1.0, q, s, tk.QuantConfig(64, 0, False, 4), trigger=True, wait=True, timeline=bad)
+    cfg = triton_gemv.Dp4aConfig(4, 128, 1)
+    with pytest.raises(ValueError, match=r"timeline must be int64 \(2, 4\)"):
+        triton_gemv.dp4a_into(q, s, torch.zeros(8, 32, dtype=torch.uint8), torch.ones(8, 1), None,
+                              torch.empty(2, 8), cfg, timeline=torch.zeros(8, 4, dtype=torch.int64))

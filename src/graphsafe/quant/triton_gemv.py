@@ -17,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import _INTERPRET, _column_scales, _prefetch_l2, _scale_store, _wait_then_release
+from .triton_kernels import _INTERPRET, _column_scales, _keep_time, _now, _prefetch_l2, _scale_store, \
+    _wait_then_release
 
 _F0 = tl.constexpr(-252645136)  # 0xF0F0F0F0 as int32
 MAX_ROWS = 4  # one accumulator per row
@@ -49,17 +50,20 @@ def _words(ptr, k, rw, KW):
 
 
 @triton.jit
-def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a, stride_b, stride_c,
+def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, t_ptr, N, KW, stride_a, stride_b, stride_c,
                  M: tl.constexpr, HAS_BIAS: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
-                 PDL: tl.constexpr, PREFETCH: tl.constexpr, USE_ASM: tl.constexpr):
+                 PDL: tl.constexpr, PREFETCH: tl.constexpr, USE_ASM: tl.constexpr, TIMELINE: tl.constexpr = False):
     """A and B as int32 words (4 packed bytes, 8 codes); each word's low nibbles (even columns) and
     high nibbles (odd columns) become 4 bytes of 16x codes, and dp4a sums 4 products at a time into one
     (BN, BW) accumulator per row (up to 4 rows), reduced over K once, at the end, in the layout the
     weights were loaded in. The next step's weight and activation words are requested before the
     current ones are used; with PDL (programmatic dependent launch) the first weight tile, and L2
     prefetches of the next PREFETCH 128-byte lines of each weight row, are requested before waiting for
-    the previous kernel (the quantizer) to finish."""
+    the previous kernel (the quantizer) to finish. TIMELINE: each program's start, wait release and end
+    times and SM go to t_ptr (4 int64 a program)."""
     pid = tl.program_id(0)
+    if TIMELINE:
+        started = _now(pid)
     rn = pid * BN + tl.arange(0, BN)
     rb = tl.where(rn < N, rn, 0).to(tl.int64)
     rw = tl.arange(0, BW)
@@ -71,6 +75,8 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
             lines = tl.minimum(BW * 4 + tl.arange(0, PREFETCH) * 128, KW * 4 - 1)  # bytes past the first tile
             _prefetch_l2(b_ptr.to(tl.pointer_type(tl.int8)) + rb[:, None] * stride_b * 4 + lines[None, :])
         _wait_then_release()  # q and its scales come from the previous kernel; the weights do not
+    if TIMELINE:
+        released = _now(pid)
     MP: tl.constexpr = 1 if M == 1 else (2 if M == 2 else 4)
     rm = tl.arange(0, MP)
     sa = tl.load(sa_ptr + tl.where(rm < M, rm, 0)).to(tl.float32)
@@ -114,6 +120,8 @@ def _dp4a_kernel(a_ptr, sa_ptr, b_ptr, sb_ptr, bias_ptr, c_ptr, N, KW, stride_a,
     if M > 3:
         acc = tl.where(rm[:, None] == 3, tl.sum(acc3, axis=1)[None, :], acc)
     _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS)
+    if TIMELINE:
+        _keep_time(t_ptr, pid, started, released)
 
 
 @dataclass(frozen=True)
@@ -148,11 +156,13 @@ def wide(n: int, kb: int) -> bool:
 
 def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
               bias: torch.Tensor | None, out: torch.Tensor, config: Dp4aConfig | None = None,
-              after_quantizer: bool = False) -> None:
+              after_quantizer: bool = False, timeline: torch.Tensor | None = None) -> None:
     """``w4a4_into`` for up to ``MAX_ROWS`` rows and K a multiple of 8 (whole int32 words per row).
     ``after_quantizer``: the previous kernel on the stream is the quantizer writing ``q``/``scale`` and
     nothing else this kernel reads, so it may be launched early (programmatic dependent launch) and
-    stream its weights while the quantizer runs; it lets the next kernel launch early in turn."""
+    stream its weights while the quantizer runs; it lets the next kernel launch early in turn.
+    ``timeline``: int64 (programs, 4) that gets each program's start, wait release and end (%globaltimer
+    ns) and SM (``benchmarks/chain_timeline.py``)."""
     m, kb = q.shape
     n = qw.shape[0]
     if m == 0 or n == 0:
@@ -164,10 +174,14 @@ def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
     cfg = config or dp4a_config(m, n, kb)
     a, b = q.view(torch.int32), qw.view(torch.int32)
     pdl = after_quantizer and pdl_available(out.device)
-    _dp4a_kernel[(triton.cdiv(n, cfg.bn),)](
-        a, scale, b, w_scale, bias if bias is not None else w_scale, out, n, kb // 4, a.stride(0),
-        b.stride(0), out.stride(0), M=m, HAS_BIAS=bias is not None, BN=cfg.bn, BW=cfg.bw, PDL=pdl,
-        PREFETCH=cfg.prefetch if pdl else 0, USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
+    programs = triton.cdiv(n, cfg.bn)
+    if timeline is not None and (timeline.shape != (programs, 4) or timeline.dtype != torch.int64):
+        raise ValueError(f"timeline must be int64 ({programs}, 4), got {timeline.dtype} {tuple(timeline.shape)}")
+    _dp4a_kernel[(programs,)](
+        a, scale, b, w_scale, bias if bias is not None else w_scale, out,
+        timeline if timeline is not None else out, n, kb // 4, a.stride(0), b.stride(0), out.stride(0), M=m,
+        HAS_BIAS=bias is not None, BN=cfg.bn, BW=cfg.bw, PDL=pdl, PREFETCH=cfg.prefetch if pdl else 0,
+        USE_ASM=not _INTERPRET, TIMELINE=timeline is not None and not _INTERPRET, num_warps=cfg.num_warps,
         **({"launch_pdl": True} if pdl else {}))
 
 

@@ -53,6 +53,24 @@ def _codes(x, scale, rcp, dt: tl.constexpr, USE_ASM: tl.constexpr):
 
 
 @triton.jit
+def _now(dummy):
+    """%globaltimer (ns), for the TIMELINE of a program (``dummy``: any int32 scalar; inline asm takes one)."""
+    return tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [dummy], dtype=tl.int64, is_pure=False,
+                                     pack=1)
+
+
+@triton.jit
+def _keep_time(t_ptr, program, started, released):
+    """Row ``program`` of a timeline (benchmarks/chain_timeline.py): start, wait release, end (ns) and SM."""
+    sm = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r,r", [program], dtype=tl.int32, is_pure=False, pack=1)
+    row = t_ptr + program.to(tl.int64) * 4
+    tl.store(row, started)
+    tl.store(row + 1, released)
+    tl.store(row + 2, _now(program))
+    tl.store(row + 3, sm.to(tl.int64))
+
+
+@triton.jit
 def _abs_bits_max(x):
     """The largest |x| of a float16/bfloat16 tile, as the int32 of its bits. Without the sign bit,
     larger magnitudes have larger bits and every NaN's bits exceed Inf's, so the row's NaN wins."""
@@ -85,18 +103,25 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
 
 
 @triton.jit
-def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, N, NB, stride_x, stride_q, plane, clip,
+def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip,
                       BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, PART: tl.constexpr,
-                      LAYOUT: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr):
+                      LAYOUT: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr,
+                      TIMELINE: tl.constexpr = False):
     """Program (row, part). Without LOOP the row stays in registers as one tile of BLOCK columns and,
     when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
     + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2). With
     PART > 0 the row is split over programs: each still finds the whole row's maximum (the same scale in
     every program, bit for bit), then reads its PART columns again (from L1 or L2) and writes their codes,
     so a few long rows spread the per-element work over several SMs instead of one each. LAYOUT: see
-    _store_codes; with 2 (never with PART) the sum of the row's even-column codes goes to sum_ptr[row]."""
+    _store_codes; with 2 (never with PART) the sum of the row's even-column codes goes to sum_ptr[row].
+    TIMELINE: each program's start, wait release and end times and SM go to t_ptr (4 int64 a program)."""
+    program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+    if TIMELINE:
+        started = _now(program)
     if WAIT:  # we were launched with PDL, early: the previous kernel may still be writing x
         tl.extra.cuda.gdc_wait()
+    if TIMELINE:
+        released = _now(program)
     if TRIGGER:  # a kernel launched next with PDL may start now (it waits for our results itself); not
         tl.extra.cuda.gdc_launch_dependents()  # before our wait, or it would crowd the previous kernel
     row = tl.program_id(0).to(tl.int64)
@@ -138,6 +163,8 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, N, NB, stride_x, stride_q, p
             even += _store_codes(xb, q_row, BLOCK, NB, plane, scale, rcp, dt, BLOCK_B, LAYOUT, USE_ASM)
     if LAYOUT == 2:
         tl.store(sum_ptr + row, even)
+    if TIMELINE:
+        _keep_time(t_ptr, program, started, released)
 
 
 @dataclass(frozen=True)
@@ -176,7 +203,7 @@ def mma_planes_width(n: int) -> int:
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
                    config: QuantConfig | None = None, trigger: bool = False, wait: bool = False,
-                   xsum: torch.Tensor | None = None) -> None:
+                   xsum: torch.Tensor | None = None, timeline: torch.Tensor | None = None) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`), or, with ``xsum``, the
@@ -186,7 +213,8 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
     next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
     while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
-    over programs (``quant_config``) except when either is set, or with ``xsum``."""
+    over programs (``quant_config``) except when either is set, or with ``xsum``. ``timeline``: int64
+    (programs, 4) that gets each program's start, wait release and end (%globaltimer ns) and SM."""
     m, n = x.shape
     if m == 0:
         return
@@ -207,11 +235,14 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
         raise ValueError(f"QuantConfig.part must be an even power of two and the row held in registers (and "
                          f"not with MMA planes), got {cfg}")
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1
-    _sym_quant_kernel[(m, parts)](x, q, scale, xsum if xsum is not None else scale, n, q.shape[-1], x.stride(0),
+    if timeline is not None and (timeline.shape != (m * parts, 4) or timeline.dtype != torch.int64):
+        raise ValueError(f"timeline must be int64 ({m * parts}, 4), got {timeline.dtype} {tuple(timeline.shape)}")
+    _sym_quant_kernel[(m, parts)](x, q, scale, xsum if xsum is not None else scale,
+                                  timeline if timeline is not None else scale, n, q.shape[-1], x.stride(0),
                                   stride_q, plane, clip, BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop,
                                   PART=cfg.part, LAYOUT=layout, TRIGGER=trigger, WAIT=wait,
-                                  USE_ASM=not _INTERPRET, num_warps=cfg.num_warps,
-                                  **({"launch_pdl": True} if wait else {}))
+                                  USE_ASM=not _INTERPRET, TIMELINE=timeline is not None and not _INTERPRET,
+                                  num_warps=cfg.num_warps, **({"launch_pdl": True} if wait else {}))
 
 
 @triton.jit
