@@ -151,3 +151,12 @@ def test_gemv_sass_counts_two_dp4a_per_weight_word_and_row(m):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"({2 * m:.2f} IDP/IMMA) per weight word" in proc.stdout, proc.stdout
+
+
+def test_planes_quantizer_adds_only_the_even_sum_to_the_packing_quantizers_barriers():
+    """Writing MMA planes stores each code where it already is (no exchange between threads through
+    shared memory, as a permute would need): its PTX has the packing quantizer's barriers plus the two of
+    the even-code sum, and no more."""
+    def barriers(lines: list[str]) -> int:
+        return sum(_op(line).startswith(("bar.sync", "barrier.sync")) for line in lines)
+    assert barriers(_quant(True, True, 2)) == barriers(_quant(True, True, 0)) + 2

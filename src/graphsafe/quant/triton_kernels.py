@@ -88,10 +88,11 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
     lo, hi = tl.split(tl.reshape(x, (BLOCK // 2, 2)))
     c_lo = _codes(lo.to(tl.float32), scale, rcp, dt, USE_ASM)
     c_hi = _codes(hi.to(tl.float32), scale, rcp, dt, USE_ASM)
-    if LAYOUT == 2:
-        pair = tl.join(tl.reshape(c_lo << 4, (BLOCK // 8, 4)), tl.reshape(c_hi, (BLOCK // 8, 4)))  # (., 4, 2)
-        b = start + tl.arange(0, BLOCK)
-        tl.store(q_row + b, tl.reshape(tl.permute(pair, (0, 2, 1)), (BLOCK,)).to(tl.int8), mask=b < NB)
+    if LAYOUT == 2:  # even column 2j goes to byte 8 (j // 4) + j % 4, odd column 2j + 1 four bytes later:
+        j = tl.arange(0, BLOCK // 2)  # stored where they are, with no exchange between threads
+        b = start + 8 * (j // 4) + j % 4
+        tl.store(q_row + b, (c_lo << 4).to(tl.int8), mask=b < NB)
+        tl.store(q_row + b + 4, c_hi.to(tl.int8), mask=b + 4 < NB)
         return tl.sum(c_lo, axis=0)
     b = start // 2 + tl.arange(0, BLOCK // 2)
     if LAYOUT == 1:
