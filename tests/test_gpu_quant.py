@@ -464,14 +464,14 @@ def test_doctor_check_w4a4_linear_and_model_are_clean():
     assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]
 
 
-@pytest.mark.parametrize("m", [6, 40, 2048])
-def test_doctor_check_quant_linear_is_clean_on_every_gemm(m):
-    """The GEMMs the few-row check above does not reach: 6 rows take the tensor-core GEMV, 40 the
-    per-tile kernel, 2048 the many-row persistent GEMM (on sm_90 the CUDA wgmma GEMM, launched with PDL
-    after its quantizer)."""
-    qw, ws = quant.pack_int4_weights(_x(4608, 3584, seed=5, scale=0.05))
-    report = check(lambda x: quant.quant_linear(x, qw, ws), lambda seed: (_x(m, 3584, seed=seed),),
-                   name=f"quant_linear[{m} rows]")
+@pytest.mark.parametrize("m, k", [(6, 3584), (3, 18944), (40, 3584), (2048, 3584)])
+def test_doctor_check_quant_linear_is_clean_on_every_gemm(m, k):
+    """The GEMMs the few-row check above does not reach: 6 rows take the tensor-core GEMV on MMA planes,
+    3 rows of 18944 the one on packed codes, 40 the per-tile kernel, 2048 the many-row persistent GEMM
+    (on sm_90 the CUDA wgmma GEMM, launched with PDL after its quantizer)."""
+    qw, ws = quant.pack_int4_weights(_x(4608, k, seed=5, scale=0.05))
+    report = check(lambda x: quant.quant_linear(x, qw, ws), lambda seed: (_x(m, k, seed=seed),),
+                   name=f"quant_linear[{m} rows of {k}]")
     assert report.verdict == "match" and report.findings == [], [(f.code, f.message) for f in report.findings]
 
 
