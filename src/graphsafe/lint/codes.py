@@ -172,7 +172,8 @@ or document the aliasing explicitly.""",
          "`#if 0`), which helps where the conditionals are the cause (a declaration split across `#if` "
          "branches), and, where that parses better still, with well-known attribute macros blanked "
          "(`C10_HOST_DEVICE`, `TORCH_API`, `CUTLASS_HOST_DEVICE`, ...); if that reading parses more, its "
-         "findings are added to the first reading's and the note says so. A Python syntax error or an undecodable file is a warning.", "", ""),
+         "findings are added to the first reading's and the note says so. A Python syntax error or an "
+         "undecodable file is a warning.", "", ""),
     Rule("GSX003", "skipped-file", "warning", "any", "the file was skipped (binary or too large)",
          "Binary files and files above the size limit (`max-file-size` in `[tool.graphsafe]`, 10 MB by "
          "default) are not parsed.", "", ""),

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .triton_kernels import _INTERPRET, _column_scales, _keep_time, _now, _prefetch_l2, _scale_store, \
-    _wait_then_release
+    _wait_then_release, check_timeline
 
 _F0 = tl.constexpr(-252645136)  # 0xF0F0F0F0 as int32
 MAX_ROWS = 4  # one accumulator per row
@@ -175,8 +175,7 @@ def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
     a, b = q.view(torch.int32), qw.view(torch.int32)
     pdl = after_quantizer and pdl_available(out.device)
     programs = triton.cdiv(n, cfg.bn)
-    if timeline is not None and (timeline.shape != (programs, 4) or timeline.dtype != torch.int64):
-        raise ValueError(f"timeline must be int64 ({programs}, 4), got {timeline.dtype} {tuple(timeline.shape)}")
+    check_timeline(timeline, programs)
     _dp4a_kernel[(programs,)](
         a, scale, b, w_scale, bias if bias is not None else w_scale, out,
         timeline if timeline is not None else out, n, kb // 4, a.stride(0), b.stride(0), out.stride(0), M=m,

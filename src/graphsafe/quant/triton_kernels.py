@@ -196,6 +196,12 @@ def quant_config(n: int, m: int = 1, split: bool = True) -> QuantConfig:
     return QuantConfig(a, b, False, 4 if (m > 256 and a + b <= 4096) else 8, part)  # part < n / 2 when set
 
 
+def check_timeline(timeline: torch.Tensor | None, programs: int) -> None:
+    """A kernel's ``timeline=`` buffer: int64 (programs, 4), or None."""
+    if timeline is not None and (timeline.shape != (programs, 4) or timeline.dtype != torch.int64):
+        raise ValueError(f"timeline must be int64 ({programs}, 4), got {timeline.dtype} {tuple(timeline.shape)}")
+
+
 def mma_planes_width(n: int) -> int:
     """Bytes per row of the MMA planes of ``n`` columns (``sym_quant_into`` with ``xsum``): one per column,
     padded with zeros to whole chunks of 128 columns, as the tensor-core GEMV reads them."""
@@ -236,8 +242,7 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
         raise ValueError(f"QuantConfig.part must be an even power of two and the row held in registers (and "
                          f"not with MMA planes), got {cfg}")
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1
-    if timeline is not None and (timeline.shape != (m * parts, 4) or timeline.dtype != torch.int64):
-        raise ValueError(f"timeline must be int64 ({m * parts}, 4), got {timeline.dtype} {tuple(timeline.shape)}")
+    check_timeline(timeline, m * parts)
     _sym_quant_kernel[(m, parts)](x, q, scale, xsum if xsum is not None else scale,
                                   timeline if timeline is not None else scale, n, q.shape[-1], x.stride(0),
                                   stride_q, plane, clip, BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop,

@@ -29,6 +29,8 @@ __device__ __forceinline__ u32 word(const W4& v, int j) {
   return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
 }
 
+__device__ __forceinline__ u32 odd16(u32 w) { return w & 0xF0F0F0F0u; }  // 16 x a word's odd columns' codes
+
 __device__ __forceinline__ void mma(int (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "

@@ -35,8 +35,7 @@ struct Chunk {  // one chunk's words of a thread: weight rows g, g + 8 of each t
   W4 x[NT][2];
 };
 
-__device__ __forceinline__ u32 odd16(u32 w) { return w & 0xF0F0F0F0u; }  // 16 x the odd columns' codes
-// the even columns' codes + 8, one LOP3: low = 0x0F0F0F0F held in a register (a LOP3 takes one constant)
+// the even columns' codes + 8 (the odd ones: odd16, 16 x code), one LOP3: low = 0x0F0F0F0F held in a register (a LOP3 takes one constant)
 __device__ __forceinline__ u32 even8(u32 w, u32 low) { return (w & low) ^ 0x08080808u; }
 
 __device__ __forceinline__ void multiply(int (&acc)[TILES][NT][4], const Chunk& s, u32 low) {
