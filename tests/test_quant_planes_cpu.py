@@ -166,3 +166,16 @@ def test_triton_timelines_refuse_a_buffer_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"timeline must be int64 \(2, 4\)"):
         triton_gemv.dp4a_into(q, s, torch.zeros(8, 32, dtype=torch.uint8), torch.ones(8, 1), None,
                               torch.empty(2, 8), cfg, timeline=torch.zeros(8, 4, dtype=torch.int64))
+
+
+def test_nvrtc_writes_into_buffers_of_its_own(nvrtc):
+    """NVRTC writes its log and its output into buffers the caller passes. A program that compiles
+    without a message has a log of one byte, and ``b" " * 1`` is CPython's shared one-byte object: written
+    into, every b" " in the process became b"\\x00" (lint's blanked views then held NUL bytes). The
+    buffers are bytearrays of their own."""
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    defines = mma_planes.macros(4, mma_planes.PlanesConfig(8, 1, 2), (h, h, None, h), True)
+    nvrtc._compile(90, defines, source=mma_planes.SOURCE)
+    nvrtc.compile_ptx(90, defines, mma_planes.SOURCE)
+    assert bytes([32])[0] == 32 and bytes([32]) * 3 == bytes((32, 32, 32))  # the shared b" " is still a space

@@ -134,7 +134,7 @@ def _program_log(prog) -> str:
     """NVRTC's log of one program (the compiler's messages, and ptxas's with ``--ptxas-options=-v``)."""
     from cuda.bindings import nvrtc
     _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-    buf = b" " * size
+    buf = bytearray(size)  # NVRTC writes into it: never a bytes object (b" " * 1 is CPython's shared b" ")
     nvrtc.nvrtcGetProgramLog(prog, buf)
     return buf.decode(errors="replace").strip("\x00 \n")
 
@@ -167,9 +167,9 @@ def _compile(arch: int | str, defines: tuple[tuple[str, int], ...], extra: tuple
         _nvrtc_ok(nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0], prog, source)
         result, size = size_of(prog)
         _nvrtc_ok(result, prog)
-        out = b" " * size
+        out = bytearray(size)  # written by NVRTC, as the log's buffer
         _nvrtc_ok(get(prog, out)[0], prog)
-        return out, _program_log(prog)
+        return bytes(out), _program_log(prog)
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
