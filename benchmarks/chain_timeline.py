@@ -9,7 +9,7 @@ captured into one graph and replayed; the last pair's programs are read back, in
 first start: when the GEMV's programs became resident, how long after the quantizer's end their wait
 released them, and how long they took after it.
 
-    python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--json FILE]
+    python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--crossed] [--json FILE]
 
 The dp4a GEMV runs with ``dp4a_config``'s choice, so ``--m`` is at most 4.
 """
@@ -41,10 +41,14 @@ def _report(name: str, r: dict) -> None:
     print(f"    release -> end   {_pct([b - a for a, b in zip(r['released'], r['end'])])}")
 
 
-def run(k: int, n: int, m: int, cfg, calls: int) -> dict:
+CROSSED = ("planes GEMV after the packing quantizer", "dp4a GEMV after the planes quantizer")
+
+
+def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False) -> dict:
     """Per kind (the planes GEMV chained after its quantizer, the dp4a GEMV chained after the packing
     quantizer, the planes GEMV alone), the last call's timestamps of the quantizer's and the GEMV's programs,
-    relative to the quantizer's first start (chained) or the GEMV's (alone)."""
+    relative to the quantizer's first start (chained) or the GEMV's (alone). ``crossed`` adds each GEMV
+    after the other's quantizer (its operands stale, its time real), to tell which kernel costs the chain."""
     import torch
 
     from graphsafe.quant import mma_planes, pack_int4_weights
@@ -63,6 +67,8 @@ def run(k: int, n: int, m: int, cfg, calls: int) -> dict:
     pdl = pdl_available(dev)
     blocks = -(-n // (16 * cfg.tiles))
     cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks)
+    bare_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False)
+    bare = torch.empty_like(planes)  # planes without sums (sym_quant_into without xsum into int8 planes)
     dcfg = dp4a_config(m, n, k // 2)
     q_t = torch.zeros(m, 4, dtype=torch.int64, device=dev)  # the quantizer: one program a row, in a PDL chain
     d_t = torch.zeros(-(-n // dcfg.bn), 4, dtype=torch.int64, device=dev)
@@ -74,14 +80,25 @@ def run(k: int, n: int, m: int, cfg, calls: int) -> dict:
         if kind == "planes chained":
             sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum, timeline=q_t)
             mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg, after_quantizer=pdl)
+        elif kind == "planes without sums chained":
+            sym_quant_into(x, 1.0, bare, scale, trigger=pdl, wait=pdl, timeline=q_t)
+            mma_planes.planes_into(bare, None, scale, *w, None, y, bare_cfg, after_quantizer=pdl)
         elif kind == "dp4a chained":
             sym_quant_into(x, 1.0, q, scale, trigger=pdl, wait=pdl, timeline=q_t)
+            dp4a_into(q, scale, *w, None, y, dcfg, after_quantizer=pdl, timeline=d_t)
+        elif kind == "planes GEMV after the packing quantizer":  # crossed: which kernel costs the chain
+            sym_quant_into(x, 1.0, q, scale, trigger=pdl, wait=pdl, timeline=q_t)
+            mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg, after_quantizer=pdl)
+        elif kind == "dp4a GEMV after the planes quantizer":
+            sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum, timeline=q_t)
             dp4a_into(q, scale, *w, None, y, dcfg, after_quantizer=pdl, timeline=d_t)
         else:
             mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg)
 
     sym_quant_into(x, 1.0, planes, scale, xsum=xsum)
-    for kind in ("planes chained", "dp4a chained", "planes alone"):
+    kinds = ("planes chained", "planes without sums chained", "dp4a chained", "planes alone") + (CROSSED if crossed else ())
+    sym_quant_into(x, 1.0, q, scale)
+    for kind in kinds:
         stream = torch.cuda.Stream()
         with torch.cuda.stream(stream):
             call(kind, 0)
@@ -90,25 +107,30 @@ def run(k: int, n: int, m: int, cfg, calls: int) -> dict:
         with torch.cuda.graph(g, stream=stream):
             for i in range(calls):
                 call(kind, i)
-        runs = []
+        runs, per_call = [], []
         for _ in range(5):
+            ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            ev[0].record()
             g.replay()
+            ev[1].record()
             torch.cuda.synchronize()
-            if kind == "dp4a chained":
+            per_call.append(ev[0].elapsed_time(ev[1]) * 1e3 / calls)
+            if kind.startswith("dp4a"):
                 gemv = d_t.cpu().tolist()
             else:
-                gemv = mma_planes.timeline(cfg, m, types, pdl and kind == "planes chained", dev).cpu().tolist()
+                gemv = mma_planes.timeline(bare_cfg if "without sums" in kind else cfg, m, types,
+                                           pdl and kind != "planes alone", dev).cpu().tolist()
             quant = q_t.cpu().tolist() if kind != "planes alone" else []
             t0 = min(r[0] for r in quant or gemv)
             runs.append({"quantizer": _stamps(quant, t0), "gemv": _stamps(gemv, t0),
                          "span_us": (max(r[2] for r in gemv) - t0) / 1e3})
         stamps = sorted({v for r in gemv + quant for v in r[:3]})
         tick = min((b - a for a, b in zip(stamps, stamps[1:]) if b > a), default=0)
-        out[kind] = {"runs": runs, "timer_tick_ns": tick}
+        out[kind] = {"runs": runs, "timer_tick_ns": tick, "per_call_us": per_call}
         last = runs[-1]
         print(f"{kind}, {k}->{n} M={m}: from the {'quantizer' if quant else 'GEMV'}'s first start to the GEMV's last "
               f"end {statistics.median(r['span_us'] for r in runs):.2f} µs (median of 5 replays of {calls} calls; "
-              f"timer tick {tick} ns)")
+              f"timer tick {tick} ns); {statistics.median(per_call):.2f} µs a call (CUDA events, median)")
         if quant:
             _report("quantizer", last["quantizer"])
         _report("GEMV", last["gemv"])
@@ -126,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="warps,tiles,ring,prefetch (default: planes_config's choice)")
     ap.add_argument("--calls", type=int, default=20, help="pairs captured into the graph")
     ap.add_argument("--json", help="write the timestamps to this file")
+    ap.add_argument("--crossed", action="store_true", help="also each GEMV after the other GEMV's quantizer")
     args = ap.parse_args(argv)
     import torch
     if not torch.cuda.is_available():
@@ -141,7 +164,7 @@ def main(argv=None) -> int:
         cfg = PlanesConfig(w, t, r, bool(p))
     else:
         cfg = planes_config(args.m, args.n, args.k // 8)
-    data = run(args.k, args.n, args.m, cfg, args.calls)
+    data = run(args.k, args.n, args.m, cfg, args.calls, args.crossed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f)

@@ -4,13 +4,14 @@
 ``dp4a_config`` picks (or the one given), with the integer arguments marked divisible by 16 as
 Triton's launcher marks them on the benchmark shapes. ``--kind mma``: the tensor-core GEMV
 (``csrc/w4a4_mma.cu`` through NVRTC, needs cuda-bindings) with ``mma_config``'s choice; ``--kind planes``:
-the one on MMA planes (``csrc/w4a4_planes.cu``) with ``planes_config``'s. Either cubin is
+the one on MMA planes (``csrc/w4a4_planes.cu``) with ``planes_config``'s (``planes-bare``: its variant on
+planes without sums, ``PlanesConfig.xsum`` False). Either cubin is
 disassembled with the ``nvdisasm`` bundled with Triton, and the instructions of the K loop (the block
 that ends in the backward branch) are counted by opcode (the tensor-core GEMV's loop holds STAGES steps). From those counts it
 estimates the issue time of the whole GEMV on an H100 (132 SMs, 4 warp-instructions per clock per SM,
 1.755 GHz), to set against the time a bare read of the weights takes (``read_floor.py``).
 
-    python benchmarks/gemv_sass.py [--kind dp4a|mma|planes] [--m 4] [--k 3584] [--n 4608] [--config BN,BW,WARPS]
+    python benchmarks/gemv_sass.py [--kind dp4a|mma|planes|planes-bare] [--m 4] [--k 3584] [--n 4608] [--config BN,BW,WARPS]
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def loop_counts(cubin: bytes) -> tuple[collections.Counter, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", choices=("dp4a", "mma", "planes"), default="dp4a")
+    ap.add_argument("--kind", choices=("dp4a", "mma", "planes", "planes-bare"), default="dp4a")
     ap.add_argument("--m", type=int, default=4)
     ap.add_argument("--k", type=int, default=3584)
     ap.add_argument("--n", type=int, default=4608)
@@ -98,11 +99,14 @@ def main(argv=None) -> int:
         cubin = _dp4a_cubin(args.m, bn, bw, warps)
         words_per_thread = bn * bw // (32 * warps)  # weight words each thread multiplies per loop trip
         what = f"{bn} rows x {bw} words per step, {warps} warp(s)"
-    elif args.kind == "planes":
+    elif args.kind.startswith("planes"):
+        import dataclasses
+
         import torch
 
         from graphsafe.quant import mma_gemv, mma_planes
         cfg = mma_planes.planes_config(args.m, args.n, kb // 4)
+        cfg = dataclasses.replace(cfg, xsum=args.kind == "planes")
         h = torch.float16
         cubin = mma_gemv.compile_cubin(90, mma_planes.macros(args.m, cfg, (h, h, None, h), True), mma_planes.SOURCE)
         words_per_thread = cfg.ring * cfg.tiles * 2 * 4  # RING chunks of two 16-byte words per weight tile

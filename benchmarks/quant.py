@@ -260,9 +260,11 @@ MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
             + [(8, 1, 2, 2, 1, False), (4, 1, 2, 3, 1, False), (8, 1, 4, 2, 1, False), (8, 1, 1, 5, 1, False),
                (8, 1, 2, 3, 1, False), (4, 1, 2, 4, 1, False)])
 
-# the tensor-core GEMV on MMA planes: (warps, tiles, ring, L2 prefetch)
+# the tensor-core GEMV on MMA planes: (warps, tiles, ring, L2 prefetch), with the quantizer's row sums and
+# without (PlanesConfig.xsum)
 PLANES_GRID = [(8, 1, 2, False), (8, 1, 2, True), (8, 1, 3, False), (8, 1, 3, True), (4, 1, 3, False),
                (4, 1, 3, True), (8, 2, 2, False), (8, 2, 2, True), (8, 2, 3, True), (4, 2, 3, True), (8, 1, 4, False)]
+PLANES_GRID = [c + (True,) for c in PLANES_GRID] + [c + (0, False) for c in PLANES_GRID[:6]]
 
 
 def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
@@ -317,19 +319,23 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
             planes = torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda")
             xsum = torch.empty(m, dtype=torch.int32, device="cuda")
             sym_quant_into(x, 1.0, planes, s, xsum=xsum)
+            bare = torch.empty_like(planes)  # planes without sums
+            sym_quant_into(x, 1.0, bare, s)
             for kind, cfg in cands:
                 gemm = {"dp4a": dp4a_into, "small": small_into, "mma": mma_into, "planes": None}[kind]
 
-                def alone(i, cfg=cfg, gemm=gemm):
+                pl, xs = (planes, xsum) if kind != "planes" or cfg.xsum else (bare, None)
+
+                def alone(i, cfg=cfg, gemm=gemm, pl=pl, xs=xs):
                     if gemm is None:
-                        planes_into(planes, xsum, s, packed[i][0], packed[i][1], None, y, cfg)
+                        planes_into(pl, xs, s, packed[i][0], packed[i][1], None, y, cfg)
                     else:
                         gemm(q, s, packed[i][0], packed[i][1], None, y, cfg)
 
-                def chain(i, cfg=cfg, gemm=gemm, wait=True):
+                def chain(i, cfg=cfg, gemm=gemm, wait=True, pl=pl, xs=xs):
                     if gemm is None:  # quant_linear's GEMV on MMA planes, after their quantizer
-                        sym_quant_into(x, 1.0, planes, s, trigger=pdl, wait=wait and pdl, xsum=xsum)
-                        planes_into(planes, xsum, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
+                        sym_quant_into(x, 1.0, pl, s, trigger=pdl, wait=wait and pdl, xsum=xs)
+                        planes_into(pl, xs, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
                         return
                     sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl)
                     gemm(q, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)

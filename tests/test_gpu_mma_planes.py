@@ -20,12 +20,12 @@ def _x(m, n, dtype=torch.float16, seed=0, scale=3.0):
     return (torch.randn(m, n, device="cuda", generator=g) * scale).to(dtype)
 
 
-def _planes(x, pdl=False):
-    """The quantizer's MMA planes, even-code sums and scales of ``x``."""
+def _planes(x, pdl=False, sums=True):
+    """The quantizer's MMA planes, even-code sums (None for planes without sums) and scales of ``x``."""
     from graphsafe.quant import triton_kernels as tk
     m, k = x.shape
     planes = torch.full((m, tk.mma_planes_width(k)), 99, dtype=torch.int8, device="cuda")
-    xsum = torch.empty(m, dtype=torch.int32, device="cuda")
+    xsum = torch.empty(m, dtype=torch.int32, device="cuda") if sums else None
     scale = torch.empty(m, 1, dtype=x.dtype, device="cuda")
     tk.sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum)
     return planes, xsum, scale
@@ -36,17 +36,23 @@ def _configs():
     return [PlanesConfig(w, t, r) for w in (1, 4, 8) for t in (1, 2) for r in (1, 2, 4)]
 
 
+@pytest.mark.parametrize("sums", [True, False], ids=["sums", "bare"])
 @pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}")
 @pytest.mark.parametrize("m", [1, 4, 8, 9, 16])
-def test_planes_gemv_every_config_is_exact(cfg, m):
+def test_planes_gemv_every_config_is_exact(cfg, m, sums):
     """K = 32 x 83 (20 whole chunks of 128 columns and a partial one of 96) and N = 50, both scale
-    dtypes, bias, a float32 output; then the exact int32 sums with unit scales."""
+    dtypes, bias, a float32 output; then the exact int32 sums with unit scales. On planes with the
+    quantizer's row sums and without (PlanesConfig.xsum)."""
+    import dataclasses
+
     from graphsafe.quant import mma_planes
     k, n = 32 * 83, 50
     x = _x(m, k, torch.bfloat16)
     q, s = quant.sym_quant(x)
-    planes, xsum, scale = _planes(x)
+    planes, xsum, scale = _planes(x, sums=sums)
     assert torch.equal(scale, s)
+    assert torch.equal(planes.cpu(), ref.mma_planes_reference(q.cpu(), sums)[0])
+    cfg = dataclasses.replace(cfg, xsum=sums)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=1, scale=0.05))
     bias = _x(1, n, seed=2).flatten().float()
     y = torch.full((m, n), float("nan"), device="cuda")
@@ -61,7 +67,8 @@ def test_planes_gemv_every_config_is_exact(cfg, m):
                                      (3, 18944, 40), (3, 416, 40), (12, 28672, 64)])
 @pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("prefetch", [False, True])
-def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch):
+@pytest.mark.parametrize("sums", [True, False], ids=["sums", "bare"])
+def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, sums):
     """The quantizer writes the planes and sums, then the GEMV launches with PDL (as quant_linear runs
     them), with a weight row stride wider than the row; every output dtype; with and without the weight
     rows prefetched into L2 before the wait. K = 416: 3 whole chunks, the partial one on warp 3; K =
@@ -76,8 +83,8 @@ def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch):
     assert mma_planes.supports(qw, m)
     y = torch.empty(m, n, dtype=out_dtype, device="cuda")
     pdl = pdl_available(x.device)
-    planes, xsum, s = _planes(x, pdl)
-    cfg = mma_planes.PlanesConfig(8, 1, 3, True) if prefetch else None
+    planes, xsum, s = _planes(x, pdl, sums)
+    cfg = mma_planes.PlanesConfig(8, 1, 3, True, xsum=sums) if prefetch else None
     mma_planes.planes_into(planes, xsum, s, qw, ws, None, y, cfg, after_quantizer=pdl)
     q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw_, ws, None, out_dtype))
@@ -97,6 +104,10 @@ def test_planes_gemv_extreme_codes_largest_k_and_refusals():
         mma_planes.planes_into(planes, xsum, torch.ones(16, 1, device="cuda"), qw, torch.ones(3, 1, device="cuda"),
                                None, y)
         assert torch.equal(y, torch.full((16, 3), dot, device="cuda"))
+        bare = ref.mma_planes_reference(torch.full((16, k // 2), 0x88, dtype=torch.uint8), sums=False)[0].cuda()
+        mma_planes.planes_into(bare, None, torch.ones(16, 1, device="cuda"), qw, torch.ones(3, 1, device="cuda"),
+                               None, y)  # without sums: each pair of columns adds 2 x 16 x 7 x -8 = -1792
+        assert torch.equal(y, torch.full((16, 3), dot, device="cuda"))
     ones = torch.ones(3, 1, device="cuda")
     with pytest.raises(ValueError, match="takes 1-16 rows"):
         mma_planes.planes_into(planes, xsum, torch.ones(16, 1, device="cuda"), qw[:, 8:], ones, None, y)
@@ -106,6 +117,9 @@ def test_planes_gemv_extreme_codes_largest_k_and_refusals():
                                torch.ones(17, 1, device="cuda"), qw, ones, None, torch.empty(17, 3, device="cuda"))
     with pytest.raises(ValueError, match="planes must be int8"):
         mma_planes.planes_into(planes[:, :-128], xsum, torch.ones(16, 1, device="cuda"), qw, ones, None, y)
+    with pytest.raises(ValueError, match="needs xsum"):
+        mma_planes.planes_into(planes, None, torch.ones(16, 1, device="cuda"), qw, ones, None, y,
+                               mma_planes.PlanesConfig(8, 1, 2))
 
 
 def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch):

@@ -17,7 +17,7 @@ runs it, it gains less from the overlap, so ``ops.planes_wanted`` routes it only
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,6 +36,7 @@ class PlanesConfig:
     ring: int  # chunks in each thread's register ring: ring - 1 in flight while one is multiplied
     prefetch: bool = False  # with PDL on sm_90: the block's weight rows prefetched into L2 before the wait
     timeline: int = 0  # blocks whose start, wait and end times are kept (benchmarks/chain_timeline.py)
+    xsum: bool = True  # planes with the even-code sums (the quantizer's layout 2), else without (layout 3)
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -63,11 +64,12 @@ def _check_operands(planes, xsum, scale, w_scale, bias, out, m: int, n: int, kb:
     stride; all on the planes' device."""
     width = mma_planes_width(2 * kb)
     if (planes.dtype != torch.int8 or planes.shape[1] != width or planes.stride(1) != 1
-            or planes.stride(0) % 16 or planes.data_ptr() % 16 or xsum.shape != (m,) or xsum.dtype != torch.int32
-            or xsum.stride(0) != 1):
+            or planes.stride(0) % 16 or planes.data_ptr() % 16
+            or xsum is not None and (xsum.shape != (m,) or xsum.dtype != torch.int32 or xsum.stride(0) != 1)):
         raise ValueError(f"planes must be int8 ({m}, {width}) with 16-byte aligned rows, and xsum contiguous "
                          f"int32 ({m},); got {planes.dtype} {tuple(planes.shape)} strides {planes.stride()}, "
-                         f"xsum {xsum.dtype} {tuple(xsum.shape)} strides {xsum.stride()}")
+                         + ("no xsum" if xsum is None else
+                            f"xsum {xsum.dtype} {tuple(xsum.shape)} strides {xsum.stride()}"))
     for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n)):
         if t is not None and (t.numel() != rows or t.shape[0] != rows or t.stride(0) != 1):
             raise ValueError(f"{name} must hold one contiguous value per {'row' if rows == m else 'output'} "
@@ -88,15 +90,16 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
     return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("RING", cfg.ring), ("NT", 1 if m <= 8 else 2),
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
-            ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline))
+            ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)))
 
 
-def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor,
+def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
                 w_scale: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
                 config: PlanesConfig | None = None, after_quantizer: bool = False) -> None:
     """``out`` (M, N) = dequantized (activations . weights^T) (+ bias) from MMA planes ``planes`` (M,
     mma_planes_width(K)) and their even-code sums ``xsum`` (M,), as ``sym_quant_into(..., xsum=...)``
-    writes them, for 1-16 rows where :func:`supports` holds. ``after_quantizer``: the previous kernel
+    writes them, for 1-16 rows where :func:`supports` holds; with ``xsum`` None, planes without sums
+    (``sym_quant_into`` without ``xsum`` into int8 planes) and a configuration with ``xsum`` False. ``after_quantizer``: the previous kernel
     on the stream is that quantizer and nothing else this kernel reads is written by it; it is then
     launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
     launch once it has its inputs."""
@@ -109,7 +112,9 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, q
                          f"aligned weights; got {m} rows, weights {tuple(qw.shape)} at {qw.data_ptr() % 16} mod 16")
     _check_operands(planes, xsum, scale, w_scale, bias, out, m, n, kb)
     arch = mma_gemv.check(planes.device)
-    cfg = config or planes_config(m, n, kb // 4)
+    cfg = config or replace(planes_config(m, n, kb // 4), xsum=xsum is not None)
+    if cfg.xsum != (xsum is not None):
+        raise ValueError(f"{cfg} {'needs' if cfg.xsum else 'takes no'} xsum")
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,
@@ -118,7 +123,7 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor, scale: torch.Tensor, q
     grid = -(-n // (16 * cfg.tiles))
     launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, 0, pdl)
     launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
-           (planes.data_ptr(), xsum.data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
+           (planes.data_ptr(), (xsum if xsum is not None else scale).data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
             (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kb // 4, planes.stride(0) // 4,
             qw.stride(0) // 4, out.stride(0)))
 

@@ -107,28 +107,34 @@ def unpack_int4(packed: torch.Tensor, n: int | None = None) -> torch.Tensor:
     return vals if n is None else vals[:, :n]
 
 
-def mma_planes_reference(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mma_planes_reference(q: torch.Tensor, sums: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The MMA planes of packed codes ``q`` (M, KB) and the sums of each row's even-column codes: what
     ``sym_quant_into(..., xsum=...)`` writes for the tensor-core GEMV (``csrc/w4a4_planes.cu``). For every
     8 columns, int8 16 x the codes of the 4 even ones, then the codes of the 4 odd ones; rows padded with
-    zeros to a multiple of 128 columns."""
+    zeros to a multiple of 128 columns. Without ``sums``, the planes without sums (``sym_quant_into``
+    without ``xsum`` into int8 planes): the even columns' codes themselves, and None for the sums."""
     m, kb = q.shape
     width = -(-2 * kb // 128) * 128
     codes = torch.zeros(m, width, dtype=torch.int16)
     codes[:, :2 * kb] = unpack_int4(q).to(torch.int16)
     groups = codes.reshape(m, width // 8, 4, 2)
-    planes = torch.cat([groups[..., 0] * 16, groups[..., 1]], dim=2).reshape(m, width).to(torch.int8)
-    return planes, codes[:, 0::2].sum(dim=1, dtype=torch.int32)
+    planes = torch.cat([groups[..., 0] * (16 if sums else 1), groups[..., 1]], dim=2).reshape(m, width).to(torch.int8)
+    return planes, codes[:, 0::2].sum(dim=1, dtype=torch.int32) if sums else None
 
 
-def mma_planes_dot_reference(planes: torch.Tensor, qw: torch.Tensor) -> torch.Tensor:
+def mma_planes_dot_reference(planes: torch.Tensor, qw: torch.Tensor, sums: bool = True) -> torch.Tensor:
     """The tensor-core GEMV's sums on MMA planes, computed as it computes them: each weight word's even
     columns as code + 8 (``(w & 0x0F0F0F0F) ^ 0x08080808``), its odd ones as 16 x code (``w & 0xF0F0F0F0``),
     multiplied by the matching plane bytes. int32 (M, N): 16 x (the dot product + 8 x the activation row's
-    even-column code sum)."""
+    even-column code sum). Without ``sums`` (planes without sums), the even columns as 16 x code too
+    (``(w << 4) & 0xF0F0F0F0``): 16 x the dot product."""
     n, kb = qw.shape
     w = qw.to(torch.int32)
-    even = (((w & 0x0F) ^ 0x08)).to(torch.float64)  # code + 8, in 0..15
+    if sums:
+        even = (((w & 0x0F) ^ 0x08)).to(torch.float64)  # code + 8, in 0..15
+    else:
+        low = (w << 4) & 0xF0
+        even = (low - ((low & 0x80) << 1)).to(torch.float64)  # the low nibble on top, as a signed byte
     odd = ((w & 0xF0) - ((w & 0x80) << 1)).to(torch.float64)  # the byte's high nibble as a signed byte: 16 x code
     x = planes[:, :2 * kb].to(torch.float64).reshape(planes.shape[0], kb // 4, 2, 4)  # [word][even/odd][byte]
     a = torch.stack([even.reshape(n, kb // 4, 4), odd.reshape(n, kb // 4, 4)], dim=2)

@@ -84,16 +84,17 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
     2 only, else 0). LAYOUT 0, packed: byte j holds column 2j in its low nibble. 1: 16 x the even columns'
     codes as int8 at q_row[j] and the odd columns' at q_row[plane + j] (the large-M GEMM's operand,
     :mod:`graphsafe.quant.triton_swap`). 2, the MMA planes (``csrc/w4a4_planes.cu``): for every 8 columns,
-    16 x the 4 even columns' codes, then the 4 odd columns' codes, as int8 bytes (NB: bytes in the row)."""
+    16 x the 4 even columns' codes, then the 4 odd columns' codes, as int8 bytes (NB: bytes in the row). 3:
+    as 2 with the even columns' codes themselves, not 16 x, and no sum."""
     lo, hi = tl.split(tl.reshape(x, (BLOCK // 2, 2)))
     c_lo = _codes(lo.to(tl.float32), scale, rcp, dt, USE_ASM)
     c_hi = _codes(hi.to(tl.float32), scale, rcp, dt, USE_ASM)
-    if LAYOUT == 2:  # even column 2j goes to byte 8 (j // 4) + j % 4, odd column 2j + 1 four bytes later:
+    if LAYOUT >= 2:  # even column 2j goes to byte 8 (j // 4) + j % 4, odd column 2j + 1 four bytes later:
         j = tl.arange(0, BLOCK // 2)  # stored where they are, with no exchange between threads
         b = start + 8 * (j // 4) + j % 4
-        tl.store(q_row + b, (c_lo << 4).to(tl.int8), mask=b < NB)
+        tl.store(q_row + b, (c_lo << 4 if LAYOUT == 2 else c_lo).to(tl.int8), mask=b < NB)
         tl.store(q_row + b + 4, c_hi.to(tl.int8), mask=b + 4 < NB)
-        return tl.sum(c_lo, axis=0)
+        return tl.sum(c_lo, axis=0) if LAYOUT == 2 else 0
     b = start // 2 + tl.arange(0, BLOCK // 2)
     if LAYOUT == 1:
         tl.store(q_row + b, (c_lo << 4).to(tl.int8), mask=b < NB)
@@ -216,7 +217,9 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`), or, with ``xsum``, the
     MMA planes of ``mma_planes.planes_into``: int8 (M, mma_planes_width(N)), for every 8 columns 16 x the
     codes of the 4 even ones, then the codes of the 4 odd ones, zeros past N; ``xsum`` (M,) int32 gets
-    the sum of each row's even-column codes. Programmatic dependent
+    the sum of each row's even-column codes. Without ``xsum``, an int8 (M, mma_planes_width(N)) ``q``
+    gets the planes of the GEMV without sums (``PlanesConfig.xsum`` False): the even columns' codes
+    themselves, not 16 x. Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
     next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
     while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
@@ -225,20 +228,23 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     m, n = x.shape
     if m == 0:
         return
-    layout = 2 if xsum is not None else 1 if q.dim() == 3 else 0
+    layout = 2 if xsum is not None else 1 if q.dim() == 3 else 3 if q.dtype == torch.int8 else 0
+    if layout == 3 and (q.shape != (m, mma_planes_width(n)) or q.stride(1) != 1):
+        raise ValueError(f"MMA planes without sums need q int8 ({m}, {mma_planes_width(n)}) with unit column "
+                         f"stride, got {tuple(q.shape)} strides {q.stride()}")
     if layout == 2 and (q.shape != (m, mma_planes_width(n)) or q.dtype != torch.int8 or q.stride(1) != 1
                         or xsum.shape != (m,) or xsum.dtype != torch.int32 or xsum.stride(0) != 1):
         raise ValueError(f"MMA planes need q int8 ({m}, {mma_planes_width(n)}) and xsum int32 ({m},) with "
                          f"unit column stride, got q {q.dtype} {tuple(q.shape)} and xsum {xsum.dtype} "
                          f"{tuple(xsum.shape)}")
-    cfg = config or quant_config(n, m, split=not (trigger or wait or layout == 2))
-    if layout == 2:  # every byte of the padded row written: tiles of at least 128 columns
+    cfg = config or quant_config(n, m, split=not (trigger or wait or layout >= 2))
+    if layout >= 2:  # every byte of the padded row written: tiles of at least 128 columns
         cfg = replace(cfg, block=max(cfg.block, 128), block_b=cfg.block_b and max(cfg.block_b, 128))
     plane = q.stride(0) if layout == 1 else 0
     stride_q = q.stride(1) if layout == 1 else q.stride(0)
     clip = rounded_clip(clip_ratio, x.dtype)
     trigger, wait = trigger and not _INTERPRET, wait and not _INTERPRET
-    if cfg.part and (cfg.loop or cfg.part % 2 or cfg.part & (cfg.part - 1) or layout == 2):
+    if cfg.part and (cfg.loop or cfg.part % 2 or cfg.part & (cfg.part - 1) or layout >= 2):
         raise ValueError(f"QuantConfig.part must be an even power of two and the row held in registers (and "
                          f"not with MMA planes), got {cfg}")
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1

@@ -30,6 +30,7 @@ __device__ __forceinline__ u32 word(const W4& v, int j) {
 }
 
 __device__ __forceinline__ u32 odd16(u32 w) { return w & 0xF0F0F0F0u; }  // 16 x a word's odd columns' codes
+__device__ __forceinline__ u32 even16(u32 w) { return (w << 4) & 0xF0F0F0F0u; }  // and its even columns'
 
 __device__ __forceinline__ void mma(int (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
   asm volatile(

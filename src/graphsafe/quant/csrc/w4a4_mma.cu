@@ -29,8 +29,6 @@
 
 #include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
 
-__device__ __forceinline__ u32 even16(u32 w) { return (w << 4) & 0xF0F0F0F0u; }  // 16 x even columns
-
 struct Tile {  // one step's words: UNROLL per weight row (g, g + 8 of each tile) and activation row
   W4 w[TILES][2][UNROLL];
   W4 x[NT][UNROLL];

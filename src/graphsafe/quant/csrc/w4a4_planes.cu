@@ -22,8 +22,14 @@
 // covers 16 TILES weight rows. With PDL the block requests its first weights, and its outputs' weight
 // scales and bias, before it waits for the quantizer.
 //
+// XSUM 0 (planes without the sum, the quantizer's layout 3): the activations' even plane holds the codes
+// themselves, and the even weight columns go in as 16 x code too ((w << 4) & 0xF0F0F0F0, two instructions
+// where XSUM 1 takes one): the accumulator holds 16 x the dot product, with no sum to take off, so the
+// quantizer need not add up its row's codes (a block-wide reduction, on the chain's critical path).
+//
 // Configuration macros: WARPS, TILES, RING (chunks in the register ring: RING - 1 in flight), NT (8-row
-// activation tiles: 1 or 2), SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
+// activation tiles: 1 or 2), XSUM (1: the even plane is 16 x code and the weights' even columns code + 8,
+// corrected by the row sums; 0: see above), SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
 // PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait),
 // TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline).
 
@@ -44,7 +50,8 @@ __device__ __forceinline__ void multiply(int (&acc)[TILES][NT][4], const Chunk& 
 #pragma unroll
     for (int r = 0; r < TILES; ++r) {
       const u32 lo = word(s.w[r][0], j), hi = word(s.w[r][1], j);
-      const u32 a2 = odd16(lo), a3 = odd16(hi), a0 = even8(lo, low), a1 = even8(hi, low);
+      const u32 a2 = odd16(lo), a3 = odd16(hi);
+      const u32 a0 = XSUM ? even8(lo, low) : even16(lo), a1 = XSUM ? even8(hi, low) : even16(hi);
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
         const W4& x = s.x[n][j >> 1];  // word j's two planes side by side, as the MMA takes them
@@ -82,12 +89,13 @@ __device__ __forceinline__ void load_inputs(Chunk& s, Cursor& p) {
 __device__ __forceinline__ void load_scales(Out& o, int M, const void* sa, const int* xsum) {
   if (o.row < M) {
     o.sa = to_f32(sa, o.row, SA_T);
-    o.xs = xsum[o.row];
+    if (XSUM) o.xs = xsum[o.row];
   }
 }
 
-// The exact dot product from an accumulator sum: 16 x (dot + 8 x the even activation codes' sum).
-__device__ __forceinline__ int exact(int sum, const Out& o) { return (sum >> 4) - 8 * o.xs; }
+// The exact dot product from an accumulator sum: 16 x (dot + 8 x the even activation codes' sum), or
+// without XSUM 16 x dot.
+__device__ __forceinline__ int exact(int sum, const Out& o) { return XSUM ? (sum >> 4) - 8 * o.xs : sum >> 4; }
 
 #if TIMELINE
 // For benchmarks/chain_timeline.py: per block of the latest launch, %globaltimer (ns) when its first thread
@@ -107,7 +115,7 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
             void* __restrict__ out, int M, int N, int kw, long long stride_x, long long stride_b,
             long long stride_c) {
   // xp: (M, stride_x) words of activation planes (2 words per packed word, padded to whole chunks); xsum:
-  // (M,) sums of the even columns' codes; b: (N, kw) words of packed weights, kw % 4 == 0, 16-byte aligned
+  // (M,) sums of the even columns' codes (XSUM 1; not read otherwise); b: (N, kw) words of packed weights, kw % 4 == 0, 16-byte aligned
   // (the caller checks). out: (M, N), row stride stride_c elements.
 #if TIMELINE
   const unsigned long long started = now();
