@@ -107,6 +107,9 @@ def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
     tk.sym_quant_into(x, 0.9, mma, s, config, xsum=xsum)
     mma_ref, xsum_ref = ref.mma_planes_reference(q_ref)
     assert torch.equal(mma, mma_ref) and torch.equal(xsum, xsum_ref)
+    bare = torch.full_like(mma, 99)  # planes without sums: the even columns' codes themselves
+    tk.sym_quant_into(x, 0.9, bare, s, config)
+    assert torch.equal(bare, ref.mma_planes_reference(q_ref, sums=False)[0])
 
 
 @interpreted
@@ -120,6 +123,11 @@ def test_mma_planes_of_default_tilings_fill_their_padding(n):
     tk.sym_quant_into(x, 1.0, mma, torch.empty(2, 1, dtype=torch.float16), xsum=xsum)
     planes, sums = ref.mma_planes_reference(ref.sym_quant_reference(x)[0])
     assert torch.equal(mma, planes) and torch.equal(xsum, sums)
+    bare = torch.full_like(mma, 99)
+    tk.sym_quant_into(x, 1.0, bare, torch.empty(2, 1, dtype=torch.float16))
+    assert torch.equal(bare, ref.mma_planes_reference(ref.sym_quant_reference(x)[0], sums=False)[0])
+    with pytest.raises(ValueError, match="without sums need q int8"):
+        tk.sym_quant_into(x, 1.0, bare[:, :-1], torch.empty(2, 1, dtype=torch.float16))
 
 
 def test_mma_planes_arithmetic_gives_the_exact_dot_product():
@@ -136,6 +144,10 @@ def test_mma_planes_arithmetic_gives_the_exact_dot_product():
     got = ref.mma_planes_dot_reference(planes, qw)
     assert torch.equal(got, 16 * (ref.int4_matmul_reference(q, qw) + 8 * xsum[:, None]))
     assert planes[:, 0::8].min() == -128 and planes[:, 4::8].min() == -8 and planes[:, 4::8].max() == 7
+    bare, none = ref.mma_planes_reference(q, sums=False)  # without sums: both weight columns as 16 x code
+    assert none is None and torch.equal(ref.mma_planes_dot_reference(bare, qw, sums=False),
+                                        16 * ref.int4_matmul_reference(q, qw))
+    assert bare[:, 0::8].min() == -8 and bare[:, 0::8].max() == 7
 
 
 @interpreted
