@@ -182,3 +182,23 @@ def test_nvrtc_writes_into_buffers_of_its_own(nvrtc):
     nvrtc._compile(90, defines, source=mma_planes.SOURCE)
     nvrtc.compile_ptx(90, defines, mma_planes.SOURCE)
     assert bytes([32])[0] == 32 and bytes([32]) * 3 == bytes((32, 32, 32))  # the shared b" " is still a space
+
+
+def test_packed_code_gemv_checks_its_operands_like_the_planes_gemv():
+    """mma_gemv.mma_into refuses, before anything reaches the GPU, what its kernel would misread: codes
+    or weights not packed uint8 with unit column stride, rows of different bytes, and the epilogue's
+    operands (the check it shares with the planes GEMV)."""
+    from graphsafe.quant import mma_gemv
+    q, qw = torch.zeros(4, 64, dtype=torch.uint8), torch.zeros(8, 64, dtype=torch.uint8)
+    ones, ok = torch.ones(4, 1), dict(scale=torch.ones(4, 1), w_scale=torch.ones(8, 1), bias=None, out=torch.empty(4, 8))
+    for bad_q, bad_w in ((q.view(torch.int8), qw), (q, qw.view(torch.int8)), (q, torch.zeros(8, 128, dtype=torch.uint8)),
+                         (torch.zeros(4, 128, dtype=torch.uint8)[:, ::2], qw)):
+        with pytest.raises(ValueError, match="packed uint8"):
+            mma_gemv.mma_into(bad_q, ones, bad_w, torch.ones(8, 1), None, torch.empty(4, 8))
+    for bad in (dict(scale=torch.ones(1, 1)), dict(w_scale=torch.ones(8, 2)[:, 0]), dict(bias=torch.ones(7)),
+                dict(out=torch.empty(4, 9)), dict(out=torch.empty(8, 4).t())):
+        args = {**ok, **bad}
+        with pytest.raises(ValueError, match="must"):
+            mma_gemv.mma_into(q, args["scale"], qw, args["w_scale"], args["bias"], args["out"])
+    with pytest.raises(mma_gemv.MmaUnavailable, match="needs a CUDA device"):
+        mma_gemv.mma_into(q, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))

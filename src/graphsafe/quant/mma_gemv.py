@@ -229,6 +229,21 @@ def macros(m: int, cfg: MmaConfig, types: tuple[torch.dtype, torch.dtype, torch.
             ("OUT_T", _TYPES[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)))
 
 
+def check_epilogue(scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor, m: int,
+                   n: int, device: torch.device) -> None:
+    """The operands of both tensor-core GEMVs' epilogue as they read them: the scales and bias one
+    element per row or output, contiguous; out (M, N) with unit column stride; all on ``device``."""
+    for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n)):
+        if t is not None and (t.numel() != rows or t.shape[0] != rows or t.stride(0) != 1):
+            raise ValueError(f"{name} must hold one contiguous value per {'row' if rows == m else 'output'} "
+                             f"({rows}), got shape {tuple(t.shape)} strides {t.stride()}")
+    if tuple(out.shape) != (m, n) or out.stride(1) != 1:
+        raise ValueError(f"out must be ({m}, {n}) with unit column stride, got {tuple(out.shape)} strides "
+                         f"{out.stride()}")
+    if any(t is not None and t.device != device for t in (scale, w_scale, bias, out)):
+        raise ValueError(f"every operand must be on {device}")
+
+
 def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor,
              bias: torch.Tensor | None, out: torch.Tensor, config: MmaConfig | None = None,
              after_quantizer: bool = False) -> None:
@@ -244,6 +259,11 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
         raise ValueError(f"the tensor-core GEMV takes 1-{MAX_ROWS} rows, K % 32 == 0 and 16-byte aligned "
                          f"operands; got q {tuple(q.shape)} at {q.data_ptr() % 16} mod 16, qw at "
                          f"{qw.data_ptr() % 16} mod 16")
+    if q.dtype != torch.uint8 or qw.dtype != torch.uint8 or qw.shape[1] != kb or q.stride(1) != 1 or qw.stride(1) != 1:
+        raise ValueError(f"q and qw must be packed uint8 codes with unit column stride and rows of the same bytes; "
+                         f"got q {q.dtype} {tuple(q.shape)} strides {q.stride()}, qw {qw.dtype} {tuple(qw.shape)} "
+                         f"strides {qw.stride()}")
+    check_epilogue(scale, w_scale, bias, out, m, n, q.device)
     arch = check(q.device)
     kw = kb // 4
     cfg = config or mma_config(m, n, kw)

@@ -70,15 +70,9 @@ def _check_operands(planes, xsum, scale, w_scale, bias, out, m: int, n: int, kb:
                          f"int32 ({m},); got {planes.dtype} {tuple(planes.shape)} strides {planes.stride()}, "
                          + ("no xsum" if xsum is None else
                             f"xsum {xsum.dtype} {tuple(xsum.shape)} strides {xsum.stride()}"))
-    for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n)):
-        if t is not None and (t.numel() != rows or t.shape[0] != rows or t.stride(0) != 1):
-            raise ValueError(f"{name} must hold one contiguous value per {'row' if rows == m else 'output'} "
-                             f"({rows}), got shape {tuple(t.shape)} strides {t.stride()}")
-    if tuple(out.shape) != (m, n) or out.stride(1) != 1:
-        raise ValueError(f"out must be ({m}, {n}) with unit column stride, got {tuple(out.shape)} strides "
-                         f"{out.stride()}")
-    if any(t is not None and t.device != planes.device for t in (xsum, scale, w_scale, bias, out)):
+    if xsum is not None and xsum.device != planes.device:
         raise ValueError(f"every operand must be on {planes.device}")
+    mma_gemv.check_epilogue(scale, w_scale, bias, out, m, n, planes.device)
 
 
 def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, torch.dtype | None, torch.dtype],
