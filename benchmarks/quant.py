@@ -264,7 +264,7 @@ MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
 # without (PlanesConfig.xsum)
 PLANES_GRID = [(8, 1, 2, False), (8, 1, 2, True), (8, 1, 3, False), (8, 1, 3, True), (4, 1, 3, False),
                (4, 1, 3, True), (8, 2, 2, False), (8, 2, 2, True), (8, 2, 3, True), (4, 2, 3, True), (8, 1, 4, False)]
-PLANES_GRID = [c + (True,) for c in PLANES_GRID] + [c + (0, False) for c in PLANES_GRID[:6]]
+PLANES_BARE = [c + (0, False) for c in PLANES_GRID[:6]]
 
 
 def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
@@ -274,7 +274,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
     dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default",
     only mma_config's choice from 3 rows; "planes", the tensor-core GEMV on MMA planes (mma_planes.PlanesConfig;
-    "planes-default": planes_config's choice), chained after the quantizer writing them. With "foreign" also "foreign_us": after a torch kernel writing
+    "planes-default": planes_config's choice; "planes-bare": on planes without sums), chained after the
+    quantizer writing them. With "foreign" also "foreign_us": after a torch kernel writing
     x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
 
@@ -316,6 +317,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 cands += [("planes", PlanesConfig(*c)) for c in PLANES_GRID]
             elif "planes-default" in kinds:
                 cands.append(("planes", planes_config(m, n, k // 8)))
+            if "planes-bare" in kinds:
+                cands += [("planes", PlanesConfig(*c)) for c in PLANES_BARE]
             planes = torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda")
             xsum = torch.empty(m, dtype=torch.int32, device="cuda")
             sym_quant_into(x, 1.0, planes, s, xsum=xsum)
@@ -425,7 +428,7 @@ def main(argv=None) -> int:
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--kinds", default=",".join(FEW_KINDS),
                     help="--sweep-few: which GEMMs (mma or mma-default, dp4a or dp4a-default, small, planes or "
-                         "planes-default), comma-"
+                         "planes-default, planes-bare), comma-"
                          "separated; add foreign to also time each after a torch kernel")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")
