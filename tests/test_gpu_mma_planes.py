@@ -122,14 +122,14 @@ def test_planes_gemv_extreme_codes_largest_k_and_refusals():
                                mma_planes.PlanesConfig(8, 1, 2))
 
 
-def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch):
-    """quant_linear's few-row GEMM: the GEMV on planes where ops.planes_wanted says so, exact, inside a CUDA
-    graph whose replays follow new inputs."""
+@pytest.mark.parametrize("m, k, n", [(6, 3584, 4608), (4, 3584, 18944), (12, 18944, 3584)])
+def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch, m, k, n):
+    """quant_linear's few-row GEMM: the GEMV on planes where ops.planes_wanted says so (without sums, with
+    them in a wide layer and on long rows), exact, inside a CUDA graph whose replays follow new inputs."""
     from graphsafe.quant import mma_planes
     ran = []
     real = mma_planes.planes_into
     monkeypatch.setattr(mma_planes, "planes_into", lambda *a, **k: ran.append(a[0].shape[0]) or real(*a, **k))
-    m, k, n = 6, 3584, 4608
     assert ops.planes_wanted(m, n, k // 2)
     x = _x(m, k)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=5, scale=0.1))

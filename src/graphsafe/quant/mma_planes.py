@@ -9,6 +9,11 @@ chunks of 128 columns with no guard: at M = 4 in 3584->4608 its loop needs 4.1 i
 word where the GEMV on packed codes needs 10.2 (``benchmarks/gemv_sass.py --kind planes``). It is
 compiled by NVRTC and launched like that one (:mod:`.mma_gemv`, :mod:`.launcher`).
 
+Two variants (``PlanesConfig.xsum``): with the quantizer's row sums, as above; or without them, where
+the even plane holds the codes themselves and the weights' even columns go in as 16 x code too (two
+instructions a register, 5.2 a weight word), so the quantizer adds nothing up and finishes sooner
+(``benchmarks/chain_timeline.py``: 0.74 µs after its wait against 0.93 with the sum).
+
 Alone it is the fastest few-row GEMM at 4 and 8 rows on an H100 (3584->4608 M = 4: 5.04 µs against 5.27
 for the GEMV on packed codes and 5.46 for the dp4a GEMV); chained after the quantizer, as ``quant_linear``
 runs it, it gains less from the overlap, so ``ops.planes_wanted`` routes it only where it won there
@@ -41,13 +46,16 @@ class PlanesConfig:
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
     """Launch configuration for ``m`` rows, ``n`` outputs and ``kw`` 32-bit words of K, from H100 sweeps
-    chained after the quantizer (``benchmarks/quant.py --sweep-few --kinds planes``): 8 warps and a ring
-    of two chunks; in wide layers (N > 2K) 4 warps and three chunks; on long rows (K > 4096) each block's
-    weight rows prefetched into L2 while the quantizer runs."""
+    chained after the quantizer (``benchmarks/quant.py --sweep-few --kinds planes,planes-bare``): 8 warps
+    and a ring of two chunks, on planes without sums (the quantizer's critical path shorter by its row
+    sum: 3584->4608 at 8 rows 6.12 µs against 6.23); in wide layers (N > 2K) 4 warps and three chunks,
+    with sums (there the extra instruction a weight word costs more: 14.58 µs against 15.15 at 8 rows of
+    3584->18944); on long rows (K > 4096) each block's weight rows prefetched into L2 while the quantizer
+    runs. ``m`` does not change the choice."""
     from .triton_gemv import wide
     if kw > 512:
         return PlanesConfig(8, 1, 2, prefetch=True)
-    return PlanesConfig(4, 1, 3) if wide(n, 4 * kw) else PlanesConfig(8, 1, 2)
+    return PlanesConfig(4, 1, 3) if wide(n, 4 * kw) else PlanesConfig(8, 1, 2, xsum=False)
 
 
 def supports(qw: torch.Tensor, m: int) -> bool:

@@ -175,12 +175,13 @@ def planes_wanted(m: int, n: int, kb: int) -> bool:
     """Whether ``quant_linear`` runs the tensor-core GEMV on MMA planes (``mma_planes``) for ``m`` rows,
     ``n`` outputs and ``kb`` bytes of K, where it beat the GEMMs on packed codes chained after the
     quantizer (H100, ``benchmarks/quant.py --sweep-few``): 5-8 rows on rows of up to 4096 (by 0.25 µs in
-    3584->4608, 0.4 µs in 3584->18944), 9-16 on longer rows (0.5 µs in 18944->3584 at 16). At 3-4 rows
-    the dp4a GEMV and the GEMV on packed codes stay ahead after the quantizer, though the planes GEMV
-    alone is the fastest of them."""
+    3584->4608, 0.4 µs in 3584->18944), and 4 in wide layers (0.3 µs in 3584->18944), 9-16 on longer rows
+    (0.5 µs in 18944->3584 at 16). At 3-4 rows in other layers the dp4a GEMV and the GEMV on packed codes
+    stay ahead or level after the quantizer, though the planes GEMV alone is the fastest of them."""
     if not 1 <= m <= SMALL_MAX_M:
         return False
-    return 9 <= m if kb > 2048 else 5 <= m <= 8
+    from .triton_gemv import wide
+    return 9 <= m if kb > 2048 else 5 <= m <= 8 or (m == 4 and wide(n, kb))
 
 
 _MMA_WARNED: set = set()
@@ -339,10 +340,11 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
     pdl = triton_gemv.pdl_available(x.device)
     if _planes(m, qw, backend):  # the quantizer writes the activations unpacked, as the MMA takes them
         from . import mma_planes
+        cfg = mma_planes.planes_config(m, qw.shape[0], qw.shape[1] // 4)
         planes = x.new_empty((m, triton_kernels.mma_planes_width(x.shape[1])), dtype=torch.int8)
-        xsum = x.new_empty((m,), dtype=torch.int32)
+        xsum = x.new_empty((m,), dtype=torch.int32) if cfg.xsum else None  # else planes without sums
         triton_kernels.sym_quant_into(x, clip_ratio, planes, scale, trigger=pdl, wait=pdl, xsum=xsum)
-        mma_planes.planes_into(planes, xsum, scale, qw, w_scale, bias, out, after_quantizer=pdl)
+        mma_planes.planes_into(planes, xsum, scale, qw, w_scale, bias, out, cfg, after_quantizer=pdl)
         return
     q = x.new_empty((m, kb), dtype=torch.uint8)
     triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
