@@ -1,5 +1,7 @@
 """When the programs of the quantizer and of the few-row GEMV start, leave their PDL wait and finish, as
-``quant_linear`` chains them: the tensor-core GEMV on MMA planes, the dp4a GEMV, and the planes GEMV alone.
+``quant_linear`` chains them: the tensor-core GEMV on MMA planes (with the quantizer's row sums and
+without), the dp4a GEMV, and the planes GEMV alone; with ``--crossed`` also each GEMV after the other's
+quantizer. Each kind also gets its time per call (CUDA events around the replay).
 
 Why: at 3-4 rows the planes GEMV alone is the fastest few-row GEMM, yet after the quantizer it loses about
 1 µs where the dp4a GEMV loses 0.5 (``benchmarks/README.md``). Compiled with a timeline, each kernel keeps,
@@ -11,7 +13,8 @@ released them, and how long they took after it.
 
     python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--crossed] [--json FILE]
 
-The dp4a GEMV runs with ``dp4a_config``'s choice, so ``--m`` is at most 4.
+The dp4a GEMV runs with ``dp4a_config``'s choice, so ``--m`` is at most 4. H100 results (fifteenth
+session) are in ``benchmarks/README.md`` and ``results/chain_timeline_h100.json``.
 """
 from __future__ import annotations
 
