@@ -1,7 +1,8 @@
 """When the programs of the quantizer and of the few-row GEMV start, leave their PDL wait and finish, as
 ``quant_linear`` chains them: the tensor-core GEMV on MMA planes (with the quantizer's row sums and
 without), the dp4a GEMV, and the planes GEMV alone; with ``--crossed`` also each GEMV after the other's
-quantizer. Each kind also gets its time per call (CUDA events around the replay).
+quantizer, and with ``--launch`` the planes GEMV launched late or requesting nothing before its wait. Each
+kind also gets its time per call (CUDA events around the replay).
 
 Why: at 3-4 rows the planes GEMV alone is the fastest few-row GEMM, yet after the quantizer it loses about
 1 µs where the dp4a GEMV loses 0.5 (``benchmarks/README.md``). Compiled with a timeline, each kernel keeps,
@@ -11,7 +12,7 @@ captured into one graph and replayed; the last pair's programs are read back, in
 first start: when the GEMV's programs became resident, how long after the quantizer's end their wait
 released them, and how long they took after it.
 
-    python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--crossed] [--json FILE]
+    python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--crossed] [--launch] [--json FILE]
 
 The dp4a GEMV runs with ``dp4a_config``'s choice, so ``--m`` is at most 4. H100 results (fifteenth
 session) are in ``benchmarks/README.md`` and ``results/chain_timeline_h100.json``.
@@ -45,13 +46,18 @@ def _report(name: str, r: dict) -> None:
 
 
 CROSSED = ("planes GEMV after the packing quantizer", "dp4a GEMV after the planes quantizer")
+# why a GEMV already resident is released later after the quantizer's end than one launched at it: the
+# GEMV launched only when the quantizer's programs exit (no early trigger), or requesting nothing before
+# its wait (a ring of one chunk)
+LAUNCH = ("planes without sums, launched at the quantizer's end", "planes without sums, nothing before the wait")
 
 
-def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False) -> dict:
+def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: bool = False) -> dict:
     """Per kind (the planes GEMV chained after its quantizer, the dp4a GEMV chained after the packing
     quantizer, the planes GEMV alone), the last call's timestamps of the quantizer's and the GEMV's programs,
     relative to the quantizer's first start (chained) or the GEMV's (alone). ``crossed`` adds each GEMV
-    after the other's quantizer (its operands stale, its time real), to tell which kernel costs the chain."""
+    after the other's quantizer (its operands stale, its time real), to tell which kernel costs the chain;
+    ``launch`` the LAUNCH kinds."""
     import torch
 
     from graphsafe.quant import mma_planes, pack_int4_weights
@@ -72,6 +78,11 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False) -> dict:
     cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks)
     bare_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False)
     bare = torch.empty_like(planes)  # planes without sums (sym_quant_into without xsum into int8 planes)
+    ring1_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, 1, False, blocks, xsum=False)
+
+    def planes_cfg(kind):
+        return ring1_cfg if "nothing before" in kind else bare_cfg if "without sums" in kind else cfg
+
     dcfg = dp4a_config(m, n, k // 2)
     q_t = torch.zeros(m, 4, dtype=torch.int64, device=dev)  # the quantizer: one program a row, in a PDL chain
     d_t = torch.zeros(-(-n // dcfg.bn), 4, dtype=torch.int64, device=dev)
@@ -86,6 +97,9 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False) -> dict:
         elif kind == "planes without sums chained":
             sym_quant_into(x, 1.0, bare, scale, trigger=pdl, wait=pdl, timeline=q_t)
             mma_planes.planes_into(bare, None, scale, *w, None, y, bare_cfg, after_quantizer=pdl)
+        elif kind in LAUNCH:
+            sym_quant_into(x, 1.0, bare, scale, trigger=pdl and "end" not in kind, wait=pdl, timeline=q_t)
+            mma_planes.planes_into(bare, None, scale, *w, None, y, planes_cfg(kind), after_quantizer=pdl)
         elif kind == "dp4a chained":
             sym_quant_into(x, 1.0, q, scale, trigger=pdl, wait=pdl, timeline=q_t)
             dp4a_into(q, scale, *w, None, y, dcfg, after_quantizer=pdl, timeline=d_t)
@@ -99,7 +113,8 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False) -> dict:
             mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg)
 
     sym_quant_into(x, 1.0, planes, scale, xsum=xsum)
-    kinds = ("planes chained", "planes without sums chained", "dp4a chained", "planes alone") + (CROSSED if crossed else ())
+    kinds = ("planes chained", "planes without sums chained", "dp4a chained", "planes alone")
+    kinds += (CROSSED if crossed else ()) + (LAUNCH if launch else ())
     sym_quant_into(x, 1.0, q, scale)
     for kind in kinds:
         stream = torch.cuda.Stream()
@@ -121,8 +136,8 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False) -> dict:
             if kind.startswith("dp4a"):
                 gemv = d_t.cpu().tolist()
             else:
-                gemv = mma_planes.timeline(bare_cfg if "without sums" in kind else cfg, m, types,
-                                           pdl and kind != "planes alone", dev).cpu().tolist()
+                gemv = mma_planes.timeline(planes_cfg(kind), m, types, pdl and kind != "planes alone",
+                                           dev).cpu().tolist()
             quant = q_t.cpu().tolist() if kind != "planes alone" else []
             t0 = min(r[0] for r in quant or gemv)
             runs.append({"quantizer": _stamps(quant, t0), "gemv": _stamps(gemv, t0),
@@ -152,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=20, help="pairs captured into the graph")
     ap.add_argument("--json", help="write the timestamps to this file")
     ap.add_argument("--crossed", action="store_true", help="also each GEMV after the other GEMV's quantizer")
+    ap.add_argument("--launch", action="store_true",
+                    help="also the planes GEMV launched at the quantizer's end, and with nothing requested before its wait")
     args = ap.parse_args(argv)
     import torch
     if not torch.cuda.is_available():
@@ -167,7 +184,7 @@ def main(argv=None) -> int:
         cfg = PlanesConfig(w, t, r, bool(p))
     else:
         cfg = planes_config(args.m, args.n, args.k // 8)
-    data = run(args.k, args.n, args.m, cfg, args.calls, args.crossed)
+    data = run(args.k, args.n, args.m, cfg, args.calls, args.crossed, args.launch)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f)
