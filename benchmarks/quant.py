@@ -264,7 +264,8 @@ MMA_GRID = ([(w, t, u, st, 1, True) for w, t, u, st in
 # without (PlanesConfig.xsum)
 PLANES_GRID = [(8, 1, 2, False), (8, 1, 2, True), (8, 1, 3, False), (8, 1, 3, True), (4, 1, 3, False),
                (4, 1, 3, True), (8, 2, 2, False), (8, 2, 2, True), (8, 2, 3, True), (4, 2, 3, True), (8, 1, 4, False)]
-PLANES_BARE = [c + (0, False) for c in PLANES_GRID[:6]]
+PLANES_BARE = [c + (0, False) for c in PLANES_GRID[:6] + [(12, 1, 2, False), (10, 1, 2, False)]]
+# (12 and 10 warps: more of a block's K requested before the PDL wait, 3 blocks an SM without sums)
 
 
 def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:

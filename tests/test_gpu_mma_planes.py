@@ -33,7 +33,7 @@ def _planes(x, pdl=False, sums=True):
 
 def _configs():
     from graphsafe.quant.mma_planes import PlanesConfig
-    return [PlanesConfig(w, t, r) for w in (1, 4, 8) for t in (1, 2) for r in (1, 2, 4)]
+    return [PlanesConfig(w, t, r) for w in (1, 4, 8) for t in (1, 2) for r in (1, 2, 4)] + [PlanesConfig(12, 1, 2)]
 
 
 @pytest.mark.parametrize("sums", [True, False], ids=["sums", "bare"])

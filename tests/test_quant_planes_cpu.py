@@ -27,7 +27,8 @@ def nvrtc():
 
 def _configs():
     from graphsafe.quant.mma_planes import PlanesConfig
-    return [PlanesConfig(w, t, r, r == 3, xsum=r != 2) for w in (1, 4, 8) for t in (1, 2) for r in (1, 2, 3, 4)]
+    return [PlanesConfig(w, t, r, r == 3, xsum=r != 2) for w in (1, 4, 8, 12) for t in (1, 2) for r in (1, 2, 3, 4)
+            if w < 12 or t == 1 and r <= 3]
 
 
 @pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}{'' if c.xsum else 'bare'}")
