@@ -1,7 +1,7 @@
 """When the programs of the quantizer and of the few-row GEMV start, leave their PDL wait and finish, as
 ``quant_linear`` chains them: the tensor-core GEMV on MMA planes (with the quantizer's row sums and
 without), the dp4a GEMV, and the planes GEMV alone; with ``--crossed`` also each GEMV after the other's
-quantizer, and with ``--launch`` the planes GEMV launched late or requesting nothing before its wait. Each
+quantizer, and with ``--launch`` the planes GEMV launched late or requesting no weights before its wait. Each
 kind also gets its time per call (CUDA events around the replay).
 
 Why: at 3-4 rows the planes GEMV alone is the fastest few-row GEMM, yet after the quantizer it loses about
@@ -47,14 +47,15 @@ def _report(name: str, r: dict) -> None:
 
 CROSSED = ("planes GEMV after the packing quantizer", "dp4a GEMV after the planes quantizer")
 # why a GEMV already resident is released later after the quantizer's end than one launched at it: the
-# GEMV launched only when the quantizer's programs exit (no early trigger), or requesting nothing before
-# its wait (a ring of one chunk)
-LAUNCH = ("planes without sums, launched at the quantizer's end", "planes without sums, nothing before the wait")
+# GEMV launched only when the quantizer's programs exit (no early trigger), or requesting no weights before
+# its wait (PlanesConfig.early False: the same ring, its first weights requested after the wait; the weight
+# scales and bias still before it)
+LAUNCH = ("planes without sums, launched at the quantizer's end", "planes without sums, no weights before the wait")
 
 
 def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: bool = False) -> dict:
-    """Per kind (the planes GEMV chained after its quantizer, the dp4a GEMV chained after the packing
-    quantizer, the planes GEMV alone), the last call's timestamps of the quantizer's and the GEMV's programs,
+    """Per kind (the planes GEMV chained after its quantizer, with sums and without, the dp4a GEMV chained
+    after the packing quantizer, the planes GEMV alone), the last call's timestamps of the quantizer's and the GEMV's programs,
     relative to the quantizer's first start (chained) or the GEMV's (alone). ``crossed`` adds each GEMV
     after the other's quantizer (its operands stale, its time real), to tell which kernel costs the chain;
     ``launch`` the LAUNCH kinds."""
@@ -78,10 +79,10 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks)
     bare_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False)
     bare = torch.empty_like(planes)  # planes without sums (sym_quant_into without xsum into int8 planes)
-    ring1_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, 1, False, blocks, xsum=False)
+    late_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False, early=False)
 
     def planes_cfg(kind):
-        return ring1_cfg if "nothing before" in kind else bare_cfg if "without sums" in kind else cfg
+        return late_cfg if "no weights before" in kind else bare_cfg if "without sums" in kind else cfg
 
     dcfg = dp4a_config(m, n, k // 2)
     q_t = torch.zeros(m, 4, dtype=torch.int64, device=dev)  # the quantizer: one program a row, in a PDL chain
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the timestamps to this file")
     ap.add_argument("--crossed", action="store_true", help="also each GEMV after the other GEMV's quantizer")
     ap.add_argument("--launch", action="store_true",
-                    help="also the planes GEMV launched at the quantizer's end, and with nothing requested before its wait")
+                    help="also the planes GEMV launched at the quantizer's end, and with no weights requested before its wait")
     args = ap.parse_args(argv)
     import torch
     if not torch.cuda.is_available():

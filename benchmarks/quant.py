@@ -21,6 +21,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 
 SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]  # (K in, N out)
 MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
@@ -80,7 +81,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     import torch
 
     from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant, w4a4_linear
-    from graphsafe.quant.mma_planes import planes_into
+    from graphsafe.quant.mma_planes import planes_config, planes_into
     from graphsafe.quant.ops import SMALL_MAX_M, _planes
     from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
     from graphsafe.quant.triton_persist import many_rows_into
@@ -101,9 +102,10 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
         planes = [torch.empty(2, m, (k + 1) // 2, dtype=torch.int8, device="cuda") for _ in range(copies)]
         for x, p, (_, s) in zip(xs, planes, qs):
             sym_quant_into(x, 1.0, p, s)
-    elif mma_planes:
+    elif mma_planes:  # with the row sums or without, as planes_config (and so quant_linear) has them
+        cfg = planes_config(m, n, k // 8)
         planes = [(torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda"),
-                   torch.empty(m, dtype=torch.int32, device="cuda")) for _ in range(copies)]
+                   torch.empty(m, dtype=torch.int32, device="cuda") if cfg.xsum else None) for _ in range(copies)]
         for x, (p, xsum), (_, s) in zip(xs, planes, qs):
             sym_quant_into(x, 1.0, p, s, xsum=xsum)
 
@@ -111,7 +113,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
         if m > SMALL_MAX_M:
             many_rows_into(planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
         elif mma_planes:
-            planes_into(*planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf)
+            planes_into(*planes[i], qs[i][1], packed[i][0], packed[i][1], None, y_buf, cfg)
         else:
             w4a4_linear(qs[i][0], qs[i][1], packed[i][0], packed[i][1], out=y_buf)
 
@@ -275,8 +277,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
     dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default",
     only mma_config's choice from 3 rows; "planes", the tensor-core GEMV on MMA planes (mma_planes.PlanesConfig;
-    "planes-default": planes_config's choice; "planes-bare": on planes without sums), chained after the
-    quantizer writing them. With "foreign" also "foreign_us": after a torch kernel writing
+    "planes-default": planes_config's choice; "planes-sums": that choice with the row sums; "planes-bare": on
+    planes without sums), chained after the quantizer writing them. With "foreign" also "foreign_us": after a torch kernel writing
     x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
 
@@ -318,6 +320,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 cands += [("planes", PlanesConfig(*c)) for c in PLANES_GRID]
             elif "planes-default" in kinds:
                 cands.append(("planes", planes_config(m, n, k // 8)))
+            if "planes-sums" in kinds:  # planes_config's choice, with the row sums
+                cands.append(("planes", replace(planes_config(m, n, k // 8), xsum=True)))
             if "planes-bare" in kinds:
                 cands += [("planes", PlanesConfig(*c)) for c in PLANES_BARE]
             planes = torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda")
@@ -429,7 +433,7 @@ def main(argv=None) -> int:
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--kinds", default=",".join(FEW_KINDS),
                     help="--sweep-few: which GEMMs (mma or mma-default, dp4a or dp4a-default, small, planes or "
-                         "planes-default, planes-bare), comma-"
+                         "planes-default, planes-sums, planes-bare), comma-"
                          "separated; add foreign to also time each after a torch kernel")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")

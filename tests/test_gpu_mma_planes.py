@@ -129,8 +129,11 @@ def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch, m, k,
     from graphsafe.quant import mma_planes
     ran = []
     real = mma_planes.planes_into
-    monkeypatch.setattr(mma_planes, "planes_into", lambda *a, **k: ran.append(a[0].shape[0]) or real(*a, **k))
+    monkeypatch.setattr(mma_planes, "planes_into",
+                        lambda *a, **k: ran.append((a[0].shape[0], a[1] is not None)) or real(*a, **k))
     assert ops.planes_wanted(m, n, k // 2)
+    sums = mma_planes.planes_config(m, n, k // 8).xsum
+    assert sums == (k > 4096 or n > 2 * k)  # without sums but in wide layers and on long rows
     x = _x(m, k)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=5, scale=0.1))
     bias = _x(1, n, seed=6).flatten()
@@ -143,7 +146,7 @@ def test_quant_linear_runs_the_planes_gemv_where_it_is_routed(monkeypatch, m, k,
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g, stream=stream):
         quant.quant_linear(x, qw, ws, bias, out=y)
-    assert ran == [m, m]
+    assert ran == [(m, sums), (m, sums)]
     for seed in (1, 2):
         x.copy_(_x(m, k, seed=seed))
         g.replay()

@@ -27,11 +27,15 @@ def nvrtc():
 
 def _configs():
     from graphsafe.quant.mma_planes import PlanesConfig
-    return [PlanesConfig(w, t, r, r == 3, xsum=r != 2) for w in (1, 4, 8, 12) for t in (1, 2) for r in (1, 2, 3, 4)
+    grid = [PlanesConfig(w, t, r, r == 3, xsum=r != 2) for w in (1, 4, 8, 12) for t in (1, 2) for r in (1, 2, 3, 4)
             if w < 12 or t == 1 and r <= 3]
+    # the defaults and the swept configurations without sums that the grid above has only with them
+    return grid + [PlanesConfig(8, 1, 2, True), PlanesConfig(10, 1, 2, xsum=False), PlanesConfig(8, 1, 3, xsum=False),
+                   PlanesConfig(8, 1, 1, xsum=False), PlanesConfig(4, 1, 3, xsum=False)]
 
 
-@pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}{'' if c.xsum else 'bare'}")
+@pytest.mark.parametrize("cfg", _configs(),
+                         ids=lambda c: f"w{c.warps}t{c.tiles}r{c.ring}{'p' if c.prefetch else ''}{'' if c.xsum else 'bare'}")
 @pytest.mark.parametrize("m", [4, 16])
 def test_planes_gemv_compiles_without_spilling(nvrtc, cfg, m):
     """Every configuration compiles for sm_90 with no spills; for sm_80 (no PDL) it compiles, where ptxas
@@ -92,6 +96,16 @@ def test_planes_gemv_requests_weights_then_waits_then_releases(nvrtc, ring):
                                                                                                 False)))
 
 
+def test_planes_gemv_without_early_loads_requests_its_weights_after_the_wait(nvrtc):
+    """PlanesConfig(early=False), a benchmark's variant: every weight load comes after the PDL wait."""
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    op = _ptx_ops(nvrtc, mma_planes.macros(4, mma_planes.PlanesConfig(8, 1, 3, xsum=False, early=False),
+                                           (h, h, h, h), True))
+    weights = [i for i, ln in enumerate(op) if ln.startswith("ld.global.nc.L1::no_allocate")]
+    assert weights and min(weights) > op.index("griddepcontrol.wait;")
+
+
 def test_planes_gemv_prefetches_its_weight_rows_before_the_wait_only_with_pdl(nvrtc):
     from graphsafe.quant import mma_planes
     h = torch.float16
@@ -124,8 +138,14 @@ def test_planes_gemv_refuses_what_it_cannot_run():
     for bad in (dict(scale=torch.ones(1, 1)), dict(w_scale=torch.ones(8, 2)[:, 0]), dict(bias=torch.ones(7)),
                 dict(out=torch.empty(4, 9)), dict(out=torch.empty(8, 4).t())):
         args = {**dict(scale=ones, w_scale=torch.ones(8, 1), bias=None, out=torch.empty(4, 8)), **bad}
-        with pytest.raises(ValueError, match="must"):
+        with pytest.raises(ValueError, match=f"^{next(iter(bad))} must"):
             mma_planes.planes_into(planes, xsum, args["scale"], qw, args["w_scale"], args["bias"], args["out"])
+    with pytest.raises(ValueError, match="takes no xsum"):
+        mma_planes.planes_into(planes, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8),
+                               mma_planes.PlanesConfig(8, 1, 2, xsum=False))
+    with pytest.raises(ValueError, match="needs xsum"):
+        mma_planes.planes_into(planes, None, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8),
+                               mma_planes.PlanesConfig(8, 1, 2))
     with pytest.raises(mma_planes.mma_gemv.MmaUnavailable, match="needs a CUDA device"):
         mma_planes.planes_into(planes, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
 
@@ -200,7 +220,13 @@ def test_packed_code_gemv_checks_its_operands_like_the_planes_gemv():
     for bad in (dict(scale=torch.ones(1, 1)), dict(w_scale=torch.ones(8, 2)[:, 0]), dict(bias=torch.ones(7)),
                 dict(out=torch.empty(4, 9)), dict(out=torch.empty(8, 4).t())):
         args = {**ok, **bad}
-        with pytest.raises(ValueError, match="must"):
+        with pytest.raises(ValueError, match=f"^{next(iter(bad))} must"):
             mma_gemv.mma_into(q, args["scale"], qw, args["w_scale"], args["bias"], args["out"])
+    for bad in (dict(scale=torch.ones(())), dict(w_scale=torch.ones(8, 1, dtype=torch.int32)),
+                dict(out=torch.empty(4, 8, dtype=torch.float64))):
+        args = {**ok, **bad}
+        with pytest.raises(ValueError, match=f"^{next(iter(bad))} must"):
+            mma_gemv.mma_into(q[:1] if "scale" in bad else q, args["scale"], qw, args["w_scale"], args["bias"],
+                              args["out"][:1] if "scale" in bad else args["out"])
     with pytest.raises(mma_gemv.MmaUnavailable, match="needs a CUDA device"):
         mma_gemv.mma_into(q, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))

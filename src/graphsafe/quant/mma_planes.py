@@ -42,6 +42,7 @@ class PlanesConfig:
     prefetch: bool = False  # with PDL on sm_90: the block's weight rows prefetched into L2 before the wait
     timeline: int = 0  # blocks whose start, wait and end times are kept (benchmarks/chain_timeline.py)
     xsum: bool = True  # planes with the even-code sums (the quantizer's layout 2), else without (layout 3)
+    early: bool = True  # the first chunks' weights requested before the PDL wait (False: after it; benchmarks)
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -92,7 +93,8 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
     return (("WARPS", cfg.warps), ("TILES", cfg.tiles), ("RING", cfg.ring), ("NT", 1 if m <= 8 else 2),
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
-            ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)))
+            ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)),
+            ("EARLY", int(cfg.early)))
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
@@ -113,10 +115,10 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
         raise ValueError(f"the tensor-core GEMV on planes takes 1-{MAX_ROWS} rows, K % 32 == 0 and 16-byte "
                          f"aligned weights; got {m} rows, weights {tuple(qw.shape)} at {qw.data_ptr() % 16} mod 16")
     _check_operands(planes, xsum, scale, w_scale, bias, out, m, n, kb)
-    arch = mma_gemv.check(planes.device)
     cfg = config or replace(planes_config(m, n, kb // 4), xsum=xsum is not None)
     if cfg.xsum != (xsum is not None):
         raise ValueError(f"{cfg} {'needs' if cfg.xsum else 'takes no'} xsum")
+    arch = mma_gemv.check(planes.device)
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,

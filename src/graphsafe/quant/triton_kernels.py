@@ -115,7 +115,7 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stri
     PART > 0 the row is split over programs: each still finds the whole row's maximum (the same scale in
     every program, bit for bit), then reads its PART columns again (from L1 or L2) and writes their codes,
     so a few long rows spread the per-element work over several SMs instead of one each. LAYOUT: see
-    _store_codes; with 2 (never with PART) the sum of the row's even-column codes goes to sum_ptr[row].
+    _store_codes; never 2 or 3 with PART; with 2 the sum of the row's even-column codes goes to sum_ptr[row].
     TIMELINE: each program's start, wait release and end times and SM go to t_ptr (4 int64 a program)."""
     program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
     if TIMELINE:
@@ -204,7 +204,7 @@ def check_timeline(timeline: torch.Tensor | None, programs: int) -> None:
 
 
 def mma_planes_width(n: int) -> int:
-    """Bytes per row of the MMA planes of ``n`` columns (``sym_quant_into`` with ``xsum``): one per column,
+    """Bytes per row of the MMA planes of ``n`` columns (with or without sums): one per column,
     padded with zeros to whole chunks of 128 columns, as the tensor-core GEMV reads them."""
     return -(-n // 128) * 128
 
@@ -223,7 +223,7 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
     next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
     while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
-    over programs (``quant_config``) except when either is set, or with ``xsum``. ``timeline``: int64
+    over programs (``quant_config``) except when either is set, or into MMA planes. ``timeline``: int64
     (programs, 4) that gets each program's start, wait release and end (%globaltimer ns) and SM."""
     m, n = x.shape
     if m == 0:

@@ -31,6 +31,7 @@
 // activation tiles: 1 or 2), XSUM (1: the even plane is 16 x code and the weights' even columns code + 8,
 // corrected by the row sums; 0: see above), SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
 // PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait),
+// EARLY (1: the first RING - 1 chunks' weights requested before the PDL wait; 0, for benchmarks: after it),
 // TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline).
 
 #define CLUSTER 1
@@ -150,9 +151,11 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
                  ::"l"(b + static_cast<long long>(n0 + threadIdx.x) * stride_b), "r"(4 * kw) : "memory");
 #endif
   Chunk ring[RING];
+#if EARLY
 #pragma unroll
   for (int s = 0; s + 1 < RING; ++s)
     if (s < mine) load_weights(ring[s], p);
+#endif
   Out outs[EARLY_OUTS ? OUTS : 1];
   if constexpr (EARLY_OUTS) {
 #pragma unroll
@@ -164,6 +167,11 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
 #endif
 #if TIMELINE
   const unsigned long long released = now();
+#endif
+#if !EARLY  // benchmarks only: the first weights requested after the wait, as without PDL
+#pragma unroll
+  for (int s = 0; s + 1 < RING; ++s)
+    if (s < mine) load_weights(ring[s], p);
 #endif
   if constexpr (EARLY_OUTS) {
 #pragma unroll
