@@ -190,3 +190,20 @@ def test_library_handle_bound_elsewhere_in_file_is_accepted():
 
 def test_static_stream_cache_is_reported():
     assert codes("static cudaStream_t s;\nvoid f() {}\n", "a.cu") == ["GSC002"]
+
+
+@pytest.mark.parametrize("src, found", [
+    ('__global__ void k(const float* x, float* y) { asm volatile("griddepcontrol.wait;"); y[0] = x[0]; }', True),
+    ('__global__ void k() { __asm__ __volatile__("griddepcontrol.wait;" : : : ); }', True),
+    ('__global__ void k() { asm volatile("griddepcontrol" ".wait;" ::: "cc"); }', True),
+    ('#define PDL_WAIT() asm volatile("griddepcontrol.wait;")\n__global__ void k() { PDL_WAIT(); }', True),
+    ('__global__ void k() { asm volatile("griddepcontrol.wait;" ::: "memory"); }', False),
+    ('__global__ void k() { asm volatile("griddepcontrol" ".wait;" ::: "cc", "memory"); }', False),
+    ('__global__ void k() { asm volatile("griddepcontrol.launch_dependents;"); }', False),
+    ('__global__ void k() { cudaGridDependencySynchronize(); }', False),
+    ('__global__ void k() { asm volatile("membar.gl;"); }', False),
+])
+def test_pdl_wait_without_memory_clobber(src, found):
+    """GSC008: an inline-asm PDL wait is a compiler barrier only with a "memory" clobber (adjacent string
+    literals and macros included); the trigger, the runtime call and other asm are not this rule's."""
+    assert codes(src + "\n", "k.cu") == (["GSC008"] if found else [])

@@ -87,6 +87,19 @@ the per-thread stream, which does not synchronize with PyTorch's non-blocking ca
 work escapes the graph exactly like a legacy-stream launch.""",
          "extra_cuda_cflags = [\"-O3\", \"--default-stream\", \"per-thread\"]\n",
          "extra_cuda_cflags = [\"-O3\"]\n", ".py"),
+    Rule("GSC008", "pdl-wait-not-a-barrier", "warning", "cuda",
+         "inline `griddepcontrol.wait` without a \"memory\" clobber",
+         """\
+Under programmatic dependent launch (PDL), which CUDA graphs keep as a programmatic edge, a kernel
+starts while the kernel before it still runs; `griddepcontrol.wait` is the point after which that
+kernel's writes are visible. Written as inline asm without a `"memory"` clobber, the wait is not a
+compiler barrier: the compiler may move loads of the previous kernel's outputs above it, and the
+kernel then reads them half-written, now and then, in replays as in eager runs. Add the clobber, or
+call `cudaGridDependencySynchronize()`.""",
+         "__global__ void scale(const float* x, float* y) {\n  asm volatile(\"griddepcontrol.wait;\");\n"
+         "  y[threadIdx.x] = 2.0f * x[threadIdx.x];\n}\n",
+         "__global__ void scale(const float* x, float* y) {\n  asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");\n"
+         "  y[threadIdx.x] = 2.0f * x[threadIdx.x];\n}\n"),
     Rule("GSP001", "host-sync-in-forward", "error", "python",
          "host synchronization in code that runs under capture",
          """\

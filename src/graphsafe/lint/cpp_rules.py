@@ -194,8 +194,34 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
                                 "raw allocation", "allocate with `torch::empty(...)` (the caching allocator, "
                                 "which graphs capture) or `c10::cuda::CUDACachingAllocator::raw_alloc`"))
     hits += _check_handles(ctx, handle_calls, set_stream_calls)
+    hits += _check_pdl_waits(ctx, root)
     if not in_macro:
         hits += _check_static_streams(ctx, root)
+    return hits
+
+
+def _string_value(node, src: bytes) -> str:
+    """The characters of a string literal, or of adjacent ones (``"a" "b"``), without quotes."""
+    if node.type == "concatenated_string":
+        return "".join(_string_value(c, src) for c in node.named_children if c.type == "string_literal")
+    return "".join(text(c, src) for c in node.named_children if c.type in ("string_content", "escape_sequence"))
+
+
+def _check_pdl_waits(ctx: _Ctx, root) -> list[Hit]:
+    """GSC008: an inline-asm PDL wait that the compiler may move loads across (no "memory" clobber)."""
+    hits = []
+    for m in matches("(gnu_asm_expression) @asm", root):
+        node = m["asm"]
+        code = node.child_by_field_name("assembly_code")
+        if code is None or "griddepcontrol.wait" not in _string_value(code, ctx.src):
+            continue
+        clobbers = node.child_by_field_name("clobbers")
+        if clobbers is not None and any(_string_value(c, ctx.src) == "memory" for c in clobbers.named_children):
+            continue
+        hits.append(ctx.hit("GSC008", node, "`griddepcontrol.wait` without a \"memory\" clobber is not a compiler "
+                            "barrier", "loads may move above this wait",
+                            "add the clobber (`asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");`) or call "
+                            "`cudaGridDependencySynchronize()`"))
     return hits
 
 
