@@ -78,7 +78,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     blocks = -(-n // (16 * cfg.tiles))
     cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks)
     bare_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False)
-    bare = torch.empty_like(planes)  # planes without sums (sym_quant_into without xsum into int8 planes)
+    bare = torch.empty_like(planes)  # planes without sums (sym_quant_into(..., mma_planes=True), no xsum)
     late_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False, early=False)
 
     def planes_cfg(kind):
@@ -96,10 +96,11 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
             sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum, timeline=q_t)
             mma_planes.planes_into(planes, xsum, scale, *w, None, y, cfg, after_quantizer=pdl)
         elif kind == "planes without sums chained":
-            sym_quant_into(x, 1.0, bare, scale, trigger=pdl, wait=pdl, timeline=q_t)
+            sym_quant_into(x, 1.0, bare, scale, trigger=pdl, wait=pdl, timeline=q_t, mma_planes=True)
             mma_planes.planes_into(bare, None, scale, *w, None, y, bare_cfg, after_quantizer=pdl)
         elif kind in LAUNCH:
-            sym_quant_into(x, 1.0, bare, scale, trigger=pdl and "end" not in kind, wait=pdl, timeline=q_t)
+            sym_quant_into(x, 1.0, bare, scale, trigger=pdl and "end" not in kind, wait=pdl, timeline=q_t,
+                           mma_planes=True)
             mma_planes.planes_into(bare, None, scale, *w, None, y, planes_cfg(kind), after_quantizer=pdl)
         elif kind == "dp4a chained":
             sym_quant_into(x, 1.0, q, scale, trigger=pdl, wait=pdl, timeline=q_t)

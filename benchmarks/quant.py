@@ -107,7 +107,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
         planes = [(torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda"),
                    torch.empty(m, dtype=torch.int32, device="cuda") if cfg.xsum else None) for _ in range(copies)]
         for x, (p, xsum), (_, s) in zip(xs, planes, qs):
-            sym_quant_into(x, 1.0, p, s, xsum=xsum)
+            sym_quant_into(x, 1.0, p, s, xsum=xsum, mma_planes=True)
 
     def gemm_only(i):  # the GEMM quant_linear runs, alone
         if m > SMALL_MAX_M:
@@ -328,7 +328,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
             xsum = torch.empty(m, dtype=torch.int32, device="cuda")
             sym_quant_into(x, 1.0, planes, s, xsum=xsum)
             bare = torch.empty_like(planes)  # planes without sums
-            sym_quant_into(x, 1.0, bare, s)
+            sym_quant_into(x, 1.0, bare, s, mma_planes=True)
             for kind, cfg in cands:
                 gemm = {"dp4a": dp4a_into, "small": small_into, "mma": mma_into, "planes": None}[kind]
 
@@ -342,7 +342,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
 
                 def chain(i, cfg=cfg, gemm=gemm, wait=True, pl=pl, xs=xs):
                     if gemm is None:  # quant_linear's GEMV on MMA planes, after their quantizer
-                        sym_quant_into(x, 1.0, pl, s, trigger=pdl, wait=wait and pdl, xsum=xs)
+                        sym_quant_into(x, 1.0, pl, s, trigger=pdl, wait=wait and pdl, xsum=xs, mma_planes=True)
                         planes_into(pl, xs, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
                         return
                     sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl)

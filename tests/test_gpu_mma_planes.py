@@ -27,7 +27,7 @@ def _planes(x, pdl=False, sums=True):
     planes = torch.full((m, tk.mma_planes_width(k)), 99, dtype=torch.int8, device="cuda")
     xsum = torch.empty(m, dtype=torch.int32, device="cuda") if sums else None
     scale = torch.empty(m, 1, dtype=x.dtype, device="cuda")
-    tk.sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum)
+    tk.sym_quant_into(x, 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=xsum, mma_planes=True)
     return planes, xsum, scale
 
 

@@ -108,7 +108,7 @@ def test_quantizer_tilings_and_int8_planes_match_the_reference(n, cfg):
     mma_ref, xsum_ref = ref.mma_planes_reference(q_ref)
     assert torch.equal(mma, mma_ref) and torch.equal(xsum, xsum_ref)
     bare = torch.full_like(mma, 99)  # planes without sums: the even columns' codes themselves
-    tk.sym_quant_into(x, 0.9, bare, s, config)
+    tk.sym_quant_into(x, 0.9, bare, s, config, mma_planes=True)
     assert torch.equal(bare, ref.mma_planes_reference(q_ref, sums=False)[0])
 
 
@@ -124,10 +124,14 @@ def test_mma_planes_of_default_tilings_fill_their_padding(n):
     planes, sums = ref.mma_planes_reference(ref.sym_quant_reference(x)[0])
     assert torch.equal(mma, planes) and torch.equal(xsum, sums)
     bare = torch.full_like(mma, 99)
-    tk.sym_quant_into(x, 1.0, bare, torch.empty(2, 1, dtype=torch.float16))
+    tk.sym_quant_into(x, 1.0, bare, torch.empty(2, 1, dtype=torch.float16), mma_planes=True)
     assert torch.equal(bare, ref.mma_planes_reference(ref.sym_quant_reference(x)[0], sums=False)[0])
     with pytest.raises(ValueError, match="without sums need q int8"):
-        tk.sym_quant_into(x, 1.0, bare[:, :-1], torch.empty(2, 1, dtype=torch.float16))
+        tk.sym_quant_into(x, 1.0, bare[:, :-1], torch.empty(2, 1, dtype=torch.float16), mma_planes=True)
+    with pytest.raises(ValueError, match="without sums need q int8"):
+        tk.sym_quant_into(x, 1.0, bare.view(torch.uint8), torch.empty(2, 1, dtype=torch.float16), mma_planes=True)
+    with pytest.raises(ValueError, match="pass xsum= .* or mma_planes=True"):  # int8 planes, variant not said
+        tk.sym_quant_into(x, 1.0, bare, torch.empty(2, 1, dtype=torch.float16))
 
 
 def test_mma_planes_arithmetic_gives_the_exact_dot_product():

@@ -103,8 +103,9 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     """``out`` (M, N) = dequantized (activations . weights^T) (+ bias) from MMA planes ``planes`` (M,
     mma_planes_width(K)) and their even-code sums ``xsum`` (M,), as ``sym_quant_into(..., xsum=...)``
     writes them, for 1-16 rows where :func:`supports` holds; with ``xsum`` None, planes without sums
-    (``sym_quant_into`` without ``xsum`` into int8 planes) and a configuration with ``xsum`` False. ``after_quantizer``: the previous kernel
-    on the stream is that quantizer and nothing else this kernel reads is written by it; it is then
+    (``sym_quant_into(..., mma_planes=True)`` without ``xsum``) and a configuration with ``xsum`` False.
+    ``after_quantizer``: the previous kernel on the stream is that quantizer and nothing else this kernel
+    reads is written by it; it is then
     launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
     launch once it has its inputs."""
     m = planes.shape[0]

@@ -112,7 +112,7 @@ def mma_planes_reference(q: torch.Tensor, sums: bool = True) -> tuple[torch.Tens
     ``sym_quant_into(..., xsum=...)`` writes for the tensor-core GEMV (``csrc/w4a4_planes.cu``). For every
     8 columns, int8 16 x the codes of the 4 even ones, then the codes of the 4 odd ones; rows padded with
     zeros to a multiple of 128 columns. Without ``sums``, the planes without sums (``sym_quant_into``
-    without ``xsum`` into int8 planes): the even columns' codes themselves, and None for the sums."""
+    with ``mma_planes=True``, no ``xsum``): the even columns' codes themselves, and None for the sums."""
     m, kb = q.shape
     width = -(-2 * kb // 128) * 128
     codes = torch.zeros(m, width, dtype=torch.int16)

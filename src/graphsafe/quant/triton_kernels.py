@@ -211,15 +211,16 @@ def mma_planes_width(n: int) -> int:
 
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
                    config: QuantConfig | None = None, trigger: bool = False, wait: bool = False,
-                   xsum: torch.Tensor | None = None, timeline: torch.Tensor | None = None) -> None:
+                   xsum: torch.Tensor | None = None, timeline: torch.Tensor | None = None,
+                   mma_planes: bool = False) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`), or, with ``xsum``, the
     MMA planes of ``mma_planes.planes_into``: int8 (M, mma_planes_width(N)), for every 8 columns 16 x the
     codes of the 4 even ones, then the codes of the 4 odd ones, zeros past N; ``xsum`` (M,) int32 gets
-    the sum of each row's even-column codes. Without ``xsum``, an int8 (M, mma_planes_width(N)) ``q``
-    gets the planes of the GEMV without sums (``PlanesConfig.xsum`` False): the even columns' codes
-    themselves, not 16 x. Programmatic dependent
+    the sum of each row's even-column codes. With ``mma_planes`` and no ``xsum``, an int8 (M,
+    mma_planes_width(N)) ``q`` gets the planes of the GEMV without sums (``PlanesConfig.xsum`` False):
+    the even columns' codes themselves, not 16 x. Programmatic dependent
     launch (PDL; the caller checks ``triton_gemv.pdl_available``): ``trigger`` lets a kernel launched
     next with PDL start once this one has its input; ``wait`` launches this one with PDL, so it starts
     while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
@@ -228,10 +229,13 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     m, n = x.shape
     if m == 0:
         return
-    layout = 2 if xsum is not None else 1 if q.dim() == 3 else 3 if q.dtype == torch.int8 else 0
-    if layout == 3 and (q.shape != (m, mma_planes_width(n)) or q.stride(1) != 1):
+    layout = 2 if xsum is not None else 3 if mma_planes else 1 if q.dim() == 3 else 0
+    if layout == 3 and (q.shape != (m, mma_planes_width(n)) or q.dtype != torch.int8 or q.stride(1) != 1):
         raise ValueError(f"MMA planes without sums need q int8 ({m}, {mma_planes_width(n)}) with unit column "
-                         f"stride, got {tuple(q.shape)} strides {q.stride()}")
+                         f"stride, got {q.dtype} {tuple(q.shape)} strides {q.stride()}")
+    if layout == 0 and q.dtype != torch.uint8:  # int8 2-D: MMA planes meant, with neither xsum nor mma_planes
+        raise ValueError(f"packed codes are uint8, got {q.dtype} {tuple(q.shape)}: for the MMA planes pass xsum= "
+                         f"(with the row sums) or mma_planes=True (without)")
     if layout == 2 and (q.shape != (m, mma_planes_width(n)) or q.dtype != torch.int8 or q.stride(1) != 1
                         or xsum.shape != (m,) or xsum.dtype != torch.int32 or xsum.stride(0) != 1):
         raise ValueError(f"MMA planes need q int8 ({m}, {mma_planes_width(n)}) and xsum int32 ({m},) with "
