@@ -105,9 +105,8 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     writes them, for 1-16 rows where :func:`supports` holds; with ``xsum`` None, planes without sums
     (``sym_quant_into(..., mma_planes=True)`` without ``xsum``) and a configuration with ``xsum`` False.
     ``after_quantizer``: the previous kernel on the stream is that quantizer and nothing else this kernel
-    reads is written by it; it is then
-    launched with PDL, loads its first weights while the quantizer finishes, and lets the next kernel
-    launch once it has its inputs."""
+    reads is written by it; it is then launched with PDL, loads its first weights while the quantizer
+    finishes, and lets the next kernel launch once it has its inputs."""
     m = planes.shape[0]
     n, kb = qw.shape
     if m == 0 or n == 0:
