@@ -103,6 +103,25 @@ __device__ __forceinline__ int out_l(int) { return threadIdx.x & 31; }
 #endif
 constexpr bool EARLY_OUTS = OUTS <= 4;  // with more, the registers they would hold are better spent on loads
 
+// Where EARLY_OUTS: this thread's outputs placed, their weight scales and bias requested, before the
+// PDL wait (none of it comes from the kernel before).
+template <int K>
+__device__ __forceinline__ void place_early(Out (&outs)[K], int n0, int N, const void* sb, const void* bias) {
+  if constexpr (EARLY_OUTS) {
+#pragma unroll
+    for (int j = 0; j < OUTS; ++j) outs[j] = place(out_v(j), out_l(j), n0, N, sb, bias);
+  }
+}
+
+// With PDL: wait until the kernel before has finished and its writes are visible, then let the next kernel
+// launch (it waits for ours itself; not before our wait, or calls in a row would all launch at once).
+__device__ __forceinline__ void wait_then_release() {
+#if PDL
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #if WARPS > 1 || CLUSTER > 1
 // The warps of a block split K: each stores its accumulators in shared memory, then the threads that finish
 // the outputs add them up (warp_sum).

@@ -212,14 +212,8 @@ w4a4_mma(const u32* __restrict__ a, const void* __restrict__ sa, const u32* __re
   for (int s = 0; s + 1 < STAGES; ++s) load_weights(buf[s], wrow, c0 + s * step, kw);
 #endif
   Out outs[EARLY_OUTS ? OUTS : 1];
-  if constexpr (EARLY_OUTS) {
-#pragma unroll
-    for (int j = 0; j < OUTS; ++j) outs[j] = place(out_v(j), out_l(j), n0, N, sb, bias);
-  }
-#if PDL
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // the codes and scales come from the previous kernel
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
+  place_early(outs, n0, N, sb, bias);
+  wait_then_release();  // the codes and scales come from the previous kernel
   if constexpr (EARLY_OUTS) {
 #pragma unroll
     for (int j = 0; j < OUTS; ++j) load_scale(outs[j], M, sa);

@@ -151,28 +151,19 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
                  ::"l"(b + static_cast<long long>(n0 + threadIdx.x) * stride_b), "r"(4 * kw) : "memory");
 #endif
   Chunk ring[RING];
-#if EARLY
+  auto first_weights = [&] {  // the first RING - 1 chunks' weights, before the wait unless EARLY is 0
 #pragma unroll
-  for (int s = 0; s + 1 < RING; ++s)
-    if (s < mine) load_weights(ring[s], p);
-#endif
+    for (int s = 0; s + 1 < RING; ++s)
+      if (s < mine) load_weights(ring[s], p);
+  };
+  if (EARLY) first_weights();
   Out outs[EARLY_OUTS ? OUTS : 1];
-  if constexpr (EARLY_OUTS) {
-#pragma unroll
-    for (int j = 0; j < OUTS; ++j) outs[j] = place(out_v(j), out_l(j), n0, N, sb, bias);
-  }
-#if PDL
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // the planes, sums and scales come from the quantizer
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
+  place_early(outs, n0, N, sb, bias);
+  wait_then_release();  // the planes, sums and scales come from the quantizer
 #if TIMELINE
   const unsigned long long released = now();
 #endif
-#if !EARLY  // benchmarks only: the first weights requested after the wait, as without PDL
-#pragma unroll
-  for (int s = 0; s + 1 < RING; ++s)
-    if (s < mine) load_weights(ring[s], p);
-#endif
+  if (!EARLY) first_weights();  // benchmarks only: as without PDL
   if constexpr (EARLY_OUTS) {
 #pragma unroll
     for (int j = 0; j < OUTS; ++j) load_scales(outs[j], M, sa, xsum);
