@@ -233,11 +233,12 @@ def check_epilogue(scale: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tenso
                    n: int, device: torch.device) -> None:
     """The operands of both tensor-core GEMVs' epilogue as they read them: the scales and bias one
     element per row or output, contiguous; out (M, N) with unit column stride; all on ``device``."""
-    for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n), ("out", out, m)):
-        if t is not None and t.dtype not in _TYPES:
+    for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n), ("out", out, None)):
+        if t is None:
+            continue
+        if t.dtype not in _TYPES:
             raise ValueError(f"{name} must be float16, bfloat16 or float32, got {t.dtype}")
-    for name, t, rows in (("scale", scale, m), ("w_scale", w_scale, n), ("bias", bias, n)):
-        if t is not None and (t.dim() == 0 or t.numel() != rows or t.shape[0] != rows or t.stride(0) != 1):
+        if rows is not None and (t.dim() == 0 or t.numel() != rows or t.shape[0] != rows or t.stride(0) != 1):
             raise ValueError(f"{name} must hold one contiguous value per {'row' if rows == m else 'output'} "
                              f"({rows}), got shape {tuple(t.shape)} strides {t.stride()}")
     if tuple(out.shape) != (m, n) or out.stride(1) != 1:
