@@ -277,7 +277,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     GEMV (triton_gemv.Dp4aConfig, up to 4 rows, for dp4a_config; "dp4a-default" times only
     dp4a_config's choice); "small", the swapped Triton GEMM (small_config) from 3 rows; "mma-default",
     only mma_config's choice from 3 rows; "planes", the tensor-core GEMV on MMA planes (mma_planes.PlanesConfig;
-    "planes-default": planes_config's choice; "planes-sums": that choice with the row sums; "planes-bare": on
+    "planes-default": planes_config's choice; "planes-sums": that choice with the row sums; "planes-head":
+    without sums, 25 or 50 % of each weight row prefetched before the wait, the rest after it; "planes-bare": on
     planes without sums), chained after the quantizer writing them. With "foreign" also "foreign_us": after a torch kernel writing
     x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
@@ -324,6 +325,8 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
                 cands.append(("planes", replace(planes_config(m, n, k // 8), xsum=True)))
             if "planes-bare" in kinds:
                 cands += [("planes", PlanesConfig(*c)) for c in PLANES_BARE]
+            if "planes-head" in kinds:  # without sums, part of each weight row prefetched before the wait
+                cands += [("planes", PlanesConfig(8, 1, r, True, xsum=False, head=h)) for r in (2, 3) for h in (25, 50)]
             planes = torch.empty(m, mma_planes_width(k), dtype=torch.int8, device="cuda")
             xsum = torch.empty(m, dtype=torch.int32, device="cuda")
             sym_quant_into(x, 1.0, planes, s, xsum=xsum)
@@ -433,7 +436,7 @@ def main(argv=None) -> int:
                     help="time the few-row GEMMs (dp4a GEMV, swapped GEMM) with L2 prefetch, alone and chained")
     ap.add_argument("--kinds", default=",".join(FEW_KINDS),
                     help="--sweep-few: which GEMMs (mma or mma-default, dp4a or dp4a-default, small, planes or "
-                         "planes-default, planes-sums, planes-bare), comma-"
+                         "planes-default, planes-sums, planes-head, planes-bare), comma-"
                          "separated; add foreign to also time each after a torch kernel")
     ap.add_argument("--plot", help="save a plot (PNG) of the numbers (needs matplotlib)")
     ap.add_argument("--plot-from", help="plot numbers saved by --json instead of measuring")

@@ -66,13 +66,14 @@ def test_planes_gemv_every_config_is_exact(cfg, m, sums):
 @pytest.mark.parametrize("m, k, n", [(1, 32, 1), (16, 32, 17), (5, 64, 3000), (4, 3584, 4608), (2, 4096 + 32, 4608),
                                      (3, 18944, 40), (3, 416, 40), (12, 28672, 64)])
 @pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("prefetch", [False, True])
+@pytest.mark.parametrize("prefetch", [0, 100, 50], ids=["no-prefetch", "prefetch", "prefetch-half"])
 @pytest.mark.parametrize("sums", [True, False], ids=["sums", "bare"])
 def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, sums):
     """The quantizer writes the planes and sums, then the GEMV launches with PDL (as quant_linear runs
-    them), with a weight row stride wider than the row; every output dtype; with and without the weight
-    rows prefetched into L2 before the wait. K = 416: 3 whole chunks, the partial one on warp 3; K =
-    28672: the quantizer's row in one tile of 32768 columns."""
+    them), with a weight row stride wider than the row; every output dtype; without the weight rows
+    prefetched into L2, with them prefetched before the wait, and with half of each before it and the
+    rest after (PlanesConfig.head). K = 416: 3 whole chunks, the partial one on warp 3; K = 28672: the
+    quantizer's row in one tile of 32768 columns."""
     from graphsafe.quant import mma_planes
     from graphsafe.quant.triton_gemv import pdl_available
     x = _x(m, k, out_dtype)
@@ -84,7 +85,7 @@ def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, 
     y = torch.empty(m, n, dtype=out_dtype, device="cuda")
     pdl = pdl_available(x.device)
     planes, xsum, s = _planes(x, pdl, sums)
-    cfg = mma_planes.PlanesConfig(8, 1, 3, True, xsum=sums) if prefetch else None
+    cfg = mma_planes.PlanesConfig(8, 1, 3, True, xsum=sums, head=prefetch) if prefetch else None
     mma_planes.planes_into(planes, xsum, s, qw, ws, None, y, cfg, after_quantizer=pdl)
     q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw_, ws, None, out_dtype))

@@ -116,6 +116,22 @@ def test_planes_gemv_prefetches_its_weight_rows_before_the_wait_only_with_pdl(nv
     assert not any("prefetch" in ln for ln in _ptx_ops(nvrtc, mma_planes.macros(4, cfg, (h, h, h, h), False)))
 
 
+@pytest.mark.parametrize("head", [0, 25, 50])
+def test_planes_gemv_splits_its_prefetch_around_the_wait(nvrtc, head):
+    """PlanesConfig(prefetch=True, head=h): the first h % of each weight row prefetched before the PDL wait
+    (nothing at 0), the rest after it, once the block has requested its first planes."""
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    op = _ptx_ops(nvrtc, mma_planes.macros(4, mma_planes.PlanesConfig(8, 1, 2, True, xsum=False, head=head),
+                                           (h, h, None, h), True))
+    wait = op.index("griddepcontrol.wait;")
+    prefetch = [i for i, ln in enumerate(op) if ln.startswith("cp.async.bulk.prefetch.L2.global")]
+    inputs = [i for i, ln in enumerate(op) if ln.startswith("ld.global.nc.v4")]
+    assert len([i for i in prefetch if i < wait]) == (head > 0)
+    after = [i for i in prefetch if i > wait]
+    assert len(after) == 1 and after[0] > min(inputs) > wait
+
+
 def test_planes_gemv_refuses_what_it_cannot_run():
     from graphsafe.quant import mma_planes, triton_kernels
     qw = torch.zeros(8, 64, dtype=torch.uint8)

@@ -43,6 +43,8 @@ class PlanesConfig:
     timeline: int = 0  # blocks whose start, wait and end times are kept (benchmarks/chain_timeline.py)
     xsum: bool = True  # planes with the even-code sums (the quantizer's layout 2), else without (layout 3)
     early: bool = True  # the first chunks' weights requested before the PDL wait (False: after it; benchmarks)
+    head: int = 100  # with prefetch: the percentage of each weight row prefetched before the PDL wait; the
+                     # rest once the block has requested its first planes
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -94,7 +96,7 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
             ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)),
-            ("EARLY", int(cfg.early)))
+            ("EARLY", int(cfg.early)), ("HEAD", cfg.head))
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,

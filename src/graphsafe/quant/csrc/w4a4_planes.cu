@@ -30,11 +30,15 @@
 // Configuration macros: WARPS, TILES, RING (chunks in the register ring: RING - 1 in flight), NT (8-row
 // activation tiles: 1 or 2), XSUM (1: the even plane is 16 x code and the weights' even columns code + 8,
 // corrected by the row sums; 0: see above), SA_T, SB_T, BIAS_T, OUT_T (0 float16, 1 bfloat16, 2 float32), HAS_BIAS, PDL,
-// PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait),
+// PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait; with
+// HEAD < 100 only the first HEAD % of each row before it, the rest once the first planes are requested),
 // EARLY (1: the first RING - 1 chunks' weights requested before the PDL wait; 0, for benchmarks: after it),
 // TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline).
 
 #define CLUSTER 1
+#ifndef HEAD
+#define HEAD 100
+#endif
 #include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
 
 struct Chunk {  // one chunk's words of a thread: weight rows g, g + 8 of each tile; each activation tile's planes
@@ -144,11 +148,19 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   int acc[TILES][NT][4];
   clear(acc);
 
-#if PREFETCH
+#if PREFETCH && HEAD >= 100
   // the block's whole weight rows on their way to L2 while the quantizer runs: one bulk prefetch per row
   if (threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < N)
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
                  ::"l"(b + static_cast<long long>(n0 + threadIdx.x) * stride_b), "r"(4 * kw) : "memory");
+#elif PREFETCH
+  // the first HEAD % of each weight row (whole 16 bytes) before the wait, the rest once the block has asked
+  // for its first planes (so that those reads do not queue behind it)
+  const bool prefetcher = threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < N;
+  const char* prefetch_row = reinterpret_cast<const char*>(b + static_cast<long long>(n0 + static_cast<int>(threadIdx.x)) * stride_b);
+  const u32 head = (4u * kw * HEAD / 100) & ~15u;
+  if (prefetcher && head)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(prefetch_row), "r"(head) : "memory");
 #endif
   Chunk ring[RING];
   auto first_weights = [&] {  // the first RING - 1 chunks' weights, before the wait unless EARLY is 0
@@ -171,6 +183,10 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
 #pragma unroll
   for (int s = 0; s + 1 < RING; ++s)
     if (s < mine) load_inputs(ring[s], p);
+#if PREFETCH && HEAD < 100
+  if (prefetcher && head < 4u * kw)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(prefetch_row + head), "r"(4u * kw - head) : "memory");
+#endif
 
   int s0 = 0;  // the loops' trip counts are the same for the whole warp (mma.sync needs it)
   for (; s0 + 2 * RING - 2 < mine; s0 += RING) {  // every chunk a trip loads lies in the warp's share: no test
