@@ -318,7 +318,10 @@ def w4a4_linear(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale:
 
 # --- quant_linear: quantize and multiply ----------------------------------------------------------
 
-def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
+def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, out: torch.Tensor,
+                       prefetch_programs: int = 0) -> None:
+    """``prefetch_programs`` (benchmarks/weights_prefetch.py; sm_90): up to 16 rows, the quantizer's grid gets
+    that many programs more, which send the GEMM's packed weights on their way to L2 as they start."""
     which = _resolve(backend, x.device)
     m, kb = x.shape[0], (x.shape[1] + 1) // 2
     scale = x.new_empty((m, 1))
@@ -338,17 +341,18 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
         return
     # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
     pdl = triton_gemv.pdl_available(x.device)
+    pf = {"prefetch": qw, "prefetch_programs": prefetch_programs} if pdl and prefetch_programs > 0 else {}
     if _planes(m, qw, backend):  # the quantizer writes the activations unpacked, as the MMA takes them
         from . import mma_planes
         cfg = mma_planes.planes_config(m, qw.shape[0], qw.shape[1] // 4)
         planes = x.new_empty((m, triton_kernels.mma_planes_width(x.shape[1])), dtype=torch.int8)
         xsum = x.new_empty((m,), dtype=torch.int32) if cfg.xsum else None  # else planes without sums
         triton_kernels.sym_quant_into(x, clip_ratio, planes, scale, trigger=pdl, wait=pdl, xsum=xsum,
-                                      mma_planes=True)
+                                      mma_planes=True, **pf)
         mma_planes.planes_into(planes, xsum, scale, qw, w_scale, bias, out, cfg, after_quantizer=pdl)
         return
     q = x.new_empty((m, kb), dtype=torch.uint8)
-    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
+    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl, **pf)
     _few_rows_into(q, scale, qw, w_scale, bias, backend, out, after_quantizer=pdl)
 
 
