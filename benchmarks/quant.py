@@ -77,10 +77,18 @@ def _copies(bytes_per_set: int) -> int:
     return max(2, min(16, -(-L2_ROTATE_BYTES // max(bytes_per_set, 1))))
 
 
+def _weights(k: int, n: int, copies: int) -> list:
+    """``copies`` sets of packed (n, k) weights and their scales, rotated through so that they come from HBM."""
+    import torch
+
+    from graphsafe.quant import pack_int4_weights
+    return [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05) for _ in range(copies)]
+
+
 def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     import torch
 
-    from graphsafe.quant import pack_int4_weights, quant_linear, sym_quant, w4a4_linear
+    from graphsafe.quant import quant_linear, sym_quant, w4a4_linear
     from graphsafe.quant.mma_planes import planes_config, planes_into
     from graphsafe.quant.ops import SMALL_MAX_M, _planes
     from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
@@ -89,8 +97,7 @@ def bench_shape(k: int, n: int, m: int, bw: float, reps: int) -> dict:
     w_bytes = n * k * 2
     copies = _copies(w_bytes // 4 + m * k * 2)
     xs = [torch.randn(m, k, dtype=torch.float16, device="cuda") for _ in range(copies)]
-    packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05)
-              for _ in range(copies)]
+    packed = _weights(k, n, copies)
     y_buf = torch.empty(m, n, dtype=torch.float16, device="cuda")
     qs = [sym_quant(x) for x in xs]
 
@@ -283,7 +290,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     x, as a layer after a norm runs it. Each output is checked against the reference first."""
     import torch
 
-    from graphsafe.quant import pack_int4_weights, reference, sym_quant
+    from graphsafe.quant import reference, sym_quant
     from graphsafe.quant.mma_gemv import MmaConfig, mma_config, mma_into
     from graphsafe.quant.mma_planes import PlanesConfig, planes_config, planes_into
     from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_config, dp4a_into, pdl_available
@@ -297,8 +304,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
     out = []
     for k, n in SHAPES:
         copies = _copies(n * k // 2)
-        packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05)
-                  for _ in range(copies)]
+        packed = _weights(k, n, copies)
         for m in ms:
             x = torch.randn(m, k, dtype=torch.float16, device="cuda")
             q, s = sym_quant(x)

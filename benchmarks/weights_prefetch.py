@@ -19,19 +19,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quant import SHAPES, _after_torch_op, _copies, _timed_graph  # noqa: E402
+from quant import SHAPES, _after_torch_op, _copies, _timed_graph, _weights  # noqa: E402
 
 
 def run(shapes, ms, programs, reps: int) -> list[dict]:
     import torch
 
-    from graphsafe.quant import ops, pack_int4_weights, reference
+    from graphsafe.quant import ops, reference
 
     rows = []
     for k, n in shapes:
         copies = _copies(n * k // 2)
-        packed = [pack_int4_weights(torch.randn(n, k, dtype=torch.float16, device="cuda") * 0.05)
-                  for _ in range(copies)]
+        packed = _weights(k, n, copies)
         for m in ms:
             xs = [torch.randn(m, k, dtype=torch.float16, device="cuda") for _ in range(copies)]
             y = torch.empty(m, n, dtype=torch.float16, device="cuda")
