@@ -190,12 +190,8 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stri
     """The quantizer: program (row, part) of M rows (_quant_program). With PREFETCH the grid has programs
     past the M rows, which only send their share of the pf_bytes at pf_addr (the next GEMM's weights) on
     their way to L2, pf_chunk bytes a lane, and leave without waiting for the kernel before."""
-    if PREFETCH:
-        if tl.program_id(0) >= M:
-            _prefetch_bulk_l2(pf_addr, pf_bytes, pf_chunk, tl.program_id(0) - M, PREFETCH_LANES)
-        else:
-            _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, BLOCK,
-                           BLOCK_B, LOOP, PART, LAYOUT, TRIGGER, WAIT, USE_ASM, TIMELINE)
+    if PREFETCH and tl.program_id(0) >= M:
+        _prefetch_bulk_l2(pf_addr, pf_bytes, pf_chunk, tl.program_id(0) - M, PREFETCH_LANES)
     else:
         _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, BLOCK, BLOCK_B,
                        LOOP, PART, LAYOUT, TRIGGER, WAIT, USE_ASM, TIMELINE)
@@ -289,13 +285,13 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1
     check_timeline(timeline, m * parts)
     pf_addr, pf_bytes, pf_chunk = _prefetch_span(prefetch, prefetch_programs, x.device, parts)
-    _sym_quant_kernel[(m + (prefetch_programs if pf_bytes else 0), parts)](x, q, scale, xsum if xsum is not None else scale,
-                                  timeline if timeline is not None else scale, n, q.shape[-1], x.stride(0),
-                                  stride_q, plane, clip, m, pf_addr, pf_bytes, pf_chunk, BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop,
-                                  PART=cfg.part, LAYOUT=layout, TRIGGER=trigger, WAIT=wait,
-                                  USE_ASM=not _INTERPRET, TIMELINE=timeline is not None and not _INTERPRET,
-                                  PREFETCH=pf_bytes > 0, num_warps=cfg.num_warps,
-                                  **({"launch_pdl": True} if wait else {}))
+    grid = (m + (prefetch_programs if pf_bytes else 0), parts)  # the prefetching programs after the rows
+    _sym_quant_kernel[grid](x, q, scale, xsum if xsum is not None else scale,
+                            timeline if timeline is not None else scale, n, q.shape[-1], x.stride(0), stride_q,
+                            plane, clip, m, pf_addr, pf_bytes, pf_chunk, BLOCK=cfg.block, BLOCK_B=cfg.block_b,
+                            LOOP=cfg.loop, PART=cfg.part, LAYOUT=layout, TRIGGER=trigger, WAIT=wait,
+                            USE_ASM=not _INTERPRET, TIMELINE=timeline is not None and not _INTERPRET,
+                            PREFETCH=pf_bytes > 0, num_warps=cfg.num_warps, **({"launch_pdl": True} if wait else {}))
 
 
 def _prefetch_span(t: torch.Tensor | None, programs: int, device: torch.device, parts: int) -> tuple[int, int, int]:

@@ -148,18 +148,14 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   int acc[TILES][NT][4];
   clear(acc);
 
-#if PREFETCH && HEAD >= 100
-  // the block's whole weight rows on their way to L2 while the quantizer runs: one bulk prefetch per row
-  if (threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < N)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
-                 ::"l"(b + static_cast<long long>(n0 + threadIdx.x) * stride_b), "r"(4 * kw) : "memory");
-#elif PREFETCH
-  // the first HEAD % of each weight row (whole 16 bytes) before the wait, the rest once the block has asked
-  // for its first planes (so that those reads do not queue behind it)
+#if PREFETCH
+  // the block's weight rows on their way to L2 while the quantizer runs, one bulk prefetch per row: whole,
+  // or with HEAD < 100 the first HEAD % of each (whole 16 bytes) before the wait and the rest once the block
+  // has asked for its first planes (so that those reads do not queue behind it)
   const bool prefetcher = threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < N;
-  const char* prefetch_row = reinterpret_cast<const char*>(b + static_cast<long long>(n0 + static_cast<int>(threadIdx.x)) * stride_b);
-  const u32 head = (4u * kw * HEAD / 100) & ~15u;
-  if (prefetcher && head)
+  const char* prefetch_row = reinterpret_cast<const char*>(b + static_cast<long long>(n0 + threadIdx.x) * stride_b);
+  const u32 head = HEAD >= 100 ? 4u * kw : (4u * kw * HEAD / 100) & ~15u;
+  if (prefetcher && (HEAD >= 100 || head))
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(prefetch_row), "r"(head) : "memory");
 #endif
   Chunk ring[RING];
