@@ -190,8 +190,12 @@ def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stri
     """The quantizer: program (row, part) of M rows (_quant_program). With PREFETCH the grid has programs
     past the M rows, which only send their share of the pf_bytes at pf_addr (the next GEMM's weights) on
     their way to L2, pf_chunk bytes a lane, and leave without waiting for the kernel before."""
-    if PREFETCH and tl.program_id(0) >= M:
-        _prefetch_bulk_l2(pf_addr, pf_bytes, pf_chunk, tl.program_id(0) - M, PREFETCH_LANES)
+    if PREFETCH:  # nested: `PREFETCH and program_id >= M` would wrap a tensor in a constexpr (Triton 3.9)
+        if tl.program_id(0) >= M:
+            _prefetch_bulk_l2(pf_addr, pf_bytes, pf_chunk, tl.program_id(0) - M, PREFETCH_LANES)
+        else:
+            _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, BLOCK,
+                           BLOCK_B, LOOP, PART, LAYOUT, TRIGGER, WAIT, USE_ASM, TIMELINE)
     else:
         _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, BLOCK, BLOCK_B,
                        LOOP, PART, LAYOUT, TRIGGER, WAIT, USE_ASM, TIMELINE)
