@@ -22,8 +22,7 @@ pytest.importorskip("triton")
 pytest.importorskip("triton.backends.nvidia.compiler")
 
 QUANT_SIG = {"x_ptr": "*fp16", "q_ptr": "*u8", "s_ptr": "*fp16", "sum_ptr": "*i32", "t_ptr": "*i64", "N": "i32",
-             "NB": "i32", "stride_x": "i32", "stride_q": "i32", "plane": "i32", "clip": "fp32", "M": "i32",
-             "pf_addr": "i64", "pf_bytes": "i64", "pf_chunk": "i64"}
+             "NB": "i32", "stride_x": "i32", "stride_q": "i32", "plane": "i32", "clip": "fp32"}
 DP4A_SIG = {"a_ptr": "*i32", "sa_ptr": "*fp16", "b_ptr": "*i32", "sb_ptr": "*fp16", "bias_ptr": "*fp16",
             "c_ptr": "*fp16", "t_ptr": "*i64", "N": "i32", "KW": "i32", "stride_a": "i32", "stride_b": "i32",
             "stride_c": "i32"}
@@ -49,9 +48,10 @@ _CHILD = textwrap.dedent("""
     print(json.dumps(out))
 """)
 
-# (trigger, wait, layout, timeline, prefetch); layout 2: MMA planes
+# (trigger, wait, layout, timeline, warm_x); layout 2: MMA planes
 QUANT_CASES = [(t, w, 0, False, False) for t in (False, True) for w in (False, True)] + [
-    (True, True, 2, False, False), (True, True, 2, True, False), (True, True, 3, False, True)]
+    (True, True, 2, False, False), (True, True, 2, True, False), (True, True, 3, False, True),
+    (True, True, 0, False, True)]
 DP4A_CASES = [dict(M=4, HAS_BIAS=False, BN=4, BW=128, PDL=True, PREFETCH=0, USE_ASM=True, TIMELINE=False),
               dict(M=4, HAS_BIAS=True, BN=4, BW=256, PDL=True, PREFETCH=16, USE_ASM=True, TIMELINE=False),
               dict(M=2, HAS_BIAS=True, BN=4, BW=256, PDL=False, PREFETCH=0, USE_ASM=True, TIMELINE=False),
@@ -63,8 +63,8 @@ def _compiled() -> tuple[list, list]:
     """PTX lines of the quantizer for each QUANT_CASES entry and of the dp4a GEMV for each DP4A_CASES one."""
     jobs = [("quant", "_sym_quant_kernel", QUANT_SIG,
              dict(BLOCK=4096, BLOCK_B=0, LOOP=False, PART=0, LAYOUT=layout, TRIGGER=t, WAIT=w, USE_ASM=True,
-                  TIMELINE=timeline, PREFETCH=prefetch))
-            for t, w, layout, timeline, prefetch in QUANT_CASES]
+                  TIMELINE=timeline, WARM_X=warm))
+            for t, w, layout, timeline, warm in QUANT_CASES]
     jobs += [("gemv", "_dp4a_kernel", DP4A_SIG, c) for c in DP4A_CASES]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(jobs), capture_output=True, text=True,
@@ -91,8 +91,8 @@ def _count(lines: list[str], what: str) -> int:
     return sum(_op(line).startswith(what) for line in lines)
 
 
-def _quant(trigger: bool, wait: bool, layout: int = 0, timeline: bool = False, prefetch: bool = False) -> list[str]:
-    return _compiled()[0][QUANT_CASES.index((trigger, wait, layout, timeline, prefetch))]
+def _quant(trigger: bool, wait: bool, layout: int = 0, timeline: bool = False, warm: bool = False) -> list[str]:
+    return _compiled()[0][QUANT_CASES.index((trigger, wait, layout, timeline, warm))]
 
 
 @pytest.mark.parametrize("layout", [0, 2])
@@ -103,20 +103,24 @@ def test_quantizer_waits_before_reading_x_and_before_releasing_the_gemm(layout):
     assert wait < _first(lines, "ld.global"), "x was read before waiting for the kernel that writes it"
 
 
-@pytest.mark.parametrize("trigger,wait,layout,timeline,prefetch", QUANT_CASES)
-def test_quantizer_emits_only_what_was_asked(trigger, wait, layout, timeline, prefetch):
-    lines = _quant(trigger, wait, layout, timeline, prefetch)
+@pytest.mark.parametrize("trigger,wait,layout,timeline,warm", QUANT_CASES)
+def test_quantizer_emits_only_what_was_asked(trigger, wait, layout, timeline, warm):
+    lines = _quant(trigger, wait, layout, timeline, warm)
     assert _count(lines, "griddepcontrol.launch_dependents") == int(trigger)
     assert _count(lines, "griddepcontrol.wait") == int(wait)
     assert sum("%globaltimer" in line for line in lines) == 3 * int(timeline)
-    assert (sum("cp.async.bulk.prefetch.L2" in line for line in lines) > 0) == prefetch  # one a lane a thread holds
+    assert (_count(lines, "prefetch.global.L2") > 0) == warm
 
 
-def test_quantizer_with_prefetching_programs_still_waits_before_reading_x():
-    """PREFETCH (benchmarks/weights_prefetch.py): the programs past the rows issue one bulk L2 prefetch a
-    lane and nothing else; the quantizing programs still wait before reading x and before releasing."""
-    lines = _quant(True, True, 3, False, True)
+@pytest.mark.parametrize("layout", [0, 3])
+def test_warm_x_prefetches_the_row_before_the_wait_and_reads_it_only_after(layout):
+    """WARM_X: the row's L2 prefetches come before ``griddepcontrol.wait``, every load of x after it
+    (a load before the wait could see x before the kernel before has written it), and the GEMM is
+    still released only after the wait."""
+    lines = _quant(True, True, layout, False, True)
     wait = _first(lines, "griddepcontrol.wait")
+    prefetches = [i for i, line in enumerate(lines) if _op(line).startswith("prefetch.global.L2")]
+    assert prefetches and max(prefetches) < wait
     assert wait < _first(lines, "griddepcontrol.launch_dependents")
     assert wait < _first(lines, "ld.global")
 

@@ -166,15 +166,14 @@ def test_planes_gemv_refuses_what_it_cannot_run():
         mma_planes.planes_into(planes, xsum, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
 
 
-@pytest.mark.parametrize("k, n, rows", [(3584, 4608, range(5, 9)), (3584, 18944, range(4, 9)),
+@pytest.mark.parametrize("k, n, rows", [(3584, 4608, range(1, 9)), (3584, 18944, range(2, 9)),
                                         (18944, 3584, range(9, 17)), (8192, 1024, range(9, 17))])
 def test_quant_linear_takes_the_planes_gemv_where_it_won(k, n, rows):
-    """5-8 rows on rows of up to 4096 (from 4 in wide layers), 9-16 on longer ones; the configuration
-    per layer shape: without sums but in wide layers and on long rows."""
+    """1-8 rows on rows of up to 4096 (from 2 in wide layers), 9-16 on longer ones; the configuration per
+    layer shape: 10 warps without sums, and on rows longer than 4096 the weights prefetched."""
     from graphsafe.quant.mma_planes import PlanesConfig, planes_config
     assert [m for m in range(0, 20) if ops.planes_wanted(m, n, k // 2)] == list(rows)
-    expected = PlanesConfig(8, 1, 2, prefetch=True) if k > 4096 else PlanesConfig(4, 1, 3) if n > 2 * k \
-        else PlanesConfig(8, 1, 2, xsum=False)
+    expected = PlanesConfig(10, 1, 2, prefetch=k > 4096, xsum=False)
     assert all(planes_config(m, n, k // 8) == expected for m in rows)
 
 

@@ -15,9 +15,9 @@ instructions a register, 5.2 a weight word), so the quantizer adds nothing up an
 (``benchmarks/chain_timeline.py``: 0.74 µs after its wait against 0.93 with the sum).
 
 Alone it is the fastest few-row GEMM at 4 and 8 rows on an H100 (3584->4608 M = 4: 5.04 µs against 5.27
-for the GEMV on packed codes and 5.46 for the dp4a GEMV); chained after the quantizer, as ``quant_linear``
-runs it, it gains less from the overlap, so ``ops.planes_wanted`` routes it only where it won there
-(``benchmarks/README.md``).
+for the GEMV on packed codes and 5.46 for the dp4a GEMV, at 8 warps). With 10 warps a block (seventeenth
+session) it also leads chained after the quantizer from 1 row on rows up to 4096, and by more after a
+torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``).
 """
 from __future__ import annotations
 
@@ -48,17 +48,15 @@ class PlanesConfig:
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
-    """Launch configuration for ``m`` rows, ``n`` outputs and ``kw`` 32-bit words of K, from H100 sweeps
-    chained after the quantizer (``benchmarks/quant.py --sweep-few --kinds planes,planes-bare``): 8 warps
-    and a ring of two chunks, on planes without sums (the quantizer's critical path shorter by its row
-    sum: 3584->4608 at 8 rows 6.12 µs against 6.23); in wide layers (N > 2K) 4 warps and three chunks,
-    with sums (there the extra instruction a weight word costs more: 14.58 µs against 15.15 at 8 rows of
-    3584->18944); on long rows (K > 4096) each block's weight rows prefetched into L2 while the quantizer
-    runs. ``m`` does not change the choice."""
-    from .triton_gemv import wide
-    if kw > 512:
-        return PlanesConfig(8, 1, 2, prefetch=True)
-    return PlanesConfig(4, 1, 3) if wide(n, 4 * kw) else PlanesConfig(8, 1, 2, xsum=False)
+    """Launch configuration for ``m`` rows, ``n`` outputs and ``kw`` 32-bit words of K, from H100 runs of
+    ``benchmarks/few_chain.py`` (quantizer and GEMV chained, weights and activations from HBM): on rows up
+    to 4096, 10 warps and a ring of two chunks, on planes without sums. 10 warps leave each warp 3 of the
+    28 chunks of 3584 (8 left it 4) and still fit 3 blocks an SM (60 registers): 3584->4608 at 4 rows 5.64
+    µs against 5.96 with 8 warps, 3584->18944 14.32 against 14.38 for 4 warps three chunks deep with sums.
+    On long rows (K > 4096, where it runs at 9-16 rows) the same, with each block's weight rows prefetched
+    into L2 while the quantizer runs: 18944->3584 at 16 rows 16.39 µs against 16.67 for 8 warps with sums.
+    ``m`` does not change the choice."""
+    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False)
 
 
 def supports(qw: torch.Tensor, m: int) -> bool:

@@ -174,14 +174,16 @@ def mma_wanted(m: int, n: int, kb: int) -> bool:
 def planes_wanted(m: int, n: int, kb: int) -> bool:
     """Whether ``quant_linear`` runs the tensor-core GEMV on MMA planes (``mma_planes``) for ``m`` rows,
     ``n`` outputs and ``kb`` bytes of K, where it beat the GEMMs on packed codes chained after the
-    quantizer (H100, ``benchmarks/quant.py --sweep-few``): 5-8 rows on rows of up to 4096 (by 0.25 µs in
-    3584->4608, 0.4 µs in 3584->18944), and 4 in wide layers (0.3 µs in 3584->18944), 9-16 on longer rows
-    (0.5 µs in 18944->3584 at 16). At 3-4 rows in other layers the dp4a GEMV and the GEMV on packed codes
-    stay ahead or level after the quantizer, though the planes GEMV alone is the fastest of them."""
+    quantizer (H100, ``benchmarks/few_chain.py``): on rows of up to 4096, 1-8 rows (at 3-8 by 0.3-0.7 µs
+    in 3584->4608; at 1-2 it is 0.1-0.5 µs behind in calls in a row but 0.6-0.8 ahead after a torch
+    kernel, as a layer after a norm runs), and 2-8 in wide layers (at 1 there the dp4a GEMV is 0.7 µs
+    ahead in a row, 0.3 behind after a torch kernel); 9-16 on longer rows (0.5 µs in 18944->3584 at 16)."""
     if not 1 <= m <= SMALL_MAX_M:
         return False
     from .triton_gemv import wide
-    return 9 <= m if kb > 2048 else 5 <= m <= 8 or (m == 4 and wide(n, kb))
+    if kb > 2048:
+        return 9 <= m
+    return m <= 8 and (m >= 2 or not wide(n, kb))
 
 
 _MMA_WARNED: set = set()
@@ -318,10 +320,7 @@ def w4a4_linear(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale:
 
 # --- quant_linear: quantize and multiply ----------------------------------------------------------
 
-def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, out: torch.Tensor,
-                       prefetch_programs: int = 0) -> None:
-    """``prefetch_programs`` (benchmarks/weights_prefetch.py; sm_90): up to 16 rows, the quantizer's grid gets
-    that many programs more, which send the GEMM's packed weights on their way to L2 as they start."""
+def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, out: torch.Tensor) -> None:
     which = _resolve(backend, x.device)
     m, kb = x.shape[0], (x.shape[1] + 1) // 2
     scale = x.new_empty((m, 1))
@@ -341,18 +340,17 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
         return
     # few rows: the GEMM follows its own quantizer, so it may launch early (programmatic dependent launch)
     pdl = triton_gemv.pdl_available(x.device)
-    pf = {"prefetch": qw, "prefetch_programs": prefetch_programs} if pdl and prefetch_programs > 0 else {}
     if _planes(m, qw, backend):  # the quantizer writes the activations unpacked, as the MMA takes them
         from . import mma_planes
         cfg = mma_planes.planes_config(m, qw.shape[0], qw.shape[1] // 4)
         planes = x.new_empty((m, triton_kernels.mma_planes_width(x.shape[1])), dtype=torch.int8)
         xsum = x.new_empty((m,), dtype=torch.int32) if cfg.xsum else None  # else planes without sums
         triton_kernels.sym_quant_into(x, clip_ratio, planes, scale, trigger=pdl, wait=pdl, xsum=xsum,
-                                      mma_planes=True, **pf)
+                                      mma_planes=True)
         mma_planes.planes_into(planes, xsum, scale, qw, w_scale, bias, out, cfg, after_quantizer=pdl)
         return
     q = x.new_empty((m, kb), dtype=torch.uint8)
-    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl, **pf)
+    triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
     _few_rows_into(q, scale, qw, w_scale, bias, backend, out, after_quantizer=pdl)
 
 

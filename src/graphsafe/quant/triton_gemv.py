@@ -181,7 +181,7 @@ def dp4a_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: t
         timeline if timeline is not None else out, n, kb // 4, a.stride(0), b.stride(0), out.stride(0), M=m,
         HAS_BIAS=bias is not None, BN=cfg.bn, BW=cfg.bw, PDL=pdl, PREFETCH=cfg.prefetch if pdl else 0,
         USE_ASM=not _INTERPRET, TIMELINE=timeline is not None and not _INTERPRET, num_warps=cfg.num_warps,
-        **({"launch_pdl": True} if pdl else {}))
+        enable_fp_fusion=False, **({"launch_pdl": True} if pdl else {}))  # unfused: the reference's rounding
 
 
 @functools.lru_cache(maxsize=None)

@@ -105,10 +105,10 @@ def _store_codes(x, q_row, start, NB, plane, scale, rcp, dt: tl.constexpr, BLOCK
 
 
 @triton.jit
-def _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip,
-                   BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, PART: tl.constexpr,
-                   LAYOUT: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr,
-                   TIMELINE: tl.constexpr):
+def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip,
+                      BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr, PART: tl.constexpr,
+                      LAYOUT: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr, USE_ASM: tl.constexpr,
+                      TIMELINE: tl.constexpr = False, WARM_X: tl.constexpr = False):
     """Program (row, part). Without LOOP the row stays in registers as one tile of BLOCK columns and,
     when BLOCK_B > 0, a second of BLOCK_B after it (two powers of two waste fewer lanes than one: 16384
     + 4096 for rows of 18944). With LOOP, tiles of BLOCK are read twice (the second time from L2). With
@@ -116,20 +116,28 @@ def _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_
     every program, bit for bit), then reads its PART columns again (from L1 or L2) and writes their codes,
     so a few long rows spread the per-element work over several SMs instead of one each. LAYOUT: see
     _store_codes; never 2 or 3 with PART; with 2 the sum of the row's even-column codes goes to sum_ptr[row].
-    TIMELINE: each program's start, wait release and end times and SM go to t_ptr (4 int64 a program)."""
+    TIMELINE: each program's start, wait release and end times and SM go to t_ptr (4 int64 a program).
+    WARM_X (with WAIT, rows in registers): before waiting, the program asks L2 for its row's 128-byte lines
+    (``prefetch.global.L2``), so that an x that is not in L2 already arrives while the kernel before
+    finishes. That is safe while it may still be writing x: L2 is where every SM's writes land, and x is
+    read only after the wait, through L1, which the prefetch does not fill."""
     program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
     if TIMELINE:
         started = _now(program)
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * stride_x
+    q_row = q_ptr + row * stride_q
+    dt: tl.constexpr = x_ptr.dtype.element_ty
     if WAIT:  # we were launched with PDL, early: the previous kernel may still be writing x
+        if WARM_X and not LOOP:  # meanwhile x's lines go to L2, where the writes of the kernel before land too
+            _prefetch_l2(x_row + tl.minimum(tl.arange(0, BLOCK // 64) * 64, N - 1))  # 64 elements: 128 bytes
+            if BLOCK_B > 0:
+                _prefetch_l2(x_row + tl.minimum(BLOCK + tl.arange(0, BLOCK_B // 64) * 64, N - 1))
         tl.extra.cuda.gdc_wait()
     if TIMELINE:
         released = _now(program)
     if TRIGGER:  # a kernel launched next with PDL may start now (it waits for our results itself); not
         tl.extra.cuda.gdc_launch_dependents()  # before our wait, or it would crowd the previous kernel
-    row = tl.program_id(0).to(tl.int64)
-    x_row = x_ptr + row * stride_x
-    q_row = q_ptr + row * stride_q
-    dt: tl.constexpr = x_ptr.dtype.element_ty
     cols = tl.arange(0, BLOCK)
     if LOOP:
         bits = tl.zeros((), tl.int32)
@@ -167,38 +175,6 @@ def _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_
         tl.store(sum_ptr + row, even)
     if TIMELINE:
         _keep_time(t_ptr, program, started, released)
-
-
-PREFETCH_LANES = tl.constexpr(256)  # bulk L2 prefetches a prefetching program issues: one a thread of 8 warps
-
-
-@triton.jit
-def _prefetch_bulk_l2(addr, nbytes, chunk, program, LANES: tl.constexpr):
-    """Share ``program`` of the ``nbytes`` at ``addr`` on their way to L2: one bulk prefetch of up to
-    ``chunk`` bytes a lane (``addr`` and ``chunk`` multiples of 16; sizes past the end are 0 and skipped)."""
-    off = (program * LANES + tl.arange(0, LANES)).to(tl.int64) * chunk
-    size = tl.minimum(tl.maximum(nbytes - off, 0), chunk).to(tl.int32)
-    tl.inline_asm_elementwise("{ .reg .pred p; setp.ne.u32 p, $2, 0; @p cp.async.bulk.prefetch.L2.global [$1], $2; "
-                              "mov.u32 $0, 0; }", "=r,l,r", [addr + off, size], dtype=tl.int32, is_pure=False, pack=1)
-
-
-@triton.jit
-def _sym_quant_kernel(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, M, pf_addr,
-                      pf_bytes, pf_chunk, BLOCK: tl.constexpr, BLOCK_B: tl.constexpr, LOOP: tl.constexpr,
-                      PART: tl.constexpr, LAYOUT: tl.constexpr, TRIGGER: tl.constexpr, WAIT: tl.constexpr,
-                      USE_ASM: tl.constexpr, TIMELINE: tl.constexpr = False, PREFETCH: tl.constexpr = False):
-    """The quantizer: program (row, part) of M rows (_quant_program). With PREFETCH the grid has programs
-    past the M rows, which only send their share of the pf_bytes at pf_addr (the next GEMM's weights) on
-    their way to L2, pf_chunk bytes a lane, and leave without waiting for the kernel before."""
-    if PREFETCH:  # nested: `PREFETCH and program_id >= M` would wrap a tensor in a constexpr (Triton 3.9)
-        if tl.program_id(0) >= M:
-            _prefetch_bulk_l2(pf_addr, pf_bytes, pf_chunk, tl.program_id(0) - M, PREFETCH_LANES)
-        else:
-            _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, BLOCK,
-                           BLOCK_B, LOOP, PART, LAYOUT, TRIGGER, WAIT, USE_ASM, TIMELINE)
-    else:
-        _quant_program(x_ptr, q_ptr, s_ptr, sum_ptr, t_ptr, N, NB, stride_x, stride_q, plane, clip, BLOCK, BLOCK_B,
-                       LOOP, PART, LAYOUT, TRIGGER, WAIT, USE_ASM, TIMELINE)
 
 
 @dataclass(frozen=True)
@@ -244,7 +220,7 @@ def mma_planes_width(n: int) -> int:
 def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: torch.Tensor,
                    config: QuantConfig | None = None, trigger: bool = False, wait: bool = False,
                    xsum: torch.Tensor | None = None, timeline: torch.Tensor | None = None,
-                   mma_planes: bool = False, prefetch: torch.Tensor | None = None, prefetch_programs: int = 0) -> None:
+                   mma_planes: bool = False, warm_x: bool = True) -> None:
     """Quantize contiguous (M, N) ``x`` into ``q`` and ``scale`` (M, 1). ``q`` is either the packed
     codes, uint8 (M, ceil(N/2)), or int8 (2, M, ceil(N/2)): 16 x the even columns' codes, then 16 x the
     odd columns' (the operand of :func:`graphsafe.quant.triton_swap.big_into`), or, with ``xsum``, the
@@ -258,9 +234,9 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
     while the previous kernel finishes and waits for it before reading ``x``. A few long rows are split
     over programs (``quant_config``) except when either is set, or into MMA planes. ``timeline``: int64
     (programs, 4) that gets each program's start, wait release and end (%globaltimer ns) and SM.
-    ``prefetch`` (benchmarks; sm_90, not in the interpreter): a 16-byte aligned CUDA tensor, the next
-    GEMM's weights, that ``prefetch_programs`` extra programs send on their way to L2 as they start, without
-    waiting for the kernel before; the GEMM then finds them in L2. Not with rows split over programs."""
+    ``warm_x`` (with ``wait``; ``False`` for benchmarks): each program asks L2 for its row of x before it
+    waits, so that an x the kernel before did not write (a residual, an input set long ago) comes from HBM
+    while that kernel finishes rather than after it."""
     m, n = x.shape
     if m == 0:
         return
@@ -288,30 +264,12 @@ def sym_quant_into(x: torch.Tensor, clip_ratio: float, q: torch.Tensor, scale: t
                          f"not with MMA planes), got {cfg}")
     parts = triton.cdiv(n, cfg.part) if cfg.part else 1
     check_timeline(timeline, m * parts)
-    pf_addr, pf_bytes, pf_chunk = _prefetch_span(prefetch, prefetch_programs, x.device, parts)
-    grid = (m + (prefetch_programs if pf_bytes else 0), parts)  # the prefetching programs after the rows
-    _sym_quant_kernel[grid](x, q, scale, xsum if xsum is not None else scale,
-                            timeline if timeline is not None else scale, n, q.shape[-1], x.stride(0), stride_q,
-                            plane, clip, m, pf_addr, pf_bytes, pf_chunk, BLOCK=cfg.block, BLOCK_B=cfg.block_b,
-                            LOOP=cfg.loop, PART=cfg.part, LAYOUT=layout, TRIGGER=trigger, WAIT=wait,
-                            USE_ASM=not _INTERPRET, TIMELINE=timeline is not None and not _INTERPRET,
-                            PREFETCH=pf_bytes > 0, num_warps=cfg.num_warps, **({"launch_pdl": True} if wait else {}))
-
-
-def _prefetch_span(t: torch.Tensor | None, programs: int, device: torch.device, parts: int) -> tuple[int, int, int]:
-    """(address, bytes, bytes a lane) of the L2 prefetch of ``t`` by ``programs`` programs: every byte from
-    its first element to its last, in whole 16 bytes; (0, 0, 0) without ``t`` or programs, or in the
-    interpreter (inline PTX)."""
-    if t is None or programs <= 0:
-        return 0, 0, 0
-    if t.device != device or t.data_ptr() % 16 or parts != 1:
-        raise ValueError(f"prefetch must be a 16-byte aligned tensor on {device}, with rows not split over "
-                         f"programs; got {t.device} at {t.data_ptr() % 16} mod 16, {parts} parts")
-    if _INTERPRET:
-        return 0, 0, 0
-    span = (sum((size - 1) * stride for size, stride in zip(t.shape, t.stride())) + 1) * t.element_size()
-    nbytes = span // 16 * 16 if t.numel() else 0
-    return t.data_ptr(), nbytes, -(-nbytes // (programs * PREFETCH_LANES * 16)) * 16
+    _sym_quant_kernel[(m, parts)](x, q, scale, xsum if xsum is not None else scale,
+                                  timeline if timeline is not None else scale, n, q.shape[-1], x.stride(0),
+                                  stride_q, plane, clip, BLOCK=cfg.block, BLOCK_B=cfg.block_b, LOOP=cfg.loop,
+                                  PART=cfg.part, LAYOUT=layout, TRIGGER=trigger, WAIT=wait, USE_ASM=not _INTERPRET,
+                                  TIMELINE=timeline is not None and not _INTERPRET, WARM_X=wait and warm_x,
+                                  num_warps=cfg.num_warps, **({"launch_pdl": True} if wait else {}))
 
 
 @triton.jit
@@ -424,7 +382,8 @@ def _column_scales(sb_ptr, bias_ptr, rb, HAS_BIAS: tl.constexpr):
 @triton.jit
 def _scale_store(acc, sa, sb, bias, c_ptr, rm, rn, M, N, stride_c, HAS_BIAS: tl.constexpr):
     """``_dequant_store`` with its operands already loaded: float32 ``sa`` per row, ``sb`` and ``bias``
-    per column (``bias`` ignored without HAS_BIAS)."""
+    per column (``bias`` ignored without HAS_BIAS). Launched with ``enable_fp_fusion=False`` it rounds as
+    the reference and the CUDA GEMVs do; fused, ``y * sb + bias`` becomes one FMA, a rounding apart."""
     y = (acc >> 8).to(tl.float32) * sa[:, None]
     y = y * sb[None, :]
     if HAS_BIAS:

@@ -145,7 +145,7 @@ def small_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: 
         q, scale, qw, w_scale, bias if bias is not None else w_scale, out, m, n, kb, q.stride(0), qw.stride(0),
         out.stride(0), HAS_BIAS=bias is not None, BN=cfg.bn, MP=max(16, triton.next_power_of_2(m)), BKB=cfg.bkb,
         PDL=pdl, PREFETCH=cfg.prefetch, USE_ASM=not _INTERPRET,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, enable_fp_fusion=False,  # the reference's rounding
         **({"launch_pdl": True} if pdl else {}))
 
 
