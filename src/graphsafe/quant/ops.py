@@ -174,8 +174,8 @@ def mma_wanted(m: int, n: int, kb: int) -> bool:
 def planes_wanted(m: int, n: int, kb: int) -> bool:
     """Whether ``quant_linear`` runs the tensor-core GEMV on MMA planes (``mma_planes``) for ``m`` rows,
     ``n`` outputs and ``kb`` bytes of K, where it beat the GEMMs on packed codes chained after the
-    quantizer (H100, ``benchmarks/few_chain.py``): on rows of up to 4096, 1-8 rows (at 3-8 by 0.3-0.7 µs
-    in 3584->4608; at 1-2 it is 0.1-0.5 µs behind in calls in a row but 0.6-0.8 ahead after a torch
+    quantizer (H100, ``benchmarks/few_chain.py``): on rows of up to 4096, 1-8 rows (at 3-8 by 0.3-0.6 µs
+    in 3584->4608; at 1-2 it is 0.15-0.5 µs behind in calls in a row but 0.5-0.8 ahead after a torch
     kernel, as a layer after a norm runs), and 2-8 in wide layers (at 1 there the dp4a GEMV is 0.7 µs
     ahead in a row, 0.3 behind after a torch kernel); 9-16 on longer rows (0.5 µs in 18944->3584 at 16)."""
     if not 1 <= m <= SMALL_MAX_M:
