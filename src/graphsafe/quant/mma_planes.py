@@ -55,7 +55,7 @@ def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
     µs against 5.96 with 8 warps, 3584->18944 14.32 against 14.38 for 4 warps three chunks deep with sums.
     On long rows (K > 4096, where it runs at 9-16 rows) the same, with each block's weight rows prefetched
     into L2 while the quantizer runs: 18944->3584 at 16 rows 16.39 µs against 16.67 for 8 warps with sums.
-    ``m`` does not change the choice."""
+    Neither ``m`` nor ``n`` changes the choice (the signature keeps them for the routing's callers)."""
     return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False)
 
 
