@@ -7,7 +7,8 @@ Each candidate is the quantizer chained with PDL to one GEMM, as ``ops._quant_li
 ``packed`` (codes, then the GEMM ``ops._few_rows_into`` picks: the tensor-core or dp4a GEMV) and ``planes
 W,T,R,sums|bare[,pfH]`` (MMA planes, then ``mma_planes.planes_into`` with that ``PlanesConfig``;
 ``default`` marks ``planes_config``'s choice; ``pf``: the weights prefetched into L2, ``pfH`` only H % of
-each row before the wait). ``warm`` or ``cold``: the quantizer asks L2 for its row of x before its PDL
+each row before the wait; ``plain``: the GEMV in plain stream order, not released early by the quantizer;
+``q4``, ``q16``: the quantizer with 4 or 16 warps a program). ``warm`` or ``cold``: the quantizer asks L2 for its row of x before its PDL
 wait (``sym_quant_into(warm_x=True)``, the default) or not.
 
     python benchmarks/few_chain.py [--shapes 3584x4608,...] [--ms 1,2,3,4,8] [--warps 8,10,12,16] [--reverse]
@@ -38,14 +39,18 @@ def candidates(m: int, n: int, k: int, warps) -> list[tuple[str, object, bool]]:
                     out.append(("planes", cfg, True))
     if k <= 4096:  # part of each weight row prefetched before the wait, the rest after the first planes
         out += [("planes", replace(default, prefetch=True, head=h), True) for h in (25, 50, 100)]
+    out.append(("plain", default, True))  # the GEMV in plain stream order after a quantizer that never releases it
+    out += [(f"q{w}", c, True) for w in (4, 16) for c in (None, default)]  # the quantizer with 4 or 16 warps, not 8
     return out
 
 
 def label(kind: str, cfg, warm: bool, default) -> str:
     if cfg is None:
-        return f"{kind} {'warm' if warm else 'cold'}"
+        return f"packed {kind}" if kind.startswith("q") else f"{kind} {'warm' if warm else 'cold'}"
     tag = (f"{cfg.warps},{cfg.tiles},{cfg.ring},{'sums' if cfg.xsum else 'bare'}"
            + (f",pf{cfg.head if cfg.head < 100 else ''}" if cfg.prefetch else ""))
+    if kind != "planes":
+        return f"planes {tag} {kind}"
     return f"planes {tag}{' default' if cfg == default else ''} {'warm' if warm else 'cold'}"
 
 
@@ -55,7 +60,7 @@ def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
     from graphsafe.quant import ops, reference
     from graphsafe.quant.mma_planes import planes_config, planes_into
     from graphsafe.quant.triton_gemv import pdl_available
-    from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
+    from graphsafe.quant.triton_kernels import mma_planes_width, quant_config, sym_quant_into
 
     rows = []
     for k, n in shapes:
@@ -74,16 +79,19 @@ def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
             default = planes_config(m, n, k // 8)
             point = []
             for kind, cfg, warm in candidates(m, n, k, warps)[::-1 if reverse else 1]:
-                def fn(i, cfg=cfg, warm=warm):
+                def fn(i, cfg=cfg, warm=warm, kind=kind):  # kind bound here: the after-op timings call fn later
                     w, ws = packed[i]
+                    qcfg = (replace(quant_config(k, m, split=False), num_warps=int(kind[1:])) if kind.startswith("q")
+                            else None)
                     if cfg is None:
-                        sym_quant_into(xs[i], 1.0, codes, scale, trigger=pdl, wait=pdl, warm_x=warm)
+                        sym_quant_into(xs[i], 1.0, codes, scale, qcfg, trigger=pdl, wait=pdl, warm_x=warm)
                         ops._few_rows_into(codes, scale, w, ws, None, "auto", y, after_quantizer=pdl)
                         return
                     sums = xsum if cfg.xsum else None
-                    sym_quant_into(xs[i], 1.0, planes, scale, trigger=pdl, wait=pdl, xsum=sums, mma_planes=True,
-                                   warm_x=warm)
-                    planes_into(planes, sums, scale, w, ws, None, y, cfg, after_quantizer=pdl)
+                    early = pdl and kind != "plain"
+                    sym_quant_into(xs[i], 1.0, planes, scale, qcfg, trigger=early, wait=pdl, xsum=sums,
+                                   mma_planes=True, warm_x=warm)
+                    planes_into(planes, sums, scale, w, ws, None, y, cfg, after_quantizer=early)
                 name = label(kind, cfg, warm, default)
                 try:
                     y.fill_(float("nan"))
@@ -98,7 +106,8 @@ def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
                 point.append({"K": k, "N": n, "M": m, "candidate": name, "chain_us": _timed_graph(fn, copies, reps),
                               "fn": fn})
             point.sort(key=lambda r: r["chain_us"])
-            for r in point[:3] + [r for r in point[3:] if "default" in r["candidate"] or r["candidate"].startswith("packed")]:
+            for r in point[:3] + [r for r in point[3:] if "default" in r["candidate"] or r["candidate"].startswith("packed")
+                                  or r["candidate"].endswith(("plain", "q16"))]:
                 r["after_torch_us"] = _after_torch_op(r["fn"], xs, copies, reps)
             for r in point:
                 del r["fn"]
