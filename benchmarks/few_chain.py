@@ -8,8 +8,9 @@ Each candidate is the quantizer chained with PDL to one GEMM, as ``ops._quant_li
 W,T,R,sums|bare[,pfH]`` (MMA planes, then ``mma_planes.planes_into`` with that ``PlanesConfig``;
 ``default`` marks ``planes_config``'s choice; ``pf``: the weights prefetched into L2, ``pfH`` only H % of
 each row before the wait; ``plain``: the GEMV in plain stream order, not released early by the quantizer;
-``q4``, ``q16``: the quantizer with 4 or 16 warps a program). ``warm`` or ``cold``: the quantizer asks L2 for its row of x before its PDL
-wait (``sym_quant_into(warm_x=True)``, the default) or not.
+``q4``, ``q16``, ``q32``: the quantizer with 4, 16 or 32 warps a program, on either route). ``warm`` or
+``cold``: the quantizer asks L2 for its row of x before its PDL wait (``sym_quant_into(warm_x=True)``, the
+default) or not.
 
     python benchmarks/few_chain.py [--shapes 3584x4608,...] [--ms 1,2,3,4,8] [--warps 8,10,12,16] [--reverse]
 """
@@ -40,7 +41,7 @@ def candidates(m: int, n: int, k: int, warps) -> list[tuple[str, object, bool]]:
     if k <= 4096:  # part of each weight row prefetched before the wait, the rest after the first planes
         out += [("planes", replace(default, prefetch=True, head=h), True) for h in (25, 50, 100)]
     out.append(("plain", default, True))  # the GEMV in plain stream order after a quantizer that never releases it
-    out += [(f"q{w}", c, True) for w in (4, 16) for c in (None, default)]  # the quantizer with 4 or 16 warps, not 8
+    out += [(f"q{w}", c, True) for w in (4, 16, 32) for c in (None, default)]  # the quantizer's warps, not 8
     return out
 
 
@@ -107,7 +108,7 @@ def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
                               "fn": fn})
             point.sort(key=lambda r: r["chain_us"])
             for r in point[:3] + [r for r in point[3:] if "default" in r["candidate"] or r["candidate"].startswith("packed")
-                                  or r["candidate"].endswith(("plain", "q16"))]:
+                                  or r["candidate"].endswith(("plain", "q16", "q32"))]:
                 r["after_torch_us"] = _after_torch_op(r["fn"], xs, copies, reps)
             for r in point:
                 del r["fn"]

@@ -245,3 +245,21 @@ def test_packed_code_gemv_checks_its_operands_like_the_planes_gemv():
                               args["out"][:1] if "scale" in bad else args["out"])
     with pytest.raises(mma_gemv.MmaUnavailable, match="needs a CUDA device"):
         mma_gemv.mma_into(q, ones, qw, torch.ones(8, 1), None, torch.empty(4, 8))
+
+
+def test_few_chain_candidates_have_distinct_labels_and_the_routed_ones():
+    """benchmarks/few_chain.py: every candidate of every benchmark shape has its own label (results and the
+    after-a-torch-op picks are keyed by it), the routed planes configuration is among them, marked
+    ``default``, and so are the packed route, the plain-order GEMV and the quantizer warp variants."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    few_chain = pytest.importorskip("few_chain")
+    from graphsafe.quant.mma_planes import planes_config
+    for k, n in ((3584, 4608), (3584, 18944), (18944, 3584)):
+        for m in (1, 4, 16):
+            default = planes_config(m, n, k // 8)
+            labels = [few_chain.label(kind, cfg, warm, default) for kind, cfg, warm in few_chain.candidates(m, n, k, [8, 10])]
+            assert len(set(labels)) == len(labels), labels
+            assert sum("default" in lb for lb in labels) == 2 and "packed warm" in labels, labels
+            assert any(lb.endswith(" plain") for lb in labels) and {"packed q4", "packed q16", "packed q32"} <= set(labels)
