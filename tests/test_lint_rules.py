@@ -207,3 +207,32 @@ def test_pdl_wait_without_memory_clobber(src, found):
     """GSC008: an inline-asm PDL wait is a compiler barrier only with a "memory" clobber (adjacent string
     literals and macros included); the trigger, the runtime call and other asm are not this rule's."""
     assert codes(src + "\n", "k.cu") == (["GSC008"] if found else [])
+
+
+@pytest.mark.parametrize("src, found", [
+    ("void op() { auto s = at::cuda::getCurrentCUDAStream(); s.synchronize(); }", ["`.synchronize()`"]),
+    ("void op(at::cuda::CUDAEvent& e) { e.synchronize(); }", ["`.synchronize()`"]),
+    ("void op() { c10::cuda::stream_synchronize(at::cuda::getCurrentCUDAStream()); }", ["`stream_synchronize`"]),
+    ("void op() { torch::cuda::synchronize(); }", ["`synchronize`"]),
+    ("void op(at::Tensor t) { c10::cuda::memcpy_and_sync(nullptr, nullptr, 4, cudaMemcpyDeviceToHost, 0); }",
+     ["`memcpy_and_sync`"]),
+    ("void op() { cudaDeviceSynchronize(); }", ["`cudaDeviceSynchronize`"]),
+    ("void wait_for_gpu() { cudaDeviceSynchronize(); }", ["`cudaDeviceSynchronize`"]),  # a helper not named so
+    # helpers whose own name says they synchronize: waiting is their job, their callers are reported
+    ("void stream_synchronize(cudaStream_t s) { cudaStreamSynchronize(s); }", []),
+    ("struct Event { void synchronize() const { cudaEventSynchronize(e_); } cudaEvent_t e_; };", []),
+    ("struct G { void synchronizeDevice(int d) const { cudaDeviceSynchronize(); } };", []),
+    ("int64_t memcpy_and_sync(at::Tensor t) { return t.item<int64_t>(); }", []),
+    # not the host waiting: device code, a PDL wait, queries, a class's own stream-side synchronize()
+    ("__global__ void k() { cg::this_grid().sync(); cudaGridDependencySynchronize(); }", []),
+    ("__device__ void d() { cudaGridDependencySynchronize(); }", []),
+    ("void op() { if (c10::cuda::warning_state().get_sync_debug_mode() != 0) {} }", []),
+    ("struct W { void blockCurrentStream() { synchronize(); } void synchronize(); };", []),
+    ("void op(c10::ivalue::Future& f) { f.synchronizeWithCurrentStreams(); }", []),
+])
+def test_host_sync_names_and_sync_helpers(src, found):
+    """GSC004 on what makes the host wait, by name: the CUDA calls, c10's helpers, a stream's or event's
+    .synchronize(), torch::cuda::synchronize(); not inside a function whose own name says it synchronizes,
+    not in device code, not on names that only mention syncing."""
+    got = [f.message.split(" ")[0] for f in lint_source((src + "\n").encode(), "op.cu")[0] if f.code == "GSC004"]
+    assert got == found

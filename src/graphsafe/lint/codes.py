@@ -58,8 +58,13 @@ current stream on every `at::cuda::getCurrentCUDABlasHandle()`.""",
          """\
 `cudaDeviceSynchronize`, `cudaStreamSynchronize`, `cudaEventSynchronize`, synchronous
 `cudaMemcpy`/`cudaMemset`, `cudaMemcpyToSymbol`, `tensor.item<T>()` and `tensor.cpu()` make the host
-wait for the GPU. A capturing stream cannot be waited on: the capture fails with error 900
-(or the copy runs outside the graph).""",
+wait for the GPU, and so do the helpers around them: c10's `stream_synchronize` and
+`memcpy_and_sync`, a stream's or event's `.synchronize()`, `torch::cuda::synchronize()`. A capturing
+stream cannot be waited on: the capture fails with error 900 (or the copy runs outside the graph).
+The finding goes where such a helper is called. Inside a function whose own name says it
+synchronizes (`stream_synchronize`, `synchronizeDevice`, a `synchronize()` method), waiting is the
+function's job and nothing is reported; device code and the device-side PDL wait
+(`cudaGridDependencySynchronize`) are not host waits.""",
          "void run(float* d, const float* h, size_t n) {\n  cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);\n}\n",
          "void run(float* d, const float* h, size_t n) {\n  cudaMemcpyAsync(d, h, n, cudaMemcpyHostToDevice, "
          "at::cuda::getCurrentCUDAStream());\n}\n"),

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cuda import (NO_STREAM, FunctionScope, StreamValue, enclosing_function, launch_stream, launches_in,
-                   matches, parser, text)
+from .cuda import (NO_STREAM, FunctionScope, StreamValue, enclosing_function, function_name, launch_stream,
+                   launches_in, matches, parser, text)
 
 
 @dataclass
@@ -46,7 +46,8 @@ HANDLE_CREATE = {"cublasCreate": "cublasSetStream", "cublasCreate_v2": "cublasSe
 SET_STREAM = {"cublasSetStream", "cublasSetStream_v2", "cudnnSetStream", "cusparseSetStream",
               "cusolverDnSetStream", "cusolverSpSetStream"}
 SYNC = {"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaThreadSynchronize",
-        "cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize", "device_synchronize"}
+        "cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize", "device_synchronize", "memcpy_and_sync"}
+DEVICE_SYNC = {"cudaGridDependencySynchronize"}  # device-side waits (PDL), not the host's
 SYNC_COPY = {"cudaMemcpy", "cudaMemset", "cudaMemcpy2D", "cudaMemcpy3D", "cudaMemset2D", "cudaMemset3D",
              "cudaMemcpyToSymbol", "cudaMemcpyFromSymbol", "cudaMemcpyPeer", "cuMemcpy", "cuMemcpyHtoD",
              "cuMemcpyDtoH", "cuMemcpyDtoD", "cuMemsetD8", "cuMemsetD16", "cuMemsetD32"}
@@ -61,6 +62,40 @@ _STREAM_TYPES = {"cudaStream_t", "CUstream", "CUDAStream", "at::cuda::CUDAStream
 _FIX = "use the stream PyTorch captures: `at::cuda::getCurrentCUDAStream()`"
 _KIND_WORDS = {"legacy": "the legacy default stream", "per-thread": "the per-thread default stream",
                "default": "PyTorch's default stream (the legacy NULL stream)"}
+
+
+def _name_words(name: str) -> list[str]:
+    """An identifier's words, lower-cased: ``stream_synchronize`` -> stream, synchronize;
+    ``cudaDeviceSynchronize`` -> cuda, device, synchronize."""
+    words, word = [], ""
+    for i, ch in enumerate(name):
+        split = ch == "_" or (ch.isupper() and word and (not word[-1].isupper()
+                                                        or i + 1 < len(name) and name[i + 1].islower()))
+        if split and word:
+            words.append(word.lower())
+            word = ""
+        if ch != "_":
+            word += ch
+    return words + [word.lower()] if word else words
+
+
+def _synchronizes(name: str) -> bool:
+    """Whether a function's name says it makes the host wait for the GPU: one of the known calls, or a name
+    that ends in synchronize(s) (``stream_synchronize``, an event's or stream's ``.synchronize()``) or is
+    synchronize(s) and one more word (``synchronizeDevice``), and not a device-side wait. Longer names that
+    start with it say what is synchronized with what (``synchronizeWithCurrentStreams`` makes streams wait,
+    not the host)."""
+    if name in DEVICE_SYNC or "ynchroniz" not in name:  # the cheap test first: every call asks
+        return name in SYNC
+    words = _name_words(name)
+    verb = {"synchronize", "synchronizes"}
+    return name in SYNC or bool(words) and (words[-1] in verb or len(words) == 2 and words[0] in verb)
+
+
+def _device_only(func) -> bool:
+    """Whether a function definition is device code (``__global__``, or ``__device__`` without ``__host__``)."""
+    kinds = {c.type for c in func.children} if func is not None else set()
+    return bool(kinds & {"__global__", "__device__"}) and "__host__" not in kinds
 
 
 def _base(callee: str) -> str:
@@ -150,6 +185,32 @@ def _lint_macro(m, src: bytes) -> list[Hit]:
     return _lint_tree(sub.root_node, ctx, in_macro=True)
 
 
+def _check_host_sync(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
+    """GSC004 for a call that makes the host wait: a synchronization, a synchronous copy or memset, or a
+    tensor's ``.item()``/``.cpu()``. Not in device code, and not inside a function whose own name says it
+    synchronizes (c10's ``stream_synchronize``, an event's ``synchronize()``): waiting is what such a helper
+    is for, and the calls to it are reported where they are made."""
+    func = enclosing_function(call)
+    if _device_only(func) or func is not None and _synchronizes(_base(function_name(func, ctx.src) or "")):
+        return []
+    if name in SYNC_COPY:
+        if fn.type == "field_expression":
+            return []
+        return [ctx.hit("GSC004", fn, f"`{name}` is synchronous", "synchronous copy/memset",
+                        f"use `{name}Async(..., at::cuda::getCurrentCUDAStream())`"
+                        if name.startswith("cuda") else "use the `...Async` variant on the current stream")]
+    if name in SYNC_METHOD:
+        if fn.type != "field_expression" or name == "cpu" and argv:
+            return []
+        return [ctx.hit("GSC004", fn, f"`.{name}()` copies a tensor to the host and waits", "host sync",
+                        "keep the value on the GPU (pass tensors, not scalars, to kernels)")]
+    if fn.type == "identifier" and name not in SYNC and len(_name_words(name)) == 1:
+        return []  # a bare `synchronize()` inside a class is its own method, which may make a stream wait instead
+    shown = f".{name}()" if fn.type == "field_expression" else name
+    return [ctx.hit("GSC004", fn, f"`{shown}` blocks the host inside an op", "host synchronization",
+                    "remove it: ops must stay asynchronous (a capturing stream cannot be waited on)")]
+
+
 def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
     src = ctx.src
     hits: list[Hit] = []
@@ -179,16 +240,8 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
             handle_calls.append((name, fn))
         elif name in SET_STREAM:
             set_stream_calls.append((name, call, argv))
-        elif name in SYNC:
-            hits.append(ctx.hit("GSC004", fn, f"`{name}` blocks the host inside an op", "host synchronization",
-                                "remove it: ops must stay asynchronous (a capturing stream cannot be waited on)"))
-        elif name in SYNC_COPY and fn.type != "field_expression":
-            hits.append(ctx.hit("GSC004", fn, f"`{name}` is synchronous", "synchronous copy/memset",
-                                f"use `{name}Async(..., at::cuda::getCurrentCUDAStream())`"
-                                if name.startswith("cuda") else "use the `...Async` variant on the current stream"))
-        elif name in SYNC_METHOD and fn.type == "field_expression" and (name != "cpu" or not argv):
-            hits.append(ctx.hit("GSC004", fn, f"`.{name}()` copies a tensor to the host and waits", "host sync",
-                                "keep the value on the GPU (pass tensors, not scalars, to kernels)"))
+        elif name in SYNC_COPY | SYNC_METHOD or _synchronizes(name):
+            hits += _check_host_sync(ctx, call, fn, name, argv)
         elif name in ALLOC:
             hits.append(ctx.hit("GSC005", fn, f"`{name}` allocates or frees memory outside PyTorch's allocator",
                                 "raw allocation", "allocate with `torch::empty(...)` (the caching allocator, "
