@@ -228,11 +228,23 @@ def test_pdl_wait_without_memory_clobber(src, found):
     ("__device__ void d() { cudaGridDependencySynchronize(); }", []),
     ("void op() { if (c10::cuda::warning_state().get_sync_debug_mode() != 0) {} }", []),
     ("struct W { void blockCurrentStream() { synchronize(); } void synchronize(); };", []),
+    ("struct W { void blockCurrentStream() { this->synchronize(); } void synchronize(); };", []),
     ("void op(c10::ivalue::Future& f) { f.synchronizeWithCurrentStreams(); }", []),
+    ("void op(WorkNCCL& w) { w.synchronizeStreams(); w.synchronizeStream(); }", []),
+    ("bool op(int x) { return needs_synchronize(x) || should_synchronize(); }", []),
+    # the helper's own name decides, not its class's, through templates and reference returns
+    ("bool needs_synchronize(at::Tensor t) { return t.item<bool>(); }", ["`.item()`"]),
+    ("template <typename T> void StreamSynchronize<T>::run() { cudaStreamSynchronize(s); t.item<int>(); }",
+     ["`cudaStreamSynchronize`", "`.item()`"]),
+    ("template <typename T> void Event<T>::synchronize() const { cudaEventSynchronize(e_); }", []),
+    ("Foo& Foo::synchronize() noexcept { cudaDeviceSynchronize(); return *this; }", []),
+    ("template <> void synchronize<int>() { cudaDeviceSynchronize(); }", []),
+    ("struct G { void synchronizeStream(const Stream& s) const { CUDAStream c{s}; c.synchronize(); } };", []),
 ])
 def test_host_sync_names_and_sync_helpers(src, found):
-    """GSC004 on what makes the host wait, by name: the CUDA calls, c10's helpers, a stream's or event's
-    .synchronize(), torch::cuda::synchronize(); not inside a function whose own name says it synchronizes,
-    not in device code, not on names that only mention syncing."""
+    """GSC004 on what makes the host wait, by name: the CUDA calls, c10's helpers, a `.synchronize()` call
+    (a stream's, an event's), torch::cuda::synchronize(); not inside such a helper's own definition, not in
+    device code, not on a class's own synchronize() (c10d's Work makes a stream wait), not on names that
+    only mention synchronizing."""
     got = [f.message.split(" ")[0] for f in lint_source((src + "\n").encode(), "op.cu")[0] if f.code == "GSC004"]
     assert got == found

@@ -58,13 +58,14 @@ current stream on every `at::cuda::getCurrentCUDABlasHandle()`.""",
          """\
 `cudaDeviceSynchronize`, `cudaStreamSynchronize`, `cudaEventSynchronize`, synchronous
 `cudaMemcpy`/`cudaMemset`, `cudaMemcpyToSymbol`, `tensor.item<T>()` and `tensor.cpu()` make the host
-wait for the GPU, and so do the helpers around them: c10's `stream_synchronize` and
-`memcpy_and_sync`, a stream's or event's `.synchronize()`, `torch::cuda::synchronize()`. A capturing
+wait for the GPU, and so do the helpers around them: c10's `device_synchronize`,
+`stream_synchronize`, `memcpy_and_sync`, the device guard's `synchronizeEvent`/`synchronizeDevice`,
+any `.synchronize()` call (a stream's, an event's) and `torch::cuda::synchronize()`. A capturing
 stream cannot be waited on: the capture fails with error 900 (or the copy runs outside the graph).
-The finding goes where such a helper is called. Inside a function whose own name says it
-synchronizes (`stream_synchronize`, `synchronizeDevice`, a `synchronize()` method), waiting is the
-function's job and nothing is reported; device code and the device-side PDL wait
-(`cudaGridDependencySynchronize`) are not host waits.""",
+The finding goes where such a helper is called, not inside its own definition (nor inside a
+`synchronizeStream`), where waiting is the function's job. Not reported: device code, the device-side
+PDL wait (`cudaGridDependencySynchronize`), and a class calling its own `synchronize()` (c10d's
+`Work::synchronize` makes a stream wait, not the host).""",
          "void run(float* d, const float* h, size_t n) {\n  cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);\n}\n",
          "void run(float* d, const float* h, size_t n) {\n  cudaMemcpyAsync(d, h, n, cudaMemcpyHostToDevice, "
          "at::cuda::getCurrentCUDAStream());\n}\n"),

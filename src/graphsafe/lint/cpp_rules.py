@@ -45,9 +45,14 @@ HANDLE_CREATE = {"cublasCreate": "cublasSetStream", "cublasCreate_v2": "cublasSe
                  "cusolverDnCreate": "cusolverDnSetStream", "cusolverSpCreate": "cusolverSpSetStream"}
 SET_STREAM = {"cublasSetStream", "cublasSetStream_v2", "cudnnSetStream", "cusparseSetStream",
               "cusolverDnSetStream", "cusolverSpSetStream"}
+# calls that make the host wait: the CUDA APIs, and c10's helpers (c10/cuda/CUDAFunctions.h, the CUDA
+# device guard's synchronizeEvent/synchronizeDevice); a `.synchronize()` call is one too (_check_host_sync)
 SYNC = {"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaThreadSynchronize",
-        "cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize", "device_synchronize", "memcpy_and_sync"}
-DEVICE_SYNC = {"cudaGridDependencySynchronize"}  # device-side waits (PDL), not the host's
+        "cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize", "device_synchronize",
+        "stream_synchronize", "memcpy_and_sync", "synchronizeEvent", "synchronizeDevice"}
+# helpers that may wait by design, whose own bodies are not reported (calls to them are not either: c10's device
+# guard's synchronizeStream blocks the host, c10d's Work::synchronizeStream makes a stream wait)
+SYNC_HELPER = {"synchronizeStream"}
 SYNC_COPY = {"cudaMemcpy", "cudaMemset", "cudaMemcpy2D", "cudaMemcpy3D", "cudaMemset2D", "cudaMemset3D",
              "cudaMemcpyToSymbol", "cudaMemcpyFromSymbol", "cudaMemcpyPeer", "cuMemcpy", "cuMemcpyHtoD",
              "cuMemcpyDtoH", "cuMemcpyDtoD", "cuMemsetD8", "cuMemsetD16", "cuMemsetD32"}
@@ -64,32 +69,23 @@ _KIND_WORDS = {"legacy": "the legacy default stream", "per-thread": "the per-thr
                "default": "PyTorch's default stream (the legacy NULL stream)"}
 
 
-def _name_words(name: str) -> list[str]:
-    """An identifier's words, lower-cased: ``stream_synchronize`` -> stream, synchronize;
-    ``cudaDeviceSynchronize`` -> cuda, device, synchronize."""
-    words, word = [], ""
-    for i, ch in enumerate(name):
-        split = ch == "_" or (ch.isupper() and word and (not word[-1].isupper()
-                                                        or i + 1 < len(name) and name[i + 1].islower()))
-        if split and word:
-            words.append(word.lower())
-            word = ""
-        if ch != "_":
-            word += ch
-    return words + [word.lower()] if word else words
-
-
 def _synchronizes(name: str) -> bool:
-    """Whether a function's name says it makes the host wait for the GPU: one of the known calls, or a name
-    that ends in synchronize(s) (``stream_synchronize``, an event's or stream's ``.synchronize()``) or is
-    synchronize(s) and one more word (``synchronizeDevice``), and not a device-side wait. Longer names that
-    start with it say what is synchronized with what (``synchronizeWithCurrentStreams`` makes streams wait,
-    not the host)."""
-    if name in DEVICE_SYNC or "ynchroniz" not in name:  # the cheap test first: every call asks
-        return name in SYNC
-    words = _name_words(name)
-    verb = {"synchronize", "synchronizes"}
-    return name in SYNC or bool(words) and (words[-1] in verb or len(words) == 2 and words[0] in verb)
+    """Whether a call or function of this (unqualified) name makes the host wait: one of SYNC, or a
+    ``synchronize`` (a stream's, an event's, ``torch::cuda::synchronize()``)."""
+    return name in SYNC or name == "synchronize"
+
+
+def _defined_name(func, src: bytes) -> str:
+    """The unqualified name a function definition defines: ``Event<T>::synchronize`` -> ``synchronize``."""
+    depth, out = 0, []
+    for ch in function_name(func, src) or "":  # template arguments dropped, however nested
+        if ch == "<":
+            depth += 1
+        elif ch == ">" and depth:
+            depth -= 1
+        elif not depth:
+            out.append(ch)
+    return _base("".join(out))
 
 
 def _device_only(func) -> bool:
@@ -187,11 +183,12 @@ def _lint_macro(m, src: bytes) -> list[Hit]:
 
 def _check_host_sync(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
     """GSC004 for a call that makes the host wait: a synchronization, a synchronous copy or memset, or a
-    tensor's ``.item()``/``.cpu()``. Not in device code, and not inside a function whose own name says it
-    synchronizes (c10's ``stream_synchronize``, an event's ``synchronize()``): waiting is what such a helper
-    is for, and the calls to it are reported where they are made."""
+    tensor's ``.item()``/``.cpu()``. Not in device code, and not inside a synchronization helper itself
+    (c10's ``stream_synchronize``, an event's ``synchronize()``: a function defined with a name of SYNC or
+    as ``synchronize``): waiting is what it is for, and the calls to it are reported where they are made."""
     func = enclosing_function(call)
-    if _device_only(func) or func is not None and _synchronizes(_base(function_name(func, ctx.src) or "")):
+    if _device_only(func) or func is not None and (_synchronizes(defined := _defined_name(func, ctx.src))
+                                                   or defined in SYNC_HELPER):
         return []
     if name in SYNC_COPY:
         if fn.type == "field_expression":
@@ -204,8 +201,9 @@ def _check_host_sync(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
             return []
         return [ctx.hit("GSC004", fn, f"`.{name}()` copies a tensor to the host and waits", "host sync",
                         "keep the value on the GPU (pass tensors, not scalars, to kernels)")]
-    if fn.type == "identifier" and name not in SYNC and len(_name_words(name)) == 1:
-        return []  # a bare `synchronize()` inside a class is its own method, which may make a stream wait instead
+    own = fn.type == "field_expression" and text(fn.child_by_field_name("argument"), ctx.src) == "this"
+    if name not in SYNC and (fn.type == "identifier" or own):
+        return []  # a class's own synchronize(), which may make a stream wait rather than the host (c10d's Work)
     shown = f".{name}()" if fn.type == "field_expression" else name
     return [ctx.hit("GSC004", fn, f"`{shown}` blocks the host inside an op", "host synchronization",
                     "remove it: ops must stay asynchronous (a capturing stream cannot be waited on)")]

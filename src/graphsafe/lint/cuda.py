@@ -68,10 +68,15 @@ LAUNCH_QUERY = "(call_expression function: (_) @fn (kernel_call_syntax) @cfg) @l
 
 
 def function_name(node, src: bytes) -> str | None:
+    """The name a function definition declares, as written (``Foo::bar``, ``Event<T>::synchronize``,
+    ``bar<int>``), through pointer and reference declarators; None where there is none."""
     decl = node.child_by_field_name("declarator")
     while decl is not None and decl.type not in ("identifier", "qualified_identifier", "field_identifier",
-                                                 "destructor_name", "operator_name"):
-        decl = decl.child_by_field_name("declarator")
+                                                 "destructor_name", "operator_name", "template_function"):
+        inner = decl.child_by_field_name("declarator")
+        if inner is None:  # a reference declarator holds its declarator as a plain child
+            inner = next((c for c in decl.named_children if c.type.endswith("declarator")), None)
+        decl = inner
     return text(decl, src) if decl is not None else None
 
 
