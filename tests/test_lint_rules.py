@@ -240,6 +240,8 @@ def test_pdl_wait_without_memory_clobber(src, found):
     ("Foo& Foo::synchronize() noexcept { cudaDeviceSynchronize(); return *this; }", []),
     ("template <> void synchronize<int>() { cudaDeviceSynchronize(); }", []),
     ("struct G { void synchronizeStream(const Stream& s) const { CUDAStream c{s}; c.synchronize(); } };", []),
+    # a call's name with template arguments earlier in the expression (PyTorch's BucketizationUtils.h)
+    ("void op(at::Tensor t) { int64_t v = std::get<0>(t.aminmax()).item().toLong(); }", ["`.item()`"]),
 ])
 def test_host_sync_names_and_sync_helpers(src, found):
     """GSC004 on what makes the host wait, by name: the CUDA calls, c10's helpers, a `.synchronize()` call

@@ -75,19 +75,6 @@ def _synchronizes(name: str) -> bool:
     return name in SYNC or name == "synchronize"
 
 
-def _defined_name(func, src: bytes) -> str:
-    """The unqualified name a function definition defines: ``Event<T>::synchronize`` -> ``synchronize``."""
-    depth, out = 0, []
-    for ch in function_name(func, src) or "":  # template arguments dropped, however nested
-        if ch == "<":
-            depth += 1
-        elif ch == ">" and depth:
-            depth -= 1
-        elif not depth:
-            out.append(ch)
-    return _base("".join(out))
-
-
 def _device_only(func) -> bool:
     """Whether a function definition is device code (``__global__``, or ``__device__`` without ``__host__``)."""
     kinds = {c.type for c in func.children} if func is not None else set()
@@ -95,8 +82,17 @@ def _device_only(func) -> bool:
 
 
 def _base(callee: str) -> str:
-    """``at::cuda::foo<int>`` -> ``foo``; ``x.item<float>`` -> ``item``."""
-    name = callee.split("<")[0]
+    """``at::cuda::foo<int>`` -> ``foo``; ``x.item<float>`` -> ``item``; ``Event<T>::synchronize`` ->
+    ``synchronize`` (template arguments dropped wherever they are, however nested)."""
+    depth, kept = 0, []
+    for ch in callee:
+        if ch == "<":
+            depth += 1
+        elif ch == ">" and depth:
+            depth -= 1
+        elif not depth:
+            kept.append(ch)
+    name = "".join(kept)
     for sep in ("::", ".", "->"):
         name = name.rsplit(sep, 1)[-1]
     return name.strip()
@@ -186,27 +182,30 @@ def _check_host_sync(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
     tensor's ``.item()``/``.cpu()``. Not in device code, and not inside a synchronization helper itself
     (c10's ``stream_synchronize``, an event's ``synchronize()``: a function defined with a name of SYNC or
     as ``synchronize``): waiting is what it is for, and the calls to it are reported where they are made."""
+    method = fn.type == "field_expression"
+    if name in SYNC_COPY:
+        if method:
+            return []
+        hit = ctx.hit("GSC004", fn, f"`{name}` is synchronous", "synchronous copy/memset",
+                      f"use `{name}Async(..., at::cuda::getCurrentCUDAStream())`"
+                      if name.startswith("cuda") else "use the `...Async` variant on the current stream")
+    elif name in SYNC_METHOD:
+        if not method or name == "cpu" and argv:
+            return []
+        hit = ctx.hit("GSC004", fn, f"`.{name}()` copies a tensor to the host and waits", "host sync",
+                      "keep the value on the GPU (pass tensors, not scalars, to kernels)")
+    else:
+        own = method and text(fn.child_by_field_name("argument"), ctx.src) == "this"
+        if name not in SYNC and (fn.type == "identifier" or own):
+            return []  # a class's own synchronize(), which may make a stream wait rather than the host (c10d's Work)
+        hit = ctx.hit("GSC004", fn, f"`{f'.{name}()' if method else name}` blocks the host inside an op",
+                      "host synchronization",
+                      "remove it: ops must stay asynchronous (a capturing stream cannot be waited on)")
     func = enclosing_function(call)
-    if _device_only(func) or func is not None and (_synchronizes(defined := _defined_name(func, ctx.src))
+    if _device_only(func) or func is not None and (_synchronizes(defined := _base(function_name(func, ctx.src) or ""))
                                                    or defined in SYNC_HELPER):
         return []
-    if name in SYNC_COPY:
-        if fn.type == "field_expression":
-            return []
-        return [ctx.hit("GSC004", fn, f"`{name}` is synchronous", "synchronous copy/memset",
-                        f"use `{name}Async(..., at::cuda::getCurrentCUDAStream())`"
-                        if name.startswith("cuda") else "use the `...Async` variant on the current stream")]
-    if name in SYNC_METHOD:
-        if fn.type != "field_expression" or name == "cpu" and argv:
-            return []
-        return [ctx.hit("GSC004", fn, f"`.{name}()` copies a tensor to the host and waits", "host sync",
-                        "keep the value on the GPU (pass tensors, not scalars, to kernels)")]
-    own = fn.type == "field_expression" and text(fn.child_by_field_name("argument"), ctx.src) == "this"
-    if name not in SYNC and (fn.type == "identifier" or own):
-        return []  # a class's own synchronize(), which may make a stream wait rather than the host (c10d's Work)
-    shown = f".{name}()" if fn.type == "field_expression" else name
-    return [ctx.hit("GSC004", fn, f"`{shown}` blocks the host inside an op", "host synchronization",
-                    "remove it: ops must stay asynchronous (a capturing stream cannot be waited on)")]
+    return [hit]
 
 
 def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
