@@ -84,15 +84,17 @@ def _device_only(func) -> bool:
 def _base(callee: str) -> str:
     """``at::cuda::foo<int>`` -> ``foo``; ``x.item<float>`` -> ``item``; ``Event<T>::synchronize`` ->
     ``synchronize`` (template arguments dropped wherever they are, however nested)."""
-    depth, kept = 0, []
-    for ch in callee:
-        if ch == "<":
-            depth += 1
-        elif ch == ">" and depth:
-            depth -= 1
-        elif not depth:
-            kept.append(ch)
-    name = "".join(kept)
+    name = callee
+    if "<" in callee:  # most callees have none: every call expression comes through here
+        depth, kept = 0, []
+        for ch in callee:
+            if ch == "<":
+                depth += 1
+            elif ch == ">" and depth:
+                depth -= 1
+            elif not depth:
+                kept.append(ch)
+        name = "".join(kept)
     for sep in ("::", ".", "->"):
         name = name.rsplit(sep, 1)[-1]
     return name.strip()
