@@ -9,8 +9,7 @@ copies to exceed the L2 cache, so weights come from HBM as in a real model. Roof
     python benchmarks/quant.py                  # the table (and --json FILE for the raw numbers)
     python benchmarks/quant.py --sweep          # time quantizer and GEMM launch configurations
     python benchmarks/quant.py --sweep-quant    # time quantizer launch configurations only (--ms: row counts)
-    python benchmarks/quant.py --sweep-few      # time few-row GEMM configurations (dp4a_config, small_config,
-                                                # mma_config; --kinds picks which)
+    python benchmarks/quant.py --sweep-few      # time few-row GEMM configurations (--kinds picks which)
     python benchmarks/quant.py --plot-from FILE --plot out.png   # plot saved numbers (needs matplotlib)
 
 --ms and --shapes (KxN, comma-separated) narrow any of them, e.g. --shapes 3584x4608 --ms 2048.
@@ -28,11 +27,11 @@ MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
 L2_ROTATE_BYTES = 160 << 20
 
 
-def _timed_graph(fn_for, copies: int, reps: int) -> float:
-    """Median µs per call of ``fn_for(i)`` (the op on input set i % copies): ``reps`` calls captured
-    back to back into one graph between two external CUDA events, the graph replayed 10 times."""
+def _capture(fn_for, copies: int, reps: int):
+    """``reps`` calls of ``fn_for(i)`` (the op on input set i % copies) captured back to back into one graph
+    between two external CUDA events, after a warm-up; returns ``replay()``, which replays the graph once
+    and gives µs per call."""
     import torch
-
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):
         for i in range(min(copies, 3)):  # warm-up: compilation, module loads, workspaces
@@ -47,12 +46,19 @@ def _timed_graph(fn_for, copies: int, reps: int) -> float:
         end.record()
     g.replay()  # the first replay uploads the graph
     torch.cuda.synchronize()
-    samples = []
-    for _ in range(10):
+
+    def replay() -> float:
         g.replay()
         torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end) * 1e3 / reps)
-    return statistics.median(samples)
+        return start.elapsed_time(end) * 1e3 / reps
+    return replay
+
+
+def _timed_graph(fn_for, copies: int, reps: int) -> float:
+    """Median µs per call of ``fn_for(i)`` (the op on input set i % copies): ``reps`` calls captured
+    back to back into one graph between two external CUDA events, the graph replayed 10 times."""
+    replay = _capture(fn_for, copies, reps)
+    return statistics.median(replay() for _ in range(10))
 
 
 def _after_torch_op(op, x, copies: int, reps: int) -> float:
@@ -292,7 +298,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
 
     from graphsafe.quant import reference, sym_quant
     from graphsafe.quant.mma_gemv import MmaConfig, mma_config, mma_into
-    from graphsafe.quant.mma_planes import PlanesConfig, planes_config, planes_into
+    from graphsafe.quant.mma_planes import PlanesConfig, chain_into, planes_config, planes_into
     from graphsafe.quant.triton_gemv import Dp4aConfig, dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
     from graphsafe.quant.triton_swap import small_config, small_into
@@ -351,9 +357,7 @@ def sweep_few(reps: int, ms=(1, 2, 3, 4, 8, 16), kinds=FEW_KINDS) -> list[dict]:
 
                 def chain(i, cfg=cfg, gemm=gemm, wait=True, pl=pl, xs=xs):
                     if gemm is None:  # quant_linear's GEMV on MMA planes, after their quantizer
-                        sym_quant_into(x, 1.0, pl, s, trigger=pdl, wait=wait and pdl, xsum=xs, mma_planes=True)
-                        planes_into(pl, xs, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
-                        return
+                        return chain_into(x, 1.0, pl, xs, s, packed[i][0], packed[i][1], None, y, cfg, pdl)
                     sym_quant_into(x, 1.0, q, s, trigger=pdl, wait=wait and pdl)
                     gemm(q, s, packed[i][0], packed[i][1], None, y, cfg, after_quantizer=pdl)
                 try:

@@ -91,6 +91,89 @@ def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, 
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw_, ws, None, out_dtype))
 
 
+BULK_SHAPES = [(1, 32, 1), (4, 32 * 83, 50), (16, 32 * 83, 50), (9, 416, 40), (4, 3584, 4608), (2, 4096 + 32, 4608)]
+
+
+@pytest.mark.parametrize("m, k, n", BULK_SHAPES)
+@pytest.mark.parametrize("bulk", [1, 2], ids=["weights", "weights+planes"])
+@pytest.mark.parametrize("cfg", [(10, 1, 2), (8, 1, 3), (4, 2, 2), (1, 1, 1)], ids=lambda c: "w%dt%dr%d" % c)
+@pytest.mark.parametrize("sums", [True, False], ids=["sums", "bare"])
+def test_planes_gemv_with_bulk_copies_is_exact(m, k, n, bulk, cfg, sums):
+    """PlanesConfig.bulk: the weight rows (and with 2 the planes) copied into shared memory by
+    cp.async.bulk, counted on mbarriers. After the quantizer with PDL, as quant_linear runs it, with a
+    weight row stride wider than the row and N not a multiple of the block's rows (rows past N are not
+    copied); then without PDL; then the exact int32 sums. K = 32 x 83 and 4096 + 32 end in a partial
+    chunk (read from shared memory past the copied bytes, so guarded); 16 rows take two activation tiles."""
+    from graphsafe.quant import mma_planes
+    from graphsafe.quant.triton_gemv import pdl_available
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("bulk copies need sm_90")
+    x = _x(m, k, torch.bfloat16, seed=4)
+    wbuf = torch.zeros(n, k // 2 + 16, dtype=torch.uint8, device="cuda")
+    qw_, ws = quant.pack_int4_weights(_x(n, k, seed=6, scale=0.1))
+    wbuf[:, :k // 2] = qw_
+    qw = wbuf[:, :k // 2]
+    c = mma_planes.PlanesConfig(*cfg, xsum=sums, bulk=bulk)
+    pdl = pdl_available(x.device)
+    q, s = ref.sym_quant_reference(x, 1.0)
+    want = ref.w4a4_linear_reference(q, s, qw_, ws, None, torch.bfloat16)
+    for after in (pdl, False):
+        planes, xsum, scale = _planes(x, after, sums)
+        y = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
+        mma_planes.planes_into(planes, xsum, scale, qw, ws, None, y, c, after_quantizer=after)
+        assert torch.equal(y, want), f"after_quantizer={after}"
+    y = torch.full((m, n), float("nan"), device="cuda")
+    mma_planes.planes_into(planes, xsum, torch.ones(m, 1, device="cuda"), qw, torch.ones(n, 1, device="cuda"),
+                           None, y, c)
+    assert torch.equal(y, ref.int4_matmul_reference(q.cuda(), qw_).to(torch.float32))
+
+
+def test_planes_gemv_with_bulk_copies_in_a_graph_and_refusals():
+    """The bulk-copy GEMV chained after its quantizer (mma_planes.chain_into) 12 times in a CUDA graph,
+    each call on its own input and weights: every replay follows new inputs (the mbarriers are set up
+    again by every launch). Then the refusals: bulk with the L2 prefetch, and rows too long for shared
+    memory."""
+    from graphsafe.quant import mma_planes, triton_kernels
+    from graphsafe.quant.triton_gemv import pdl_available
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("bulk copies need sm_90")
+    m, k, n = 4, 3584, 4608
+    cfg = mma_planes.PlanesConfig(10, 1, 2, xsum=False, bulk=2)
+    pdl = pdl_available(torch.device("cuda"))
+    xs = [_x(m, k, seed=10 + i) for i in range(12)]
+    ws = [quant.pack_int4_weights(_x(n, k, seed=30 + i, scale=0.1)) for i in range(3)]
+    ys = [torch.empty(m, n, dtype=torch.float16, device="cuda") for _ in xs]
+    planes = torch.empty(m, triton_kernels.mma_planes_width(k), dtype=torch.int8, device="cuda")
+    scale = torch.empty(m, 1, dtype=torch.float16, device="cuda")
+
+    def step():
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            mma_planes.chain_into(x, 1.0, planes, None, scale, *ws[i % 3], None, y, cfg, pdl)
+    step()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        step()
+    for round_ in range(3):
+        for i, x in enumerate(xs):
+            x.copy_(_x(m, k, seed=100 * round_ + i))
+        for y in ys:
+            y.fill_(float("nan"))
+        g.replay()
+        torch.cuda.synchronize()
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            q, s = ref.sym_quant_reference(x, 1.0)
+            assert torch.equal(y, ref.w4a4_linear_reference(q, s, *ws[i % 3], None, torch.float16)), (round_, i)
+    y = torch.empty(m, 40, dtype=torch.float16, device="cuda")
+    qw, w_s = quant.pack_int4_weights(_x(40, 18944, seed=7))
+    long_planes = torch.empty(m, triton_kernels.mma_planes_width(18944), dtype=torch.int8, device="cuda")
+    with pytest.raises(ValueError, match="bulk copies need"):
+        mma_planes.planes_into(long_planes, None, scale, qw, w_s, None, y, mma_planes.PlanesConfig(8, 1, 2, xsum=False, bulk=2))
+    with pytest.raises(ValueError, match="bulk copies need"):
+        mma_planes.planes_into(planes, None, scale, *ws[0], None, ys[0],
+                               mma_planes.PlanesConfig(8, 1, 2, True, xsum=False, bulk=1))
+
+
 def test_planes_gemv_extreme_codes_largest_k_and_refusals():
     """Activation codes -8 and weight codes 7 at the largest K: the accumulator's largest magnitude (each
     pair of columns adds 15 x 16 x -8 + 16 x 7 x -8 = -2816, 1408 K in all); then codes -8 on both sides;

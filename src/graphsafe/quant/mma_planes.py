@@ -32,6 +32,7 @@ from .triton_kernels import mma_planes_width
 
 SOURCE = Path(__file__).parent / "csrc" / "w4a4_planes.cu"
 MAX_ROWS = 16
+MAX_BULK_BYTES = 200 * 1024  # a block's weight rows in shared memory (PlanesConfig.bulk), at most
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,14 @@ class PlanesConfig:
     early: bool = True  # the first chunks' weights requested before the PDL wait (False: after it; benchmarks)
     head: int = 100  # with prefetch: the percentage of each weight row prefetched before the PDL wait; the
                      # rest once the block has requested its first planes
+    bulk: int = 0  # sm_90: 1, the block's weight rows copied whole into shared memory before the PDL wait;
+                   # 2, and the activation planes after it
+
+    def smem_bytes(self, kw: int, m: int) -> int:
+        """Dynamic shared memory a block takes for ``kw`` words of K and ``m`` rows: with ``bulk`` its 16
+        ``tiles`` weight rows and (2) the ``m`` rows of planes, at ``csrc/w4a4_planes.cu``'s pitches."""
+        weights = 16 * self.tiles * (((kw + 31) & ~31) + 16) if self.bulk else 0
+        return 4 * (weights + (m * (32 * ((kw + 15) >> 4) + 4) if self.bulk >= 2 else 0))
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -94,7 +103,7 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
             ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)),
-            ("EARLY", int(cfg.early)), ("HEAD", cfg.head))
+            ("EARLY", int(cfg.early)), ("HEAD", cfg.head), ("BULK", int(cfg.bulk)))
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
@@ -119,17 +128,40 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     if cfg.xsum != (xsum is not None):
         raise ValueError(f"{cfg} {'needs' if cfg.xsum else 'takes no'} xsum")
     arch = mma_gemv.check(planes.device)
+    smem = cfg.smem_bytes(kb // 4, m)
+    if cfg.bulk and (arch < 90 or cfg.prefetch or not cfg.early or smem > MAX_BULK_BYTES
+                     or 16 * cfg.tiles > 32 * cfg.warps):
+        raise ValueError(f"{cfg}: bulk copies need sm_90 or newer (got sm_{arch}), neither prefetch nor early=False, "
+                         f"a thread for each of a block's rows, and at most {MAX_BULK_BYTES} bytes of rows a block "
+                         f"(K = {2 * kb} takes {smem})")
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,
                                                          bias.dtype if bias is not None else None, out.dtype), pdl),
-                            0, SOURCE, b"w4a4_planes")
+                            smem, SOURCE, b"w4a4_planes")
     grid = -(-n // (16 * cfg.tiles))
-    launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, 0, pdl)
+    launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, smem, pdl)
     launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
            (planes.data_ptr(), (xsum if xsum is not None else scale).data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
             (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kb // 4, planes.stride(0) // 4,
             qw.stride(0) // 4, out.stride(0)))
+
+
+def chain_into(x: torch.Tensor, clip_ratio: float, planes: torch.Tensor, xsum: torch.Tensor | None,
+               scale: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None,
+               out: torch.Tensor, cfg: PlanesConfig, pdl: bool, *, early: bool = True, quant=None,
+               warm_x: bool = True) -> None:
+    """``quant_linear``'s route on MMA planes: the quantizer writes ``x``'s planes into ``planes`` (with
+    the row sums into ``xsum`` where ``cfg.xsum``, else ``xsum`` is not used) and ``scale``, then the
+    GEMV reads them into ``out``. ``pdl`` (the caller checks ``triton_gemv.pdl_available``): the quantizer
+    waits for the kernel before it on the stream and lets the GEMV start while it finishes; ``early``
+    False (benchmarks) keeps that release back, so the GEMV runs in plain stream order. ``quant`` (a
+    ``QuantConfig``) and ``warm_x`` go to the quantizer."""
+    from .triton_kernels import sym_quant_into
+    sums = xsum if cfg.xsum else None
+    sym_quant_into(x, clip_ratio, planes, scale, quant, trigger=pdl and early, wait=pdl, xsum=sums,
+                   mma_planes=True, warm_x=warm_x)
+    planes_into(planes, sums, scale, qw, w_scale, bias, out, cfg, after_quantizer=pdl and early)
 
 
 def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device) -> torch.Tensor:

@@ -345,9 +345,7 @@ def _quant_linear_into(x, clip_ratio: float, qw, w_scale, bias, backend: str, ou
         cfg = mma_planes.planes_config(m, qw.shape[0], qw.shape[1] // 4)
         planes = x.new_empty((m, triton_kernels.mma_planes_width(x.shape[1])), dtype=torch.int8)
         xsum = x.new_empty((m,), dtype=torch.int32) if cfg.xsum else None  # else planes without sums
-        triton_kernels.sym_quant_into(x, clip_ratio, planes, scale, trigger=pdl, wait=pdl, xsum=xsum,
-                                      mma_planes=True)
-        mma_planes.planes_into(planes, xsum, scale, qw, w_scale, bias, out, cfg, after_quantizer=pdl)
+        mma_planes.chain_into(x, clip_ratio, planes, xsum, scale, qw, w_scale, bias, out, cfg, pdl)
         return
     q = x.new_empty((m, kb), dtype=torch.uint8)
     triton_kernels.sym_quant_into(x, clip_ratio, q, scale, trigger=pdl, wait=pdl)
