@@ -133,6 +133,18 @@ def test_planes_gemv_bulk_shared_memory_size_matches_the_kernel_pitches():
     assert PlanesConfig(10, 2, 2, bulk=2).smem_bytes(332, 3) == 32 * (352 + 16) * 4 + 3 * (32 * 21 + 4) * 4
 
 
+def test_planes_gemv_bulk_static_shared_memory_bound_covers_what_ptxas_reports(nvrtc):
+    """PlanesConfig.static_bytes bounds the kernel's static shared memory (the warps' partial sums and the
+    mbarriers) as ptxas reports it, so that planes_into's limit counts the whole block."""
+    from graphsafe.quant import mma_planes
+    h = torch.float16
+    for cfg, m in ((mma_planes.PlanesConfig(8, 4, 2, bulk=2), 16), (mma_planes.PlanesConfig(10, 1, 2, bulk=1), 4),
+                   (mma_planes.PlanesConfig(1, 1, 1, bulk=2), 1)):
+        log = nvrtc.compile_log(90, mma_planes.macros(m, cfg, (h, h, None, h), True), mma_planes.SOURCE)
+        smem = int(re.search(r"(\d+) bytes smem", log).group(1))
+        assert smem <= cfg.static_bytes(m) and cfg.static_bytes(m) - smem <= 256, (cfg, smem, log)
+
+
 def test_planes_gemv_without_early_loads_requests_its_weights_after_the_wait(nvrtc):
     """PlanesConfig(early=False), a benchmark's variant: every weight load comes after the PDL wait."""
     from graphsafe.quant import mma_planes

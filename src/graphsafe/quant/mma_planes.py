@@ -32,7 +32,7 @@ from .triton_kernels import mma_planes_width
 
 SOURCE = Path(__file__).parent / "csrc" / "w4a4_planes.cu"
 MAX_ROWS = 16
-MAX_BULK_BYTES = 200 * 1024  # a block's weight rows in shared memory (PlanesConfig.bulk), at most
+MAX_SMEM_BYTES = 227 * 1024  # shared memory a block may take on sm_90 (opting in beyond 48 KB)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class PlanesConfig:
         ``tiles`` weight rows and (2) the ``m`` rows of planes, at ``csrc/w4a4_planes.cu``'s pitches."""
         weights = 16 * self.tiles * (((kw + 31) & ~31) + 16) if self.bulk else 0
         return 4 * (weights + (m * (32 * ((kw + 15) >> 4) + 4) if self.bulk >= 2 else 0))
+
+    def static_bytes(self, m: int) -> int:
+        """The kernel's static shared memory, at most: the warps' partial sums (``part``), the mbarriers and
+        the dynamic array's alignment."""
+        per_lane = self.tiles * (1 if m <= 8 else 2) * 4
+        return (4 * self.warps * per_lane * 32 if self.warps > 1 else 0) + 16 + 128
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -129,11 +135,11 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
         raise ValueError(f"{cfg} {'needs' if cfg.xsum else 'takes no'} xsum")
     arch = mma_gemv.check(planes.device)
     smem = cfg.smem_bytes(kb // 4, m)
-    if cfg.bulk and (arch < 90 or cfg.prefetch or not cfg.early or smem > MAX_BULK_BYTES
+    if cfg.bulk and (arch < 90 or cfg.prefetch or not cfg.early or smem + cfg.static_bytes(m) > MAX_SMEM_BYTES
                      or 16 * cfg.tiles > 32 * cfg.warps):
         raise ValueError(f"{cfg}: bulk copies need sm_90 or newer (got sm_{arch}), neither prefetch nor early=False, "
-                         f"a thread for each of a block's rows, and at most {MAX_BULK_BYTES} bytes of rows a block "
-                         f"(K = {2 * kb} takes {smem})")
+                         f"a thread for each of a block's rows, and at most {MAX_SMEM_BYTES} bytes of shared memory "
+                         f"a block (K = {2 * kb} and {m} rows take {smem + cfg.static_bytes(m)})")
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,
@@ -172,8 +178,8 @@ def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device) 
     from cuda.bindings import driver
 
     from .launcher import cu_ok
-    if not cfg.timeline:
-        raise ValueError(f"{cfg} keeps no timeline")
+    if not cfg.timeline or cfg.bulk:
+        raise ValueError(f"{cfg} keeps no timeline" + (" read back here (bulk copies)" if cfg.bulk else ""))
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, mma_gemv.check(device), macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
     result, module = driver.cuFuncGetModule(fn)

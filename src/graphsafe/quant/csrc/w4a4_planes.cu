@@ -47,6 +47,7 @@
 #ifndef BULK
 #define BULK 0
 #endif
+static_assert(!BULK || 16 * TILES <= 32 * WARPS, "BULK: a thread for each weight row of the block, or the mbarrier never completes");
 #include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
 
 struct Chunk {  // one chunk's words of a thread: weight rows g, g + 8 of each tile; each activation tile's planes
