@@ -258,12 +258,14 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   if (static_cast<int>(threadIdx.x) < M)  // the planes: whole rows, zeros to the last chunk's end included
     bulk_row(bulk_planes + threadIdx.x * planes_pitch(kw), xp + threadIdx.x * stride_x, 128u * ((kw + 15) >> 4),
              &bulk_bar[1]);
-  bulk_wait(&bulk_bar[1]);
 #endif
   if constexpr (EARLY_OUTS) {
 #pragma unroll
     for (int j = 0; j < OUTS; ++j) load_scales(outs[j], M, sa, xsum);
   }
+#if BULK >= 2
+  bulk_wait(&bulk_bar[1]);  // the scales requested first: the epilogue's, on their way meanwhile
+#endif
 #pragma unroll
   for (int s = 0; s + 1 < RING; ++s)
     if (s < mine) load_inputs(ring[s], p);
