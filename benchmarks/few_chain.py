@@ -7,8 +7,7 @@ Each candidate is the quantizer chained with PDL to one GEMM, as ``ops._quant_li
 ``packed`` (codes, then the GEMM ``ops._few_rows_into`` picks: the tensor-core or dp4a GEMV) and ``planes
 W,T,R,sums|bare[,pfH]`` (MMA planes, then ``mma_planes.planes_into`` with that ``PlanesConfig``;
 ``default`` marks ``planes_config``'s choice; ``pf``: the weights prefetched into L2, ``pfH`` only H % of
-each row before the wait; ``bulkB``: the weight rows (B = 1) or they and the planes (B = 2) copied into
-shared memory with ``cp.async.bulk``; ``plain``: the GEMV in plain stream order, not released early by the quantizer;
+each row before the wait; ``plain``: the GEMV in plain stream order, not released early by the quantizer;
 ``q4``, ``q16``, ``q32``: the quantizer with 4, 16 or 32 warps a program, on either route). ``warm`` or
 ``cold``: the quantizer asks L2 for its row of x before its PDL wait (``sym_quant_into(warm_x=True)``, the
 default) or not.
@@ -41,9 +40,6 @@ def candidates(m: int, n: int, k: int, warps) -> list[tuple[str, object, bool]]:
                     out.append(("planes", cfg, True))
     if k <= 4096:  # part of each weight row prefetched before the wait, the rest after the first planes
         out += [("planes", replace(default, prefetch=True, head=h), True) for h in (25, 50, 100)]
-        # the weight rows (1), and the planes (2), copied into shared memory with cp.async.bulk
-        out += [("planes", PlanesConfig(w, 1, r, xsum=False, bulk=b), True)
-                for w, r, b in ((10, 2, 1), (10, 2, 2), (8, 2, 2), (12, 2, 2), (10, 1, 2), (4, 2, 2))]
     out.append(("plain", default, True))  # the GEMV in plain stream order after a quantizer that never releases it
     out += [(f"q{w}", c, True) for w in (4, 16, 32) for c in (None, default)]  # the quantizer's warps, not 8
     return out
@@ -53,8 +49,7 @@ def label(kind: str, cfg, warm: bool, default) -> str:
     if cfg is None:
         return f"packed {kind}" if kind.startswith("q") else f"{kind} {'warm' if warm else 'cold'}"
     tag = (f"{cfg.warps},{cfg.tiles},{cfg.ring},{'sums' if cfg.xsum else 'bare'}"
-           + (f",pf{cfg.head if cfg.head < 100 else ''}" if cfg.prefetch else "")
-           + (f",bulk{cfg.bulk}" if cfg.bulk else ""))
+           + (f",pf{cfg.head if cfg.head < 100 else ''}" if cfg.prefetch else ""))
     if kind != "planes":
         return f"planes {tag} {kind}"
     return f"planes {tag}{' default' if cfg == default else ''} {'warm' if warm else 'cold'}"
@@ -110,7 +105,7 @@ def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
                               "fn": fn})
             point.sort(key=lambda r: r["chain_us"])
             for r in point[:3] + [r for r in point[3:] if "default" in r["candidate"] or r["candidate"].startswith("packed")
-                                  or r["candidate"].endswith(("plain", "q16", "q32")) or "bulk2" in r["candidate"]]:
+                                  or r["candidate"].endswith(("plain", "q16", "q32"))]:
                 r["after_torch_us"] = _after_torch_op(r["fn"], xs, copies, reps)
             for r in point:
                 del r["fn"]

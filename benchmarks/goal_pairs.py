@@ -50,7 +50,7 @@ def summarize(w4a4: list[float], fp16: list[float], goal: float) -> dict:
             "pairs": len(ratios)}
 
 
-def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool) -> dict:
+def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool, blocks: bool = False) -> dict:
     import torch
 
     from graphsafe.quant import quant_linear
@@ -72,7 +72,10 @@ def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool) -> dic
         graphs["touch_w4a4"] = _capture(lambda i: (xs[i].mul_(1.0), w4a4(i)), copies, reps)
     names = list(graphs)
     times = {name: [] for name in names}
-    for p in range(pairs):
+    if blocks:  # each graph's replays back to back (as quant.py times them), paired by index
+        for name in names:
+            times[name] = [graphs[name]() for _ in range(pairs)]
+    for p in range(0 if blocks else pairs):
         order = names if p % 2 == 0 else names[::-1]  # alternate which goes first
         for name in order:
             times[name].append(graphs[name]())
@@ -93,6 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=40, help="alternating replays per round (default 40)")
     ap.add_argument("--reps", type=int, default=50, help="calls captured in each graph (default 50)")
     ap.add_argument("--after", action="store_true", help="also W4A4 after a torch op writing x")
+    ap.add_argument("--blocks", action="store_true", help="replay each graph's pairs back to back instead of alternating")
     ap.add_argument("--json", help="write every replay's time and the summaries to this file")
     args = ap.parse_args(argv)
     import torch
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
         for m in ms:
             rounds = []
             for r in range(args.rounds):
-                res = one_round(k, n, m, args.pairs, args.reps, args.after)
+                res = one_round(k, n, m, args.pairs, args.reps, args.after, args.blocks)
                 rounds.append(res)
                 torch.cuda.empty_cache()
                 print(_line(k, n, m, str(r + 1), res, args.after), flush=True)

@@ -96,55 +96,6 @@ def test_planes_gemv_requests_weights_then_waits_then_releases(nvrtc, ring):
                                                                                                 False)))
 
 
-@pytest.mark.parametrize("bulk", [1, 2])
-def test_planes_gemv_bulk_copies_weights_before_the_wait_and_planes_after_it(nvrtc, bulk):
-    """PlanesConfig.bulk: the weight rows' bulk copies are issued before the PDL wait (the quantizer does
-    not write them), and nothing reads the planes before it: with 1 the activation loads come after the
-    wait; with 2 the planes' bulk copy does, and no global activation load is left. Every read of shared
-    memory comes after the wait for what it reads (with 2 the planes' wait comes first, then the first
-    chunk's planes are read, then the weights' wait), and no weight is loaded from global memory."""
-    from graphsafe.quant import mma_planes
-    h = torch.float16
-    ptx = nvrtc.compile_ptx(90, mma_planes.macros(4, mma_planes.PlanesConfig(10, 1, 2, xsum=False, bulk=bulk),
-                                                  (h, h, None, h), True), mma_planes.SOURCE)
-    op = [ln.strip().lstrip("{ ").removeprefix(".reg .pred p; ") for ln in ptx.splitlines()
-          if re.match(r"\s+[a-z@{]", ln)]  # the mbarrier wait is a block of inline asm: "{ .reg .pred p; ..."
-    at = {p: [i for i, ln in enumerate(op) if ln.startswith(p)]
-          for p in ("griddepcontrol.wait", "cp.async.bulk.shared", "ld.global.nc.v4", "ld.global.nc.L1::no_allocate",
-                    "mbarrier.try_wait", "ld.shared.v4")}
-    (wait,), copies, inputs, weights, waits, shared = at.values()
-    assert not weights
-    assert len(copies) == bulk and copies[0] < wait
-    if bulk == 2:
-        assert copies[1] > wait and not inputs
-    else:
-        assert inputs and min(inputs) > wait
-    assert len(waits) == bulk and min(shared) > min(waits) > wait
-    # between the planes' wait and the weights' (bulk 2): only the first chunk's two reads of planes
-    assert sum(waits[0] < i < waits[-1] for i in shared) == 2 * (bulk - 1)
-
-
-def test_planes_gemv_bulk_shared_memory_size_matches_the_kernel_pitches():
-    """PlanesConfig.smem_bytes: 16 rows a tile at a pitch of whole 128-byte lines plus 64 bytes, and M
-    rows of planes at 32 words a chunk plus 16 bytes; nothing without bulk."""
-    from graphsafe.quant.mma_planes import PlanesConfig
-    assert PlanesConfig(10, 1, 2).smem_bytes(448, 4) == 0
-    assert PlanesConfig(10, 1, 2, bulk=1).smem_bytes(448, 4) == 16 * (448 + 16) * 4  # 448 words: 14 lines
-    assert PlanesConfig(10, 2, 2, bulk=2).smem_bytes(332, 3) == 32 * (352 + 16) * 4 + 3 * (32 * 21 + 4) * 4
-
-
-def test_planes_gemv_bulk_static_shared_memory_bound_covers_what_ptxas_reports(nvrtc):
-    """PlanesConfig.static_bytes bounds the kernel's static shared memory (the warps' partial sums and the
-    mbarriers) as ptxas reports it, so that planes_into's limit counts the whole block."""
-    from graphsafe.quant import mma_planes
-    h = torch.float16
-    for cfg, m in ((mma_planes.PlanesConfig(8, 4, 2, bulk=2), 16), (mma_planes.PlanesConfig(10, 1, 2, bulk=1), 4),
-                   (mma_planes.PlanesConfig(1, 1, 1, bulk=2), 1)):
-        log = nvrtc.compile_log(90, mma_planes.macros(m, cfg, (h, h, None, h), True), mma_planes.SOURCE)
-        smem = int(re.search(r"(\d+) bytes smem", log).group(1))
-        assert smem <= cfg.static_bytes(m) and cfg.static_bytes(m) - smem <= 256, (cfg, smem, log)
-
-
 def test_planes_gemv_without_early_loads_requests_its_weights_after_the_wait(nvrtc):
     """PlanesConfig(early=False), a benchmark's variant: every weight load comes after the PDL wait."""
     from graphsafe.quant import mma_planes

@@ -32,7 +32,6 @@ from .triton_kernels import mma_planes_width
 
 SOURCE = Path(__file__).parent / "csrc" / "w4a4_planes.cu"
 MAX_ROWS = 16
-MAX_SMEM_BYTES = 227 * 1024  # shared memory a block may take on sm_90 (opting in beyond 48 KB)
 
 
 @dataclass(frozen=True)
@@ -46,20 +45,6 @@ class PlanesConfig:
     early: bool = True  # the first chunks' weights requested before the PDL wait (False: after it; benchmarks)
     head: int = 100  # with prefetch: the percentage of each weight row prefetched before the PDL wait; the
                      # rest once the block has requested its first planes
-    bulk: int = 0  # sm_90: 1, the block's weight rows copied whole into shared memory before the PDL wait;
-                   # 2, and the activation planes after it
-
-    def smem_bytes(self, kw: int, m: int) -> int:
-        """Dynamic shared memory a block takes for ``kw`` words of K and ``m`` rows: with ``bulk`` its 16
-        ``tiles`` weight rows and (2) the ``m`` rows of planes, at ``csrc/w4a4_planes.cu``'s pitches."""
-        weights = 16 * self.tiles * (((kw + 31) & ~31) + 16) if self.bulk else 0
-        return 4 * (weights + (m * (32 * ((kw + 15) >> 4) + 4) if self.bulk >= 2 else 0))
-
-    def static_bytes(self, m: int) -> int:
-        """The kernel's static shared memory, at most: the warps' partial sums (``part``), the mbarriers and
-        the dynamic array's alignment."""
-        per_lane = self.tiles * (1 if m <= 8 else 2) * 4
-        return (4 * self.warps * per_lane * 32 if self.warps > 1 else 0) + 16 + 128
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -109,7 +94,7 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
             ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)),
-            ("EARLY", int(cfg.early)), ("HEAD", cfg.head), ("BULK", int(cfg.bulk)))
+            ("EARLY", int(cfg.early)), ("HEAD", cfg.head))
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
@@ -134,19 +119,13 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     if cfg.xsum != (xsum is not None):
         raise ValueError(f"{cfg} {'needs' if cfg.xsum else 'takes no'} xsum")
     arch = mma_gemv.check(planes.device)
-    smem = cfg.smem_bytes(kb // 4, m)
-    if cfg.bulk and (arch < 90 or cfg.prefetch or not cfg.early or smem + cfg.static_bytes(m) > MAX_SMEM_BYTES
-                     or 16 * cfg.tiles > 32 * cfg.warps):
-        raise ValueError(f"{cfg}: bulk copies need sm_90 or newer (got sm_{arch}), neither prefetch nor early=False, "
-                         f"a thread for each of a block's rows, and at most {MAX_SMEM_BYTES} bytes of shared memory "
-                         f"a block (K = {2 * kb} and {m} rows take {smem + cfg.static_bytes(m)})")
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,
                                                          bias.dtype if bias is not None else None, out.dtype), pdl),
-                            smem, SOURCE, b"w4a4_planes")
+                            0, SOURCE, b"w4a4_planes")
     grid = -(-n // (16 * cfg.tiles))
-    launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, smem, pdl)
+    launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, 0, pdl)
     launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
            (planes.data_ptr(), (xsum if xsum is not None else scale).data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
             (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kb // 4, planes.stride(0) // 4,
@@ -178,8 +157,8 @@ def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device) 
     from cuda.bindings import driver
 
     from .launcher import cu_ok
-    if not cfg.timeline or cfg.bulk:
-        raise ValueError(f"{cfg} keeps no timeline" + (" read back here (bulk copies)" if cfg.bulk else ""))
+    if not cfg.timeline:
+        raise ValueError(f"{cfg} keeps no timeline")
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, mma_gemv.check(device), macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
     result, module = driver.cuFuncGetModule(fn)

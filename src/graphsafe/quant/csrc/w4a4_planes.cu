@@ -33,21 +33,12 @@
 // PREFETCH (sm_90: the block's weight rows prefetched into L2 with cp.async.bulk before the PDL wait; with
 // HEAD < 100 only the first HEAD % of each row before it, the rest once the first planes are requested),
 // EARLY (1: the first RING - 1 chunks' weights requested before the PDL wait; 0, for benchmarks: after it),
-// TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline), BULK (sm_90, with
-// PDL or without: the block's whole weight rows copied into shared memory before the PDL wait, one
-// cp.async.bulk per row counted on an mbarrier, rows BULK_PITCH words apart so that a quarter-warp's 16-byte
-// reads hit distinct banks; the K loop then reads its weights there, after the first planes are requested;
-// not with PREFETCH or EARLY 0; BULK 2: after the PDL wait the activation planes too, one bulk copy per
-// row, and the K loop runs on shared memory alone).
+// TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline).
 
 #define CLUSTER 1
 #ifndef HEAD
 #define HEAD 100
 #endif
-#ifndef BULK
-#define BULK 0
-#endif
-static_assert(!BULK || 16 * TILES <= 32 * WARPS, "BULK: a thread for each weight row of the block, or the mbarrier never completes");
 #include "w4a4_gemv.cuh"  // W4, the loads, mma, the epilogue
 
 struct Chunk {  // one chunk's words of a thread: weight rows g, g + 8 of each tile; each activation tile's planes
@@ -81,77 +72,21 @@ struct Cursor {
   const u32* x[NT];
 };
 
-__device__ __forceinline__ W4 ld_smem(const u32* p) {
-  W4 r;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "r"(static_cast<u32>(__cvta_generic_to_shared(p))));
-  return r;
-}
-
-__device__ __forceinline__ W4 ld_weights(const u32* p) {  // from HBM, or with BULK from shared memory
-  return BULK ? ld_smem(p) : ld_stream(p);
-}
-
 __device__ __forceinline__ void load_weights(Chunk& s, Cursor& p) {
 #pragma unroll
   for (int r = 0; r < TILES; ++r)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      s.w[r][h] = ld_weights(p.w[r][h]);
+      s.w[r][h] = ld_stream(p.w[r][h]);
       p.w[r][h] += 16 * WARPS;
     }
 }
 
-#if BULK
-// Words between two weight rows in shared memory: whole 128-byte lines, then half a line more, so that rows
-// g and g + 1 of a quarter-warp's 16-byte reads fall in different halves of the 32 banks. Rows of planes
-// (BULK 2; 32 words a chunk, a thread reading words 8 t and 8 t + 4) are a line and 16 bytes apart.
-__device__ __forceinline__ int bulk_pitch(int kw) { return ((kw + 31) & ~31) + 16; }
-__device__ __forceinline__ int planes_pitch(int kw) { return 32 * ((kw + 15) >> 4) + 4; }
-
-__device__ __forceinline__ void bulk_row(u32* dst, const u32* src, u32 bytes, unsigned long long* bar) {
-  // one row into shared memory, counted on the mbarrier by this thread: one arrival, its bytes expected first
-  const u32 bar_addr = static_cast<u32>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_addr), "r"(bytes) : "memory");
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-               ::"r"(static_cast<u32>(__cvta_generic_to_shared(dst))), "l"(src), "r"(bytes), "r"(bar_addr)
-               : "memory");
-}
-
-// The mbarriers (bar[0]: the block's weight rows below N, one arrival each; bar[1] with BULK 2: the M rows
-// of planes), then the weight rows on their way into shared memory.
-__device__ __forceinline__ void bulk_start(u32* smem, unsigned long long (&bar)[2], const u32* b, int n0, int N,
-                                           int M, int kw, long long stride_b) {
-  const int rows = min(16 * TILES, N - n0);
-  if (threadIdx.x == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;"
-                 ::"r"(static_cast<u32>(__cvta_generic_to_shared(&bar[0]))), "r"(rows) : "memory");
-    if (BULK >= 2)
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;"
-                   ::"r"(static_cast<u32>(__cvta_generic_to_shared(&bar[1]))), "r"(M) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  }
-  __syncthreads();
-  if (static_cast<int>(threadIdx.x) < rows)
-    bulk_row(smem + threadIdx.x * bulk_pitch(kw), b + static_cast<long long>(n0 + threadIdx.x) * stride_b, 4u * kw,
-             &bar[0]);
-}
-
-__device__ __forceinline__ void bulk_wait(unsigned long long* bar) {  // every row it counts in shared memory
-  const u32 bar_addr = static_cast<u32>(__cvta_generic_to_shared(bar));
-  u32 done = 0;
-  while (!done)
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(done) : "r"(bar_addr) : "memory");
-}
-#endif
-
 __device__ __forceinline__ void load_inputs(Chunk& s, Cursor& p) {
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
-    s.x[n][0] = BULK >= 2 ? ld_smem(p.x[n]) : ld_shared_input(p.x[n]);
-    s.x[n][1] = BULK >= 2 ? ld_smem(p.x[n] + 4) : ld_shared_input(p.x[n] + 4);
+    s.x[n][0] = ld_shared_input(p.x[n]);
+    s.x[n][1] = ld_shared_input(p.x[n] + 4);
     p.x[n] += 32 * WARPS;
   }
 }
@@ -200,17 +135,6 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   const u32 low = 0x0F0F0F0Fu + static_cast<u32>(min(M, 1) - 1);
 
   Cursor p;
-#if BULK
-  extern __shared__ __align__(128) u32 bulk_rows[];  // 16 TILES rows, bulk_pitch(kw) words apart; BULK 2: then
-  __shared__ __align__(8) unsigned long long bulk_bar[2];  // M rows of planes, planes_pitch(kw) words apart
-  u32* const bulk_planes = bulk_rows + 16 * TILES * bulk_pitch(kw);
-  bulk_start(bulk_rows, bulk_bar, b, n0, N, M, kw, stride_b);
-#pragma unroll
-  for (int r = 0; r < TILES; ++r)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)  // rows past N are not copied: what is read there is never stored
-      p.w[r][h] = bulk_rows + (16 * r + 8 * h + g) * bulk_pitch(kw) + first;
-#else
 #pragma unroll
   for (int r = 0; r < TILES; ++r)
 #pragma unroll
@@ -218,14 +142,8 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
       const int n = min(n0 + 16 * r + 8 * h + g, N - 1);  // rows past N load row N-1; never stored
       p.w[r][h] = b + static_cast<long long>(n) * stride_b + first;
     }
-#endif
 #pragma unroll
-  for (int n = 0; n < NT; ++n)
-#if BULK >= 2
-    p.x[n] = bulk_planes + min(8 * n + g, M - 1) * planes_pitch(kw) + 2 * first;
-#else
-    p.x[n] = xp + static_cast<long long>(min(8 * n + g, M - 1)) * stride_x + 2 * first;
-#endif
+  for (int n = 0; n < NT; ++n) p.x[n] = xp + static_cast<long long>(min(8 * n + g, M - 1)) * stride_x + 2 * first;
 
   int acc[TILES][NT][4];
   clear(acc);
@@ -246,33 +164,21 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
     for (int s = 0; s + 1 < RING; ++s)
       if (s < mine) load_weights(ring[s], p);
   };
-  if (EARLY && !BULK) first_weights();
+  if (EARLY) first_weights();
   Out outs[EARLY_OUTS ? OUTS : 1];
   place_early(outs, n0, N, sb, bias);
   wait_then_release();  // the planes, sums and scales come from the quantizer
 #if TIMELINE
   const unsigned long long released = now();
 #endif
-  if (!EARLY && !BULK) first_weights();  // benchmarks only: as without PDL
-#if BULK >= 2
-  if (static_cast<int>(threadIdx.x) < M)  // the planes: whole rows, zeros to the last chunk's end included
-    bulk_row(bulk_planes + threadIdx.x * planes_pitch(kw), xp + threadIdx.x * stride_x, 128u * ((kw + 15) >> 4),
-             &bulk_bar[1]);
-#endif
+  if (!EARLY) first_weights();  // benchmarks only: as without PDL
   if constexpr (EARLY_OUTS) {
 #pragma unroll
     for (int j = 0; j < OUTS; ++j) load_scales(outs[j], M, sa, xsum);
   }
-#if BULK >= 2
-  bulk_wait(&bulk_bar[1]);  // the scales requested first: the epilogue's, on their way meanwhile
-#endif
 #pragma unroll
   for (int s = 0; s + 1 < RING; ++s)
     if (s < mine) load_inputs(ring[s], p);
-#if BULK
-  bulk_wait(&bulk_bar[0]);
-  first_weights();
-#endif
 #if PREFETCH && HEAD < 100
   if (prefetcher && head < 4u * kw)
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(prefetch_row + head), "r"(4u * kw - head) : "memory");
@@ -303,7 +209,7 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
 #pragma unroll
     for (int r = 0; r < TILES; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) s.w[r][h] = 16 * whole + 4 * t < kw ? ld_weights(p.w[r][h]) : W4{0, 0, 0, 0};
+      for (int h = 0; h < 2; ++h) s.w[r][h] = 16 * whole + 4 * t < kw ? ld_stream(p.w[r][h]) : W4{0, 0, 0, 0};
     load_inputs(s, p);  // the planes are padded with zeros to whole chunks
     multiply(acc, s, low);
   }
