@@ -242,6 +242,17 @@ def test_pdl_wait_without_memory_clobber(src, found):
     ("struct G { void synchronizeStream(const Stream& s) const { CUDAStream c{s}; c.synchronize(); } };", []),
     # a call's name with template arguments earlier in the expression (PyTorch's BucketizationUtils.h)
     ("void op(at::Tensor t) { int64_t v = std::get<0>(t.aminmax()).item().toLong(); }", ["`.item()`"]),
+    # a bare synchronize() that names torch::cuda::synchronize through a using-directive or -declaration in
+    # a scope holding the call, made before it; not one in another function's scope, or after the call
+    ("using namespace torch::cuda;\nvoid op() { synchronize(); }", ["`synchronize`"]),
+    ("using torch::cuda::synchronize;\nvoid op() { synchronize(); }", ["`synchronize`"]),
+    ("void op() { using namespace ::torch::cuda; synchronize(); }", ["`synchronize`"]),
+    ("namespace ext { using namespace torch :: cuda; void op() { synchronize(); } }", ["`synchronize`"]),
+    ("void a() { using namespace torch::cuda; }\nvoid op() { synchronize(); }", []),
+    ("void op() { synchronize(); }\nusing namespace torch::cuda;", []),
+    ("using namespace c10::cuda;\nvoid op() { synchronize(); }", []),
+    ("using namespace torch::cuda;\nstruct W { void blockCurrentStream() { this->synchronize(); } void synchronize(); };",
+     []),
 ])
 def test_host_sync_names_and_sync_helpers(src, found):
     """GSC004 on what makes the host wait, by name: the CUDA calls, c10's helpers, a `.synchronize()` call

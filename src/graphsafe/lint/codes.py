@@ -60,7 +60,8 @@ current stream on every `at::cuda::getCurrentCUDABlasHandle()`.""",
 `cudaMemcpy`/`cudaMemset`, `cudaMemcpyToSymbol`, `tensor.item<T>()` and `tensor.cpu()` make the host
 wait for the GPU, and so do the helpers around them: c10's `device_synchronize`,
 `stream_synchronize`, `memcpy_and_sync`, the device guard's `synchronizeEvent`/`synchronizeDevice`,
-any `.synchronize()` call (a stream's, an event's) and `torch::cuda::synchronize()`. A capturing
+any `.synchronize()` call (a stream's, an event's) and `torch::cuda::synchronize()` (also called bare
+after `using namespace torch::cuda;` or `using torch::cuda::synchronize;`). A capturing
 stream cannot be waited on: the capture fails with error 900 (or the copy runs outside the graph).
 The finding goes where such a helper is called, not inside its own definition (nor inside a
 `synchronizeStream`), where waiting is the function's job. Not reported: device code, the device-side

@@ -100,11 +100,43 @@ def _base(callee: str) -> str:
     return name.strip()
 
 
+_TORCH_CUDA = {("namespace", "torch::cuda"), ("", "torch::cuda::synchronize")}
+
+
+def _torch_cuda_usings(root, src: bytes) -> list:
+    """The using-directives for ``torch::cuda`` and using-declarations of ``torch::cuda::synchronize`` in a tree."""
+    out = []
+    for m in matches("(using_declaration) @u", root):
+        u = m["u"]
+        named = [c for c in u.named_children if c.type in ("qualified_identifier", "identifier")]
+        kind = "namespace" if any(c.type == "namespace" for c in u.children) else ""
+        if named and (kind, "".join(text(named[-1], src).split()).lstrip(":")) in _TORCH_CUDA:
+            out.append(u)
+    return out
+
+
 class _Ctx:
     def __init__(self, src: bytes, row0: int = 0, col0: int = 0, prefix: int = 0, params=None):
         self.src, self.row0, self.col0, self.prefix = src, row0, col0, prefix
         self.macro_params = params
         self._scopes: dict[int, FunctionScope] = {}
+        self.root = None  # the whole file's tree (not a macro's snippet): where using-directives are looked for
+        self._usings: list | None = None
+
+    def torch_cuda_synchronize(self, call) -> bool:
+        """Whether a bare ``synchronize()`` at ``call`` names ``torch::cuda::synchronize``: a using-directive
+        for ``torch::cuda`` (or a using-declaration of the function) earlier in a scope holding the call.
+        The file's usings are looked up on the first such call only (rare; the query costs a tree walk)."""
+        if self.root is None:
+            return False
+        if self._usings is None:
+            self._usings = _torch_cuda_usings(self.root, self.src)
+        for using in self._usings:
+            if using.start_byte < call.start_byte and using.parent is not None and \
+                    using.parent.start_byte <= call.start_byte < using.parent.end_byte:
+                return True
+        return False
+
 
     def scope(self, node) -> FunctionScope:
         func = enclosing_function(node)
@@ -135,7 +167,9 @@ def lint_cpp(src: bytes, return_tree: bool = False, tree=None):
     (and the syntax tree, with ``return_tree``). ``tree``: tree-sitter's parse of ``src``, if the caller
     has it already."""
     tree = tree if tree is not None else parser().parse(src)
-    hits = _lint_tree(tree.root_node, _Ctx(src), in_macro=False)
+    ctx = _Ctx(src)
+    ctx.root = tree.root_node
+    hits = _lint_tree(tree.root_node, ctx, in_macro=False)
     for m in matches("(preproc_function_def name: (identifier) @name parameters: (preproc_params) @params "
                      "value: (preproc_arg) @body) @def", tree.root_node):
         hits += _lint_macro(m, src)
@@ -198,7 +232,7 @@ def _check_host_sync(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
                       "keep the value on the GPU (pass tensors, not scalars, to kernels)")
     else:
         own = method and text(fn.child_by_field_name("argument"), ctx.src) == "this"
-        if name not in SYNC and (fn.type == "identifier" or own):
+        if name not in SYNC and (own or fn.type == "identifier" and not ctx.torch_cuda_synchronize(call)):
             return []  # a class's own synchronize(), which may make a stream wait rather than the host (c10d's Work)
         hit = ctx.hit("GSC004", fn, f"`{f'.{name}()' if method else name}` blocks the host inside an op",
                       "host synchronization",
