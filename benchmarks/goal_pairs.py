@@ -10,6 +10,10 @@ Each round builds everything again on fresh allocations.
     python benchmarks/goal_pairs.py                        # 3584x4608, M = 1, 2, 4, 3 rounds of 40 pairs
     python benchmarks/goal_pairs.py --shapes 3584x18944 --ms 2 --rounds 2 --json out.json
 
+In the nineteenth session's run a W4A4 replay right after a cuBLAS replay took about 0.3 µs a call longer
+than one after another W4A4 replay (`--blocks` replays each graph back to back, as `quant.py` does), so
+the order is part of the measurement; `--gap-ms` pauses before every replay to see how long that lasts.
+
 Prints per round and overall: the medians of W4A4 and of cuBLAS, the median of the per-pair ratios
 with its 10th and 90th percentiles, and the share of pairs at or above the goal; with --after, also
 W4A4 after a torch op writing x (its graph minus the torch op's own graph).
@@ -20,6 +24,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,7 +55,8 @@ def summarize(w4a4: list[float], fp16: list[float], goal: float) -> dict:
             "pairs": len(ratios)}
 
 
-def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool, blocks: bool = False) -> dict:
+def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool, blocks: bool = False,
+              gap_ms: float = 0.0) -> dict:
     import torch
 
     from graphsafe.quant import quant_linear
@@ -70,6 +76,8 @@ def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool, blocks
     if after:
         graphs["touch"] = _capture(lambda i: xs[i].mul_(1.0), copies, reps)
         graphs["touch_w4a4"] = _capture(lambda i: (xs[i].mul_(1.0), w4a4(i)), copies, reps)
+    if gap_ms:  # an idle pause before every replay: does what ran before still matter after it?
+        graphs = {name: (lambda g=g: (time.sleep(gap_ms / 1e3), g())[1]) for name, g in graphs.items()}
     names = list(graphs)
     times = {name: [] for name in names}
     if blocks:  # each graph's replays back to back (as quant.py times them), paired by index
@@ -97,6 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=50, help="calls captured in each graph (default 50)")
     ap.add_argument("--after", action="store_true", help="also W4A4 after a torch op writing x")
     ap.add_argument("--blocks", action="store_true", help="replay each graph's pairs back to back instead of alternating")
+    ap.add_argument("--gap-ms", type=float, default=0.0, help="sleep this long before every replay (default 0)")
     ap.add_argument("--json", help="write every replay's time and the summaries to this file")
     args = ap.parse_args(argv)
     import torch
@@ -113,7 +122,7 @@ def main(argv=None) -> int:
         for m in ms:
             rounds = []
             for r in range(args.rounds):
-                res = one_round(k, n, m, args.pairs, args.reps, args.after, args.blocks)
+                res = one_round(k, n, m, args.pairs, args.reps, args.after, args.blocks, args.gap_ms)
                 rounds.append(res)
                 torch.cuda.empty_cache()
                 print(_line(k, n, m, str(r + 1), res, args.after), flush=True)
