@@ -83,10 +83,10 @@ def one_round(k: int, n: int, m: int, pairs: int, reps: int, after: bool, blocks
     if blocks:  # each graph's replays back to back (as quant.py times them), paired by index
         for name in names:
             times[name] = [graphs[name]() for _ in range(pairs)]
-    for p in range(0 if blocks else pairs):
-        order = names if p % 2 == 0 else names[::-1]  # alternate which goes first
-        for name in order:
-            times[name].append(graphs[name]())
+    else:
+        for p in range(pairs):
+            for name in names if p % 2 == 0 else names[::-1]:  # alternate which goes first
+                times[name].append(graphs[name]())
     out = summarize(times["w4a4"], times["fp16"], GOALS.get((k, n), 2.5))
     if after:
         after_us = [a - t for a, t in zip(times["touch_w4a4"], times["touch"])]

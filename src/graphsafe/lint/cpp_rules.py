@@ -57,6 +57,7 @@ SYNC_COPY = {"cudaMemcpy", "cudaMemset", "cudaMemcpy2D", "cudaMemcpy3D", "cudaMe
              "cudaMemcpyToSymbol", "cudaMemcpyFromSymbol", "cudaMemcpyPeer", "cuMemcpy", "cuMemcpyHtoD",
              "cuMemcpyDtoH", "cuMemcpyDtoD", "cuMemsetD8", "cuMemsetD16", "cuMemsetD32"}
 SYNC_METHOD = {"item", "cpu"}  # tensor.item<T>(), tensor.cpu(): device-to-host copies that wait
+HOST_WAIT_CALLS = SYNC_COPY | SYNC_METHOD  # with _synchronizes(name): the calls _check_host_sync looks at
 ALLOC = {"cudaMalloc", "cudaFree", "cudaMallocHost", "cudaFreeHost", "cudaHostAlloc", "cudaMallocManaged",
          "cudaMallocPitch", "cudaMalloc3D", "cudaMallocArray", "cuMemAlloc", "cuMemAlloc_v2", "cuMemFree",
          "cuMemFree_v2", "cuMemAllocHost", "cuMemAllocManaged"}
@@ -116,11 +117,11 @@ def _torch_cuda_usings(root, src: bytes) -> list:
 
 
 class _Ctx:
-    def __init__(self, src: bytes, row0: int = 0, col0: int = 0, prefix: int = 0, params=None):
+    def __init__(self, src: bytes, row0: int = 0, col0: int = 0, prefix: int = 0, params=None, root=None):
         self.src, self.row0, self.col0, self.prefix = src, row0, col0, prefix
         self.macro_params = params
         self._scopes: dict[int, FunctionScope] = {}
-        self.root = None  # the whole file's tree (not a macro's snippet): where using-directives are looked for
+        self.root = root  # the whole file's tree (not a macro's snippet): where using-directives are looked for
         self._usings: list | None = None
 
     def torch_cuda_synchronize(self, call) -> bool:
@@ -167,9 +168,7 @@ def lint_cpp(src: bytes, return_tree: bool = False, tree=None):
     (and the syntax tree, with ``return_tree``). ``tree``: tree-sitter's parse of ``src``, if the caller
     has it already."""
     tree = tree if tree is not None else parser().parse(src)
-    ctx = _Ctx(src)
-    ctx.root = tree.root_node
-    hits = _lint_tree(tree.root_node, ctx, in_macro=False)
+    hits = _lint_tree(tree.root_node, _Ctx(src, root=tree.root_node), in_macro=False)
     for m in matches("(preproc_function_def name: (identifier) @name parameters: (preproc_params) @params "
                      "value: (preproc_arg) @body) @def", tree.root_node):
         hits += _lint_macro(m, src)
@@ -273,7 +272,7 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
             handle_calls.append((name, fn))
         elif name in SET_STREAM:
             set_stream_calls.append((name, call, argv))
-        elif name in SYNC_COPY | SYNC_METHOD or _synchronizes(name):
+        elif name in HOST_WAIT_CALLS or _synchronizes(name):
             hits += _check_host_sync(ctx, call, fn, name, argv)
         elif name in ALLOC:
             hits.append(ctx.hit("GSC005", fn, f"`{name}` allocates or frees memory outside PyTorch's allocator",

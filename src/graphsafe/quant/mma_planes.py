@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from . import launcher, mma_gemv
-from .triton_kernels import mma_planes_width
+from .triton_kernels import mma_planes_width, sym_quant_into
 
 SOURCE = Path(__file__).parent / "csrc" / "w4a4_planes.cu"
 MAX_ROWS = 16
@@ -142,7 +142,6 @@ def chain_into(x: torch.Tensor, clip_ratio: float, planes: torch.Tensor, xsum: t
     waits for the kernel before it on the stream and lets the GEMV start while it finishes; ``early``
     False (benchmarks) keeps that release back, so the GEMV runs in plain stream order. ``quant`` (a
     ``QuantConfig``) and ``warm_x`` go to the quantizer."""
-    from .triton_kernels import sym_quant_into
     sums = xsum if cfg.xsum else None
     sym_quant_into(x, clip_ratio, planes, scale, quant, trigger=pdl and early, wait=pdl, xsum=sums,
                    mma_planes=True, warm_x=warm_x)
