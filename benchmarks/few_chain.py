@@ -13,6 +13,7 @@ each row before the wait; ``plain``: the GEMV in plain stream order, not release
 default) or not.
 
     python benchmarks/few_chain.py [--shapes 3584x4608,...] [--ms 1,2,3,4,8] [--warps 8,10,12,16] [--reverse]
+                                   [--only default,packed]
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def label(kind: str, cfg, warm: bool, default) -> str:
     return f"planes {tag}{' default' if cfg == default else ''} {'warm' if warm else 'cold'}"
 
 
-def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
+def run(shapes, ms, warps, reps: int, reverse: bool = False, only: tuple[str, ...] = ()) -> list[dict]:
     import torch
 
     from graphsafe.quant import ops, reference
@@ -91,6 +92,8 @@ def run(shapes, ms, warps, reps: int, reverse: bool = False) -> list[dict]:
                     chain_into(xs[i], 1.0, planes, xsum, scale, w, ws, None, y, cfg, pdl, early=kind != "plain",
                                quant=qcfg, warm_x=warm)
                 name = label(kind, cfg, warm, default)
+                if only and not any(o in name for o in only):
+                    continue
                 try:
                     y.fill_(float("nan"))
                     fn(0)
@@ -125,6 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warps", default="8,10,12,16", help="warp counts of the planes GEMV candidates")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--reverse", action="store_true", help="time the candidates in the opposite order")
+    ap.add_argument("--only", default="", help="time only candidates whose label holds one of these, comma-separated")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     import torch
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes else SHAPES
     print(torch.cuda.get_device_name(), torch.__version__)
     rows = run(shapes, [int(v) for v in args.ms.split(",")], [int(v) for v in args.warps.split(",") if v], args.reps,
-               args.reverse)
+               args.reverse, tuple(o for o in args.only.split(",") if o))
     if args.json:
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}, indent=1))
     return 0
