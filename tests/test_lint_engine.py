@@ -226,8 +226,8 @@ def test_one_finding_per_code_and_place(monkeypatch):
     real = cpp_rules.lint_cpp
 
     def twice(src, return_tree=False):
-        hits, errors, tree = real(src, return_tree=True)
-        return (hits + hits, errors, tree) if return_tree else (hits + hits, errors)
+        hits, errors, tree, scan = real(src, return_tree=True)
+        return (hits + hits, errors, tree, scan) if return_tree else (hits + hits, errors)
 
     monkeypatch.setattr(cpp_rules, "lint_cpp", twice)
     src = b"__global__ void k(float* x) {}\nvoid run(float* x) {\n  k<<<1, 1>>>(x);\n}\n"
@@ -296,3 +296,32 @@ def test_the_second_reading_keeps_the_view_that_parses_better(monkeypatch):
     monkeypatch.setattr(preproc, "blank_attribute_macros", lambda src, tree: b"}" * len(src))
     view, _, how, _ = engine._second_view(_ATTRIBUTED, parser().parse(_ATTRIBUTED))
     assert view == preproc.first_branches(_ATTRIBUTED) and "blanked" not in how
+
+
+_EVERY_PATTERN = b'''// a comment
+#define GS_FLAG 1
+#define GS_LAUNCH(s) k<<<1, 1, 0, s>>>()
+static cudaStream_t kept;
+__global__ void k() { asm volatile("griddepcontrol.wait;"); }
+void run(cudaStream_t s) {
+  k<<<1, 1>>>();  /* another */
+  cudaMemcpyAsync(nullptr, nullptr, 0, cudaMemcpyDefault, s);
+  int broken = (;
+}
+'''
+
+
+def test_one_scan_finds_what_each_pattern_finds_alone():
+    """``cuda.Scan`` runs every whole-file pattern as one query; each name's matches are those of its
+    pattern run alone, in the same order, and this source has at least one of each."""
+    from graphsafe.lint.cuda import PATTERNS, Scan, matches, parser
+
+    root = parser().parse(_EVERY_PATTERN).root_node
+    scan = Scan(root)
+
+    def spans(found):
+        return [{k: (v.start_byte, v.end_byte, v.type) for k, v in m.items()} for m in found]
+
+    for name, pattern in PATTERNS.items():
+        assert spans(scan[name]) == spans(matches(pattern, root)), name
+        assert scan[name], f"the test source has no {name}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cuda import (NO_STREAM, FunctionScope, StreamValue, enclosing_function, function_name, launch_stream,
+from .cuda import (NO_STREAM, FunctionScope, Scan, StreamValue, enclosing_function, function_name, launch_stream,
                    launches_in, matches, parser, text)
 
 
@@ -19,8 +19,6 @@ class Hit:
     label: str = ""
     help: str = ""
 
-
-CALL_QUERY = "(call_expression function: (_) @fn arguments: (argument_list) @args) @call"
 
 # stream argument position (0-based) of calls that enqueue work; None: the stream lives in a config struct
 STREAM_ARG = {
@@ -165,28 +163,30 @@ class _Ctx:
 
 def lint_cpp(src: bytes, return_tree: bool = False, tree=None):
     """All hits in a C/C++/CUDA source, and how many bytes lie in regions tree-sitter could not parse
-    (and the syntax tree, with ``return_tree``). ``tree``: tree-sitter's parse of ``src``, if the caller
-    has it already."""
+    (and, with ``return_tree``, the syntax tree and its :class:`Scan`). ``tree``: tree-sitter's parse of
+    ``src``, if the caller has it already."""
     tree = tree if tree is not None else parser().parse(src)
-    hits = _lint_tree(tree.root_node, _Ctx(src, root=tree.root_node), in_macro=False)
-    for m in matches("(preproc_function_def name: (identifier) @name parameters: (preproc_params) @params "
-                     "value: (preproc_arg) @body) @def", tree.root_node):
+    scan = Scan(tree.root_node)
+    hits = _lint_tree(tree.root_node, _Ctx(src, root=tree.root_node), in_macro=False, scan=scan)
+    for m in scan["macro_function"]:
         hits += _lint_macro(m, src)
-    for m in matches("(preproc_def name: (identifier) @name) @def", tree.root_node):
+    for m in scan["macro"]:
         if text(m["name"], src) == PER_THREAD_MACRO:
             hits.append(_Ctx(src).hit(
                 "GSC007", m["def"], f"`{PER_THREAD_MACRO}` makes the default stream per-thread",
                 "per-thread default stream switched on here",
                 "remove the define; launch on `at::cuda::getCurrentCUDAStream()` instead of the default stream"))
-    errors = error_bytes(tree)
-    return (hits, errors, tree) if return_tree else (hits, errors)
+    errors = error_bytes(tree, scan)
+    return (hits, errors, tree, scan) if return_tree else (hits, errors)
 
 
-def error_bytes(tree) -> int:
-    """Bytes inside regions tree-sitter could not parse (macro-heavy C++ gives small ones everywhere)."""
+def error_bytes(tree, scan: Scan | None = None) -> int:
+    """Bytes inside regions tree-sitter could not parse (macro-heavy C++ gives small ones everywhere).
+    ``scan``: the tree's :class:`Scan`, if made."""
     if not tree.root_node.has_error:
         return 0
-    return _covered(sorted((m["e"].start_byte, m["e"].end_byte) for m in matches("(ERROR) @e", tree.root_node)))
+    found = scan["error"] if scan is not None else matches("(ERROR) @e", tree.root_node)
+    return _covered(sorted((m["e"].start_byte, m["e"].end_byte) for m in found))
 
 
 def _covered(spans: list[tuple[int, int]]) -> int:
@@ -243,10 +243,11 @@ def _check_host_sync(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
     return [hit]
 
 
-def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
+def _lint_tree(root, ctx: _Ctx, in_macro: bool, scan: Scan | None = None) -> list[Hit]:
     src = ctx.src
+    scan = scan or Scan(root)
     hits: list[Hit] = []
-    for ln in launches_in(root, src):
+    for ln in launches_in(root, src, scan):
         hits += _check_launch(ln, ctx)
         if not in_macro and not _launch_checked(ln.node, src):
             hits.append(ctx.hit("GSC006", ln.node.child_by_field_name("function"),
@@ -255,7 +256,7 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
                                 span=ln.span))
     set_stream_calls = []
     handle_calls = []
-    for m in matches(CALL_QUERY, root):
+    for m in scan["call"]:
         fn, args, call = m["fn"], m["args"], m["call"]
         callee = text(fn, src)
         name = _base(callee)
@@ -279,9 +280,9 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool) -> list[Hit]:
                                 "raw allocation", "allocate with `torch::empty(...)` (the caching allocator, "
                                 "which graphs capture) or `c10::cuda::CUDACachingAllocator::raw_alloc`"))
     hits += _check_handles(ctx, handle_calls, set_stream_calls)
-    hits += _check_pdl_waits(ctx, root)
+    hits += _check_pdl_waits(ctx, scan)
     if not in_macro:
-        hits += _check_static_streams(ctx, root)
+        hits += _check_static_streams(ctx, scan)
     return hits
 
 
@@ -292,10 +293,10 @@ def _string_value(node, src: bytes) -> str:
     return "".join(text(c, src) for c in node.named_children if c.type in ("string_content", "escape_sequence"))
 
 
-def _check_pdl_waits(ctx: _Ctx, root) -> list[Hit]:
+def _check_pdl_waits(ctx: _Ctx, scan: Scan) -> list[Hit]:
     """GSC008: an inline-asm PDL wait that the compiler may move loads across (no "memory" clobber)."""
     hits = []
-    for m in matches("(gnu_asm_expression) @asm", root):
+    for m in scan["asm"]:
         node = m["asm"]
         code = node.child_by_field_name("assembly_code")
         if code is None or "griddepcontrol.wait" not in _string_value(code, ctx.src):
@@ -391,10 +392,10 @@ def _check_handles(ctx: _Ctx, handle_calls, set_stream_calls) -> list[Hit]:
     return out
 
 
-def _check_static_streams(ctx: _Ctx, root) -> list[Hit]:
+def _check_static_streams(ctx: _Ctx, scan: Scan) -> list[Hit]:
     """A stream kept in a static or global variable outlives the capture that should use it."""
     out = []
-    for m in matches("(declaration type: (_) @type) @decl", root):
+    for m in scan["declaration"]:
         decl, typ = m["decl"], m["type"]
         if text(typ, ctx.src) not in _STREAM_TYPES:
             continue

@@ -46,6 +46,49 @@ def text(node, src: bytes) -> str:
     return src[node.start_byte:node.end_byte].decode(errors="replace")
 
 
+LAUNCH_QUERY = "(call_expression function: (_) @fn (kernel_call_syntax) @cfg) @launch"
+CALL_QUERY = "(call_expression function: (_) @fn arguments: (argument_list) @args) @call"
+
+# What the C++ rules and the engine look for in a whole file, one pattern each: run as one query, so that
+# tree-sitter walks the tree once rather than once a pattern (on the headers inside torch, the eight walks
+# took about half of the lint's time).
+PATTERNS = {
+    "launch": LAUNCH_QUERY,
+    "call": CALL_QUERY,
+    "asm": "(gnu_asm_expression) @asm",
+    "declaration": "(declaration type: (_) @type) @decl",
+    "macro_function": "(preproc_function_def name: (identifier) @name parameters: (preproc_params) @params "
+                      "value: (preproc_arg) @body) @def",
+    "macro": "(preproc_def name: (identifier) @name) @def",
+    "error": "(ERROR) @e",
+    "comment": "(comment) @c",
+}
+
+
+@functools.cache
+def _scan_query():
+    query = _query("\n".join(PATTERNS.values()))
+    if query.pattern_count != len(PATTERNS):  # an entry holding two patterns would shift every name after it
+        raise RuntimeError(f"PATTERNS holds {query.pattern_count} patterns for {len(PATTERNS)} names")
+    return query
+
+
+class Scan:
+    """Every match of :data:`PATTERNS` under ``node``, from one pass: ``scan["call"]`` is what
+    ``matches(CALL_QUERY, node)`` gives, in the same order."""
+
+    def __init__(self, node):
+        import tree_sitter
+
+        names = list(PATTERNS)
+        self.found: dict[str, list[dict[str, object]]] = {name: [] for name in names}
+        for index, caps in tree_sitter.QueryCursor(_scan_query()).matches(node):
+            self.found[names[index]].append({k: v[0] for k, v in caps.items() if v})
+
+    def __getitem__(self, name: str) -> list[dict[str, object]]:
+        return self.found[name]
+
+
 # ---------------------------------------------------------------------------------------------- launches
 @dataclass
 class Launch:
@@ -62,9 +105,6 @@ class Launch:
     def stream(self) -> str | None:
         """The stream argument as written (4th launch-config argument), None if absent."""
         return self.config[3] if len(self.config) >= 4 else None
-
-
-LAUNCH_QUERY = "(call_expression function: (_) @fn (kernel_call_syntax) @cfg) @launch"
 
 
 def function_name(node, src: bytes) -> str | None:
@@ -88,9 +128,10 @@ def enclosing_function(node):
     return None
 
 
-def launches_in(root, src: bytes) -> list[Launch]:
+def launches_in(root, src: bytes, scan: Scan | None = None) -> list[Launch]:
+    """Every triple-chevron launch under ``root`` (``scan``: the :class:`Scan` of ``root``, if made)."""
     out = []
-    for m in matches(LAUNCH_QUERY, root):
+    for m in (scan or Scan(root))["launch"]:
         call, fn, cfg = m["launch"], m["fn"], m["cfg"]
         cfg_nodes = tuple(c for c in cfg.named_children if c.type != "comment")
         same_line = cfg.end_point[0] == fn.start_point[0]

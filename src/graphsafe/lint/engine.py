@@ -223,32 +223,33 @@ def _second_view(data: bytes, tree):
 def _cuda(data: bytes, filename: str):
     from .cpp_rules import lint_cpp
 
-    hits, error_bytes, tree = lint_cpp(data, return_tree=True)
+    hits, error_bytes, tree, scan = lint_cpp(data, return_tree=True)
     share = error_bytes / max(1, len(data))
-    trees = [(tree, data)]
+    trees = [(scan, data)]
     notes = []
     if share > PARSE_NOTE_SHARE:  # read once more: one branch of each conditional, attribute macros blanked
         view, view_tree, how, missing = _second_view(data, tree)
         if view != data:
-            more, view_errors, _ = lint_cpp(view, return_tree=True, tree=view_tree)
+            more, view_errors, _, view_scan = lint_cpp(view, return_tree=True, tree=view_tree)
             if view_errors < error_bytes:  # it parses more: add what it finds (same positions; lint_source
                 hits = hits + more           # keeps the first finding per code and place, the file as written's)
-                trees.append((view_tree, view))
+                trees.append((view_scan, view))
                 notes.append(_gsx(
                     "GSX002", filename, f"{share:.0%} of the file could not be parsed as written; read again with "
                     f"{how}, {view_errors / max(1, len(data)):.0%} could not", help_=missing))
     if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
     comments: dict[int, tuple[str, bool]] = {}
-    for t, src in reversed(trees):  # the file as written last: its comments win
-        comments.update(_cpp_comments(t, src))
+    for scanned, src in reversed(trees):  # the file as written last: its comments win
+        comments.update(_cpp_comments(scanned, src))
     return hits, notes, comments
 
 
-def _cpp_comments(tree, data: bytes) -> dict[int, tuple[str, bool]]:
-    from .cuda import matches, text
+def _cpp_comments(scan, data: bytes) -> dict[int, tuple[str, bool]]:
+    """Line -> (comment, whether it stands alone on its line) from a tree's :class:`~.cuda.Scan`."""
+    from .cuda import text
     comments: dict[int, tuple[str, bool]] = {}
-    for m in matches("(comment) @c", tree.root_node):
+    for m in scan["comment"]:
         node = m["c"]
         line_start = data.rfind(b"\n", 0, node.start_byte) + 1
         standalone = not data[line_start:node.start_byte].strip()
