@@ -299,6 +299,7 @@ def test_the_second_reading_keeps_the_view_that_parses_better(monkeypatch):
 
 
 _EVERY_PATTERN = b'''// a comment
+using namespace torch::cuda;
 #define GS_FLAG 1
 #define GS_LAUNCH(s) k<<<1, 1, 0, s>>>()
 static cudaStream_t kept;

@@ -102,10 +102,11 @@ def _base(callee: str) -> str:
 _TORCH_CUDA = {("namespace", "torch::cuda"), ("", "torch::cuda::synchronize")}
 
 
-def _torch_cuda_usings(root, src: bytes) -> list:
-    """The using-directives for ``torch::cuda`` and using-declarations of ``torch::cuda::synchronize`` in a tree."""
+def _torch_cuda_usings(scan: Scan, src: bytes) -> list:
+    """The using-directives for ``torch::cuda`` and using-declarations of ``torch::cuda::synchronize`` in a
+    tree (its :class:`Scan`)."""
     out = []
-    for m in matches("(using_declaration) @u", root):
+    for m in scan["using"]:
         u = m["u"]
         named = [c for c in u.named_children if c.type in ("qualified_identifier", "identifier")]
         kind = "namespace" if any(c.type == "namespace" for c in u.children) else ""
@@ -115,27 +116,20 @@ def _torch_cuda_usings(root, src: bytes) -> list:
 
 
 class _Ctx:
-    def __init__(self, src: bytes, row0: int = 0, col0: int = 0, prefix: int = 0, params=None, root=None):
+    def __init__(self, src: bytes, row0: int = 0, col0: int = 0, prefix: int = 0, params=None, usings=()):
         self.src, self.row0, self.col0, self.prefix = src, row0, col0, prefix
         self.macro_params = params
         self._scopes: dict[int, FunctionScope] = {}
-        self.root = root  # the whole file's tree (not a macro's snippet): where using-directives are looked for
-        self._usings: list | None = None
+        self.usings = usings  # the whole file's usings of torch::cuda (_torch_cuda_usings; none in a macro's snippet)
 
     def torch_cuda_synchronize(self, call) -> bool:
         """Whether a bare ``synchronize()`` at ``call`` names ``torch::cuda::synchronize``: a using-directive
-        for ``torch::cuda`` (or a using-declaration of the function) earlier in a scope holding the call.
-        The file's usings are looked up on the first such call only (rare; the query costs a tree walk)."""
-        if self.root is None:
-            return False
-        if self._usings is None:
-            self._usings = _torch_cuda_usings(self.root, self.src)
-        for using in self._usings:
+        for ``torch::cuda`` (or a using-declaration of the function) earlier in a scope holding the call."""
+        for using in self.usings:
             if using.start_byte < call.start_byte and using.parent is not None and \
                     using.parent.start_byte <= call.start_byte < using.parent.end_byte:
                 return True
         return False
-
 
     def scope(self, node) -> FunctionScope:
         func = enclosing_function(node)
@@ -167,7 +161,7 @@ def lint_cpp(src: bytes, return_tree: bool = False, tree=None):
     ``src``, if the caller has it already."""
     tree = tree if tree is not None else parser().parse(src)
     scan = Scan(tree.root_node)
-    hits = _lint_tree(tree.root_node, _Ctx(src, root=tree.root_node), in_macro=False, scan=scan)
+    hits = _lint_tree(tree.root_node, _Ctx(src, usings=_torch_cuda_usings(scan, src)), in_macro=False, scan=scan)
     for m in scan["macro_function"]:
         hits += _lint_macro(m, src)
     for m in scan["macro"]:
