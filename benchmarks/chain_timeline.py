@@ -12,7 +12,7 @@ captured into one graph and replayed; the last pair's programs are read back, in
 first start: when the GEMV's programs became resident, how long after the quantizer's end their wait
 released them, and how long they took after it.
 
-    python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--crossed] [--launch] [--json FILE]
+    python benchmarks/chain_timeline.py [--k 3584] [--n 4608] [--m 4] [--config 8,1,2,0] [--crossed] [--launch] [--balance] [--json FILE]
 
 The dp4a GEMV runs with ``dp4a_config``'s choice, so ``--m`` is at most 4. H100 results (fifteenth
 session) are in ``benchmarks/README.md`` and ``results/chain_timeline_h100.json``.
@@ -23,6 +23,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 
 
 def _pct(values: list[float]) -> str:
@@ -51,17 +52,19 @@ CROSSED = ("planes GEMV after the packing quantizer", "dp4a GEMV after the plane
 # its wait (PlanesConfig.early False: the same ring, its first weights requested after the wait; the weight
 # scales and bias still before it)
 LAUNCH = ("planes without sums, launched at the quantizer's end", "planes without sums, no weights before the wait")
+BALANCED = "planes without sums, rows shared out evenly, chained"  # PlanesConfig.balance: as many blocks as fit
 
 
-def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: bool = False) -> dict:
+def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: bool = False,
+        balance: bool = False) -> dict:
     """Per kind (the planes GEMV chained after its quantizer, with sums and without, the dp4a GEMV chained
     after the packing quantizer, the planes GEMV alone), the last call's timestamps of the quantizer's and the GEMV's programs,
     relative to the quantizer's first start (chained) or the GEMV's (alone). ``crossed`` adds each GEMV
     after the other's quantizer (its operands stale, its time real), to tell which kernel costs the chain;
-    ``launch`` the LAUNCH kinds."""
+    ``launch`` the LAUNCH kinds, ``balance`` the BALANCED kind."""
     import torch
 
-    from graphsafe.quant import mma_planes, pack_int4_weights
+    from graphsafe.quant import mma_gemv, mma_planes, pack_int4_weights
     from graphsafe.quant.triton_gemv import dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
 
@@ -81,13 +84,22 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     bare = torch.empty_like(planes)  # planes without sums (sym_quant_into(..., mma_planes=True), no xsum)
     late_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False, early=False)
 
+    types = (torch.float16, torch.float16, None, torch.float16)
+    bal_cfg = replace(bare_cfg, balance=True)
+    if balance:  # as many blocks as fit at once: the timeline keeps every one of them
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        fits = mma_planes._resident(index, mma_gemv.check(dev), mma_planes.macros(m, bal_cfg, types, pdl),
+                                    32 * cfg.warps)
+        bal_cfg = replace(bal_cfg, timeline=mma_planes.grid(n, bal_cfg, *fits, m))
+
     def planes_cfg(kind):
+        if kind == BALANCED:
+            return bal_cfg
         return late_cfg if "no weights before" in kind else bare_cfg if "without sums" in kind else cfg
 
     dcfg = dp4a_config(m, n, k // 2)
     q_t = torch.zeros(m, 4, dtype=torch.int64, device=dev)  # the quantizer: one program a row, in a PDL chain
     d_t = torch.zeros(-(-n // dcfg.bn), 4, dtype=torch.int64, device=dev)
-    types = (torch.float16, torch.float16, None, torch.float16)
     out = {"K": k, "N": n, "M": m, "config": cfg.__dict__, "dp4a_config": dcfg.__dict__, "pdl": pdl}
 
     def call(kind, i):
@@ -98,6 +110,9 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
         elif kind == "planes without sums chained":
             sym_quant_into(x, 1.0, bare, scale, trigger=pdl, wait=pdl, timeline=q_t, mma_planes=True)
             mma_planes.planes_into(bare, None, scale, *w, None, y, bare_cfg, after_quantizer=pdl)
+        elif kind == BALANCED:
+            sym_quant_into(x, 1.0, bare, scale, trigger=pdl, wait=pdl, timeline=q_t, mma_planes=True)
+            mma_planes.planes_into(bare, None, scale, *w, None, y, bal_cfg, after_quantizer=pdl)
         elif kind in LAUNCH:
             sym_quant_into(x, 1.0, bare, scale, trigger=pdl and "end" not in kind, wait=pdl, timeline=q_t,
                            mma_planes=True)
@@ -116,7 +131,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
 
     sym_quant_into(x, 1.0, planes, scale, xsum=xsum)
     kinds = ("planes chained", "planes without sums chained", "dp4a chained", "planes alone")
-    kinds += (CROSSED if crossed else ()) + (LAUNCH if launch else ())
+    kinds += (CROSSED if crossed else ()) + (LAUNCH if launch else ()) + ((BALANCED,) if balance else ())
     sym_quant_into(x, 1.0, q, scale)
     for kind in kinds:
         stream = torch.cuda.Stream()
@@ -171,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crossed", action="store_true", help="also each GEMV after the other GEMV's quantizer")
     ap.add_argument("--launch", action="store_true",
                     help="also the planes GEMV launched at the quantizer's end, and with no weights requested before its wait")
+    ap.add_argument("--balance", action="store_true",
+                    help="also the planes GEMV without sums with its rows shared out over as many blocks as fit")
     args = ap.parse_args(argv)
     import torch
     if not torch.cuda.is_available():
@@ -186,7 +203,7 @@ def main(argv=None) -> int:
         cfg = PlanesConfig(w, t, r, bool(p))
     else:
         cfg = planes_config(args.m, args.n, args.k // 8)
-    data = run(args.k, args.n, args.m, cfg, args.calls, args.crossed, args.launch)
+    data = run(args.k, args.n, args.m, cfg, args.calls, args.crossed, args.launch, args.balance)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f)

@@ -91,6 +91,38 @@ def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, 
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw_, ws, None, out_dtype))
 
 
+@pytest.mark.parametrize("m, k, n", [(4, 3584, 4608), (1, 32 * 83, 50), (16, 416, 3000), (9, 18944, 3584),
+                                     (2, 3584, 18944), (3, 4096 + 32, 4607)])
+@pytest.mark.parametrize("variant", ["bare", "sums", "prefetch", "tiles2"])
+def test_balanced_planes_gemv_is_exact_on_every_share_of_rows(m, k, n, variant):
+    """PlanesConfig.balance: the rows shared out over as many blocks as fit at once (11-12 rows a block
+    at 3584->4608, one row a block at N = 50, 16 where the layer is wider than a wave, a ragged last
+    block at N = 4607), after the quantizer with PDL, with a bias; bit-equal to the reference, and every
+    output written (the buffer starts as NaN). The launch's grid is the one ``grid`` computes from the
+    driver's occupancy."""
+    import dataclasses
+
+    from graphsafe.quant import mma_gemv, mma_planes
+    from graphsafe.quant.triton_gemv import pdl_available
+    x = _x(m, k)
+    qw, ws = quant.pack_int4_weights(_x(n, k, seed=5, scale=0.1))
+    bias = _x(1, n, seed=6).flatten()
+    pdl = pdl_available(x.device)
+    planes, xsum, s = _planes(x, pdl, sums=variant == "sums")
+    cfg = dataclasses.replace(mma_planes.PlanesConfig(10, 2 if variant == "tiles2" else 1, 2), xsum=variant == "sums",
+                              prefetch=variant == "prefetch", balance=True)
+    y = torch.full((m, n), float("nan"), dtype=torch.float16, device="cuda")
+    mma_planes.planes_into(planes, xsum, s, qw, ws, bias, y, cfg, after_quantizer=pdl)
+    q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
+    assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, bias, torch.float16))
+    types = (s.dtype, ws.dtype, bias.dtype, y.dtype)
+    resident, sms = mma_planes._resident(x.device.index or 0, mma_gemv.check(x.device),
+                                         mma_planes.macros(m, cfg, types, pdl), 32 * cfg.warps)
+    assert sms == torch.cuda.get_device_properties(x.device).multi_processor_count and resident >= 1
+    if (m, k, n) == (4, 3584, 4608) and variant == "bare":  # 60 registers a thread: three blocks an SM
+        assert resident == 3 and mma_planes.grid(n, cfg, resident, sms, m) == 3 * sms - m
+
+
 def test_planes_gemv_extreme_codes_largest_k_and_refusals():
     """Activation codes -8 and weight codes 7 at the largest K: the accumulator's largest magnitude (each
     pair of columns adds 15 x 16 x -8 + 16 x 7 x -8 = -2816, 1408 K in all); then codes -8 on both sides;

@@ -22,6 +22,7 @@ torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,6 +46,10 @@ class PlanesConfig:
     early: bool = True  # the first chunks' weights requested before the PDL wait (False: after it; benchmarks)
     head: int = 100  # with prefetch: the percentage of each weight row prefetched before the PDL wait; the
                      # rest once the block has requested its first planes
+    balance: bool = False  # as many blocks as fit the GPU at once (at least one per 16 tiles rows), each
+                           # covering an equal share of the rows, instead of 16 tiles rows a block
+    spare: int | None = None  # with balance: SMs left a block short, where the next call's quantizer programs
+                              # fit while this GEMV runs (None: one per activation row, as many as it has)
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -55,8 +60,12 @@ def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
     µs against 5.96 with 8 warps, 3584->18944 14.32 against 14.38 for 4 warps three chunks deep with sums.
     On long rows (K > 4096, where it runs at 9-16 rows) the same, with each block's weight rows prefetched
     into L2 while the quantizer runs: 18944->3584 at 16 rows 16.39 µs against 16.67 for 8 warps with sums.
-    Neither ``m`` nor ``n`` changes the choice (the signature keeps them for the routing's callers)."""
-    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False)
+    On rows up to 4096 the rows are shared out over as many blocks as fit the GPU at once, three an SM on
+    all but ``m`` SMs (``balance``): 3584->4608 at 2 / 4 / 8 rows 5.49 / 5.51 / 5.57 µs against 5.66 /
+    5.72 / 5.88 with 288 blocks of 16 rows (after a torch op 5.71 / 5.78 / 5.94 against 5.88 / 6.01 /
+    6.17); ``planes_into`` applies it only where that is more blocks than the tiles. Neither ``m`` nor
+    ``n`` changes the choice (the signature keeps them for the routing's callers)."""
+    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False, balance=kw <= 512)
 
 
 def supports(qw: torch.Tensor, m: int) -> bool:
@@ -94,7 +103,35 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
             ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)),
-            ("EARLY", int(cfg.early)), ("HEAD", cfg.head))
+            ("EARLY", int(cfg.early)), ("HEAD", cfg.head), ("BALANCE", int(cfg.balance)))
+
+
+def grid(n: int, cfg: PlanesConfig, resident: int, sms: int, m: int = 1) -> int:
+    """Blocks of a launch for ``n`` outputs and ``m`` activation rows: one per 16 ``cfg.tiles`` rows, or
+    with ``cfg.balance`` at least that many and ``resident`` blocks an SM (as many as fit at once) on each
+    of ``sms`` SMs but ``cfg.spare`` (default ``m``), so that no SM gets a block more than the others
+    (3584->4608 at 10 warps and 4 rows: 392 blocks of 11-12 rows, where 288 blocks of 16 put a third
+    block on 24 of 132 SMs and two on the rest) and the next call's quantizer, one program a row, finds
+    room on the spare SMs instead of waiting for this GEMV's blocks to leave."""
+    tiled = -(-n // (16 * cfg.tiles))
+    if not cfg.balance:
+        return tiled
+    spare = m if cfg.spare is None else cfg.spare
+    return max(tiled, min(resident * sms - spare, n), 1)  # every block at least one row
+
+
+@functools.lru_cache(maxsize=None)
+def _resident(index: int, arch: int, defines: tuple[tuple[str, int], ...], threads: int) -> tuple[int, int]:
+    """(blocks of this program that fit an SM at once, the device's SMs), from the driver's occupancy."""
+    from cuda.bindings import driver
+
+    from .launcher import cu_ok
+    fn = mma_gemv._function(index, arch, defines, 0, SOURCE, b"w4a4_planes")
+    result, blocks = driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(fn, threads, 0)
+    cu_ok(result, "cuOccupancyMaxActiveBlocksPerMultiprocessor")
+    if blocks < 1:
+        raise RuntimeError(f"no block of w4a4_planes {dict(defines)} fits an SM")
+    return blocks, torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
@@ -121,11 +158,13 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     arch = mma_gemv.check(planes.device)
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
-    fn = mma_gemv._function(index, arch, macros(m, cfg, (scale.dtype, w_scale.dtype,
-                                                         bias.dtype if bias is not None else None, out.dtype), pdl),
-                            0, SOURCE, b"w4a4_planes")
-    grid = -(-n // (16 * cfg.tiles))
-    launch = launcher.launch("w4a4_planes", PARAMS, grid, 32 * cfg.warps, 0, pdl)
+    types = (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype)
+    blocks = grid(n, cfg, 0, 0)
+    if cfg.balance:  # where a wave of whole tiles is at least as many blocks, there is nothing to share out
+        shared = grid(n, cfg, *_resident(index, arch, macros(m, cfg, types, pdl), 32 * cfg.warps), m)
+        cfg, blocks = (cfg, shared) if shared > blocks else (replace(cfg, balance=False), blocks)
+    fn = mma_gemv._function(index, arch, macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
+    launch = launcher.launch("w4a4_planes", PARAMS, blocks, 32 * cfg.warps, 0, pdl)
     launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
            (planes.data_ptr(), (xsum if xsum is not None else scale).data_ptr(), scale.data_ptr(), qw.data_ptr(), w_scale.data_ptr(),
             (bias if bias is not None else w_scale).data_ptr(), out.data_ptr(), m, n, kb // 4, planes.stride(0) // 4,

@@ -34,8 +34,16 @@
 // HEAD < 100 only the first HEAD % of each row before it, the rest once the first planes are requested),
 // EARLY (1: the first RING - 1 chunks' weights requested before the PDL wait; 0, for benchmarks: after it),
 // TIMELINE (0, or the number of blocks whose timestamps are kept in w4a4_timeline).
+// BALANCE (0: block b covers the 16 TILES rows from 16 TILES b; 1: the N rows shared out over G = gridDim.x
+// blocks, N / G each and one more for the first N % G, at most 16 TILES, so that a grid of as many blocks as fit the GPU at once
+// gives every SM the same share of the weights instead of a third block on some SMs and two on the rest;
+// the lanes of rows past the block's end load its last row, which a lane of the same load, or of the one
+// just before, asks for too, and their outputs are not stored).
 
 #define CLUSTER 1
+#ifndef BALANCE
+#define BALANCE 0
+#endif
 #ifndef HEAD
 #define HEAD 100
 #endif
@@ -127,7 +135,15 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
 #endif
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
+#if BALANCE
+  const unsigned share = static_cast<unsigned>(N) / gridDim.x, over = static_cast<unsigned>(N) % gridDim.x;
+  const int n0 = static_cast<int>(blockIdx.x * share + min(blockIdx.x, over));  // the first `over` blocks: a row more
+  const int end = n0 + static_cast<int>(share + (blockIdx.x < over ? 1u : 0u));  // past our last row
+  if (end <= n0) return;  // no row (the launch gives every block one; a grid past N must not fault)
+#else
   const int n0 = blockIdx.x * 16 * TILES;
+  const int end = N;  // only the last block has rows past it
+#endif
   const int whole = kw >> 4;                                        // whole chunks of K
   const int mine = whole > warp ? (whole - 1 - warp) / WARPS + 1 : 0;  // this warp's: warp, warp + WARPS, ...
   const int first = 16 * warp + 4 * t;                               // its thread's word in the first
@@ -139,7 +155,7 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   for (int r = 0; r < TILES; ++r)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int n = min(n0 + 16 * r + 8 * h + g, N - 1);  // rows past N load row N-1; never stored
+      const int n = min(n0 + 16 * r + 8 * h + g, end - 1);  // rows past the end load the last; never stored
       p.w[r][h] = b + static_cast<long long>(n) * stride_b + first;
     }
 #pragma unroll
@@ -152,7 +168,7 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   // the block's weight rows on their way to L2 while the quantizer runs, one bulk prefetch per row: whole,
   // or with HEAD < 100 the first HEAD % of each (whole 16 bytes) before the wait and the rest once the block
   // has asked for its first planes (so that those reads do not queue behind it)
-  const bool prefetcher = threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < N;
+  const bool prefetcher = threadIdx.x < 16 * TILES && n0 + static_cast<int>(threadIdx.x) < end;
   const char* prefetch_row = reinterpret_cast<const char*>(b + static_cast<long long>(n0 + threadIdx.x) * stride_b);
   const u32 head = HEAD >= 100 ? 4u * kw : (4u * kw * HEAD / 100) & ~15u;
   if (prefetcher && (HEAD >= 100 || head))
@@ -166,7 +182,7 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
   };
   if (EARLY) first_weights();
   Out outs[EARLY_OUTS ? OUTS : 1];
-  place_early(outs, n0, N, sb, bias);
+  place_early(outs, n0, end, sb, bias);
   wait_then_release();  // the planes, sums and scales come from the quantizer
 #if TIMELINE
   const unsigned long long released = now();
@@ -216,7 +232,7 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
 
   auto output = [&](int j) {  // output j of this thread, its epilogue operands loaded by now
     if constexpr (EARLY_OUTS) return outs[j];
-    Out o = place(out_v(j), out_l(j), n0, N, sb, bias);
+    Out o = place(out_v(j), out_l(j), n0, end, sb, bias);
     load_scales(o, M, sa, xsum);
     return o;
   };
@@ -228,13 +244,13 @@ w4a4_planes(const u32* __restrict__ xp, const int* __restrict__ xsum, const void
     const int v = out_v(j), l = out_l(j);
     if (v >= PER_LANE) break;
     const Out o = output(j);
-    finish(o, exact(warp_sum(part, v, l), o), M, N, out, stride_c);
+    finish(o, exact(warp_sum(part, v, l), o), M, end, out, stride_c);
   }
 #else
 #pragma unroll
   for (int j = 0; j < PER_LANE; ++j) {
     const Out o = output(j);
-    finish(o, exact(acc[j / (NT * 4)][(j >> 2) % NT][j & 3], o), M, N, out, stride_c);
+    finish(o, exact(acc[j / (NT * 4)][(j >> 2) % NT][j & 3], o), M, end, out, stride_c);
   }
 #endif
 #if TIMELINE
