@@ -17,7 +17,10 @@ instructions a register, 5.2 a weight word), so the quantizer adds nothing up an
 Alone it is the fastest few-row GEMM at 4 and 8 rows on an H100 (3584->4608 M = 4: 5.04 µs against 5.27
 for the GEMV on packed codes and 5.46 for the dp4a GEMV, at 8 warps). With 10 warps a block (seventeenth
 session) it also leads chained after the quantizer from 1 row on rows up to 4096, and by more after a
-torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``).
+torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``). On rows up to 4096
+its rows are shared out over a full wave of blocks (``PlanesConfig.balance``, twenty-first session), so
+that no SM holds a block more than the others, leaving a block's room on one SM per activation row for
+the next call's quantizer.
 """
 from __future__ import annotations
 
