@@ -85,7 +85,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     late_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False, early=False)
 
     types = (torch.float16, torch.float16, None, torch.float16)
-    bal_cfg = replace(bare_cfg, balance=True)
+    bal_cfg = replace(bare_cfg, balance=2)
     if balance:  # as many blocks as fit at once: the timeline keeps every one of them
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         fits = mma_planes._resident(index, mma_gemv.check(dev), mma_planes.macros(m, bal_cfg, types, pdl),

@@ -8,7 +8,8 @@ Each candidate is the quantizer chained with PDL to one GEMM, as ``ops._quant_li
 W,T,R,sums|bare[,pfH]`` (MMA planes, then ``mma_planes.planes_into`` with that ``PlanesConfig``;
 ``default`` marks ``planes_config``'s choice; ``pf``: the weights prefetched into L2, ``pfH`` only H % of
 each row before the wait; ``bal``: the rows shared out evenly over as many blocks as fit the GPU at once,
-``PlanesConfig.balance``, with M SMs a block short (``balN``: N SMs); ``plain``: the GEMV in plain stream order, not released early by the quantizer;
+``PlanesConfig.balance`` 2, with M SMs a block short (``balN``: N SMs; ``balauto``: balance 1, where the
+tiles would put a block more on some SMs); ``plain``: the GEMV in plain stream order, not released early by the quantizer;
 ``q4``, ``q16``, ``q32``: the quantizer with 4, 16 or 32 warps a program, on either route). ``warm`` or
 ``cold``: the quantizer asks L2 for its row of x before its PDL wait (``sym_quant_into(warm_x=True)``, the
 default) or not.
@@ -41,7 +42,7 @@ def candidates(m: int, n: int, k: int, warps) -> list[tuple[str, object, bool]]:
                 if cfg != default:
                     out.append(("planes", cfg, True))
                 if not sums:  # the rows shared out over as many blocks as fit at once, m, none or 16 SMs a block short
-                    out += [("planes", c, True) for c in (replace(cfg, balance=True, spare=s) for s in (None, 0, 16))
+                    out += [("planes", c, True) for c in (replace(cfg, balance=2, spare=s) for s in (None, 0, 16))
                             if c != default]
     if k <= 4096:  # part of each weight row prefetched before the wait, the rest after the first planes
         out += [("planes", replace(default, prefetch=True, head=h), True) for h in (25, 50, 100)]
@@ -54,7 +55,8 @@ def label(kind: str, cfg, warm: bool, default) -> str:
     if cfg is None:
         return f"packed {kind}" if kind.startswith("q") else f"{kind} {'warm' if warm else 'cold'}"
     tag = (f"{cfg.warps},{cfg.tiles},{cfg.ring},{'sums' if cfg.xsum else 'bare'}"
-           + (f",pf{cfg.head if cfg.head < 100 else ''}" if cfg.prefetch else "") + ((",bal" + ("" if cfg.spare is None else str(cfg.spare))) if cfg.balance else ""))
+           + (f",pf{cfg.head if cfg.head < 100 else ''}" if cfg.prefetch else "") + ((",bal" + ("" if cfg.balance == 2 else "auto") + ("" if cfg.spare is None else str(cfg.spare)))
+              if cfg.balance else ""))
     if kind != "planes":
         return f"planes {tag} {kind}"
     return f"planes {tag}{' default' if cfg == default else ''} {'warm' if warm else 'cold'}"

@@ -95,7 +95,7 @@ def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, 
                                      (2, 3584, 18944), (3, 4096 + 32, 4607)])
 @pytest.mark.parametrize("variant", ["bare", "sums", "prefetch", "tiles2"])
 def test_balanced_planes_gemv_is_exact_on_every_share_of_rows(m, k, n, variant):
-    """PlanesConfig.balance: the rows shared out over as many blocks as fit at once (11-12 rows a block
+    """PlanesConfig.balance 2: the rows shared out over as many blocks as fit at once (11-12 rows a block
     at 3584->4608, one row a block at N = 50, 16 where the layer is wider than a wave, a ragged last
     block at N = 4607), after the quantizer with PDL, with a bias; bit-equal to the reference, and every
     output written (the buffer starts as NaN). The launch's grid is the one ``grid`` computes from the
@@ -110,7 +110,7 @@ def test_balanced_planes_gemv_is_exact_on_every_share_of_rows(m, k, n, variant):
     pdl = pdl_available(x.device)
     planes, xsum, s = _planes(x, pdl, sums=variant == "sums")
     cfg = dataclasses.replace(mma_planes.PlanesConfig(10, 2 if variant == "tiles2" else 1, 2), xsum=variant == "sums",
-                              prefetch=variant == "prefetch", balance=True)
+                              prefetch=variant == "prefetch", balance=2)
     y = torch.full((m, n), float("nan"), dtype=torch.float16, device="cuda")
     mma_planes.planes_into(planes, xsum, s, qw, ws, bias, y, cfg, after_quantizer=pdl)
     q_ref, s_ref = ref.sym_quant_reference(x, 1.0)

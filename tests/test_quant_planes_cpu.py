@@ -32,8 +32,8 @@ def _configs():
     # the defaults and the swept configurations without sums that the grid above has only with them
     return grid + [PlanesConfig(8, 1, 2, True), PlanesConfig(10, 1, 2, xsum=False), PlanesConfig(8, 1, 3, xsum=False),
                    PlanesConfig(8, 1, 1, xsum=False), PlanesConfig(4, 1, 3, xsum=False),
-                   PlanesConfig(10, 1, 2, xsum=False, balance=True), PlanesConfig(10, 1, 2, True, xsum=False, balance=True),
-                   PlanesConfig(8, 2, 2, balance=True)]
+                   PlanesConfig(10, 1, 2, xsum=False, balance=1), PlanesConfig(10, 1, 2, True, xsum=False, balance=1),
+                   PlanesConfig(8, 2, 2, balance=1)]
 
 
 @pytest.mark.parametrize("cfg", _configs(),
@@ -175,10 +175,13 @@ def test_quant_linear_takes_the_planes_gemv_where_it_won(k, n, rows):
     """1-8 rows on rows of up to 4096 (from 2 in wide layers), 9-16 on longer ones; the configuration per
     layer shape: 10 warps without sums, on rows up to 4096 the rows shared out over a full wave of blocks,
     on longer ones the weights prefetched."""
+    import dataclasses
+
     from graphsafe.quant.mma_planes import PlanesConfig, planes_config
     assert [m for m in range(0, 20) if ops.planes_wanted(m, n, k // 2)] == list(rows)
-    expected = PlanesConfig(10, 1, 2, prefetch=k > 4096, xsum=False, balance=k <= 4096)
-    assert all(planes_config(m, n, k // 8) == expected for m in rows)
+    expected = PlanesConfig(10, 1, 2, prefetch=k > 4096, xsum=False)
+    assert all(planes_config(m, n, k // 8) == dataclasses.replace(expected, balance=int(k <= 4096 and m >= 2))
+               for m in rows)
 
 
 def test_planes_gemv_timeline_is_compiled_in_only_when_asked(nvrtc):
@@ -278,20 +281,23 @@ def _block_rows(n: int, blocks: int) -> list[int]:
 def test_balanced_grid_fills_every_sm_alike_and_never_overfills_a_block():
     """PlanesConfig.balance: 3584->4608 at 4 rows and 3 blocks an SM on 132 SMs takes 392 blocks of 11-12
     rows, 4 SMs a block short for the next call's quantizer (not 288 of 16, a third block on 24 SMs
-    only), 396 with no SM spare; a layer too wide for one wave keeps its blocks of 16 tiles rows; a
-    layer narrower than the GPU gets a block a row, none empty; and no block ever holds more rows than
-    its tiles (the kernel has no guard for that)."""
+    only), 396 with no SM spare; a layer too wide for one wave keeps its blocks of 16 tiles rows, and so
+    do layers whose tiles put no more than two blocks on any SM (3584->3584, 3584->512); a layer
+    narrower than the GPU at one block an SM gets a block a row, none empty; and no block ever holds
+    more rows than its tiles (the kernel has no guard for that)."""
     import dataclasses
 
     from graphsafe.quant.mma_planes import PlanesConfig, grid
-    bal, tiled = PlanesConfig(10, 1, 2, xsum=False, balance=True), PlanesConfig(10, 1, 2, xsum=False)
+    bal, tiled = PlanesConfig(10, 1, 2, xsum=False, balance=1), PlanesConfig(10, 1, 2, xsum=False)
     assert grid(4608, tiled, 3, 132, 4) == 288
     assert grid(4608, bal, 3, 132, 4) == 392 and set(_block_rows(4608, 392)) == {11, 12}
     assert grid(4608, dataclasses.replace(bal, spare=0), 3, 132, 4) == 396
+    assert grid(3584, dataclasses.replace(bal, balance=2), 3, 132, 4) == 392  # balance 2: wherever it is more
     assert grid(18944, bal, 3, 132, 16) == 1184 and set(_block_rows(18944, 1184)) == {16}
-    assert grid(50, bal, 3, 132) == 50 and set(_block_rows(50, 50)) == {1}
-    assert grid(3584, bal, 3, 114, 2) == 340  # an H100 PCIe
-    for cfg in (bal, PlanesConfig(8, 2, 2, balance=True), dataclasses.replace(bal, spare=200)):
+    assert grid(3584, bal, 3, 132, 4) == 224 and grid(512, bal, 3, 132, 4) == 32
+    assert grid(50, bal, 1, 132) == 50 and set(_block_rows(50, 50)) == {1}
+    assert grid(4608, bal, 3, 114, 2) == 340  # an H100 PCIe: 288 tiles, a third block on 60 of 114 SMs
+    for cfg in (bal, PlanesConfig(8, 2, 2, balance=2), dataclasses.replace(bal, spare=200, balance=2)):
         for n in (1, 7, 16, 17, 31, 32, 33, 396, 397, 3000, 4607, 6336, 6337, 65536):
             for resident, sms, m in ((1, 1, 1), (3, 132, 4), (4, 132, 16), (2, 78, 9)):
                 blocks = grid(n, cfg, resident, sms, m)

@@ -17,10 +17,10 @@ instructions a register, 5.2 a weight word), so the quantizer adds nothing up an
 Alone it is the fastest few-row GEMM at 4 and 8 rows on an H100 (3584->4608 M = 4: 5.04 µs against 5.27
 for the GEMV on packed codes and 5.46 for the dp4a GEMV, at 8 warps). With 10 warps a block (seventeenth
 session) it also leads chained after the quantizer from 1 row on rows up to 4096, and by more after a
-torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``). On rows up to 4096
-its rows are shared out over a full wave of blocks (``PlanesConfig.balance``, twenty-first session), so
-that no SM holds a block more than the others, leaving a block's room on one SM per activation row for
-the next call's quantizer.
+torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``). From 2 rows on
+rows up to 4096, where 16-row tiles would put a block more on some SMs than on the others, its rows
+are shared out over a full wave of blocks instead (``PlanesConfig.balance``, twenty-first session),
+leaving a block's room on one SM per activation row for the next call's quantizer.
 """
 from __future__ import annotations
 
@@ -49,8 +49,9 @@ class PlanesConfig:
     early: bool = True  # the first chunks' weights requested before the PDL wait (False: after it; benchmarks)
     head: int = 100  # with prefetch: the percentage of each weight row prefetched before the PDL wait; the
                      # rest once the block has requested its first planes
-    balance: bool = False  # as many blocks as fit the GPU at once (at least one per 16 tiles rows), each
-                           # covering an equal share of the rows, instead of 16 tiles rows a block
+    balance: int = 0  # 1: where 16 tiles rows a block would put a block more on some SMs than on the rest
+                      # at a full wave, as many blocks as fit the GPU at once, each an equal share of the
+                      # rows (``grid``); 2: that on every launch (tests, benchmarks); 0: never
     spare: int | None = None  # with balance: SMs left a block short, where the next call's quantizer programs
                               # fit while this GEMV runs (None: one per activation row, as many as it has)
 
@@ -63,12 +64,13 @@ def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
     µs against 5.96 with 8 warps, 3584->18944 14.32 against 14.38 for 4 warps three chunks deep with sums.
     On long rows (K > 4096, where it runs at 9-16 rows) the same, with each block's weight rows prefetched
     into L2 while the quantizer runs: 18944->3584 at 16 rows 16.39 µs against 16.67 for 8 warps with sums.
-    On rows up to 4096 the rows are shared out over as many blocks as fit the GPU at once, three an SM on
-    all but ``m`` SMs (``balance``): 3584->4608 at 2 / 4 / 8 rows 5.49 / 5.51 / 5.57 µs against 5.66 /
-    5.72 / 5.88 with 288 blocks of 16 rows (after a torch op 5.71 / 5.78 / 5.94 against 5.88 / 6.01 /
-    6.17); ``planes_into`` applies it only where that is more blocks than the tiles. Neither ``m`` nor
-    ``n`` changes the choice (the signature keeps them for the routing's callers)."""
-    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False, balance=kw <= 512)
+    From 2 rows on rows up to 4096 the rows are shared out over as many blocks as fit the GPU at once,
+    three an SM on all but ``m`` SMs (``balance``, where ``grid`` finds a third block on only some SMs):
+    3584->4608 at 2 / 4 / 8 rows 5.49 / 5.51 / 5.57 µs against 5.66 / 5.72 / 5.88 with 288 blocks of 16
+    rows (after a torch op 5.71 / 5.78 / 5.94 against 5.88 / 6.01 / 6.17); at 1 row level on an H100
+    (5.55 against 5.60) and 0.1 µs slower on an H200, so not there. ``n`` does not change the choice
+    (``grid`` decides where the balance applies)."""
+    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False, balance=int(kw <= 512 and m >= 2))
 
 
 def supports(qw: torch.Tensor, m: int) -> bool:
@@ -106,18 +108,21 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
             ("SA_T", code[sa]), ("SB_T", code[sb]), ("BIAS_T", code[bias] if bias is not None else 0),
             ("OUT_T", code[out]), ("HAS_BIAS", int(bias is not None)), ("PDL", int(pdl)),
             ("PREFETCH", int(cfg.prefetch and pdl)), ("TIMELINE", cfg.timeline), ("XSUM", int(cfg.xsum)),
-            ("EARLY", int(cfg.early)), ("HEAD", cfg.head), ("BALANCE", int(cfg.balance)))
+            ("EARLY", int(cfg.early)), ("HEAD", cfg.head), ("BALANCE", int(cfg.balance > 0)))
 
 
 def grid(n: int, cfg: PlanesConfig, resident: int, sms: int, m: int = 1) -> int:
-    """Blocks of a launch for ``n`` outputs and ``m`` activation rows: one per 16 ``cfg.tiles`` rows, or
-    with ``cfg.balance`` at least that many and ``resident`` blocks an SM (as many as fit at once) on each
-    of ``sms`` SMs but ``cfg.spare`` (default ``m``), so that no SM gets a block more than the others
-    (3584->4608 at 10 warps and 4 rows: 392 blocks of 11-12 rows, where 288 blocks of 16 put a third
-    block on 24 of 132 SMs and two on the rest) and the next call's quantizer, one program a row, finds
-    room on the spare SMs instead of waiting for this GEMV's blocks to leave."""
+    """Blocks of a launch for ``n`` outputs and ``m`` activation rows: one per 16 ``cfg.tiles`` rows; with
+    ``cfg.balance`` 1, where those tiles' last round puts a block more on some SMs than on the rest at a
+    full wave (more than ``resident`` - 1 blocks an SM on ``sms`` SMs, ``resident`` being as many as fit
+    at once), ``resident`` blocks an SM instead on all SMs but ``cfg.spare`` (default ``m``), so that no
+    SM waits on a block more than the others (3584->4608 at 10 warps and 4 rows: 392 blocks of 11-12
+    rows, where 288 blocks of 16 put a third block on 24 of 132 SMs and two on the rest) and the next
+    call's quantizer, one program a row, finds room on the spare SMs instead of waiting for this GEMV's
+    blocks to leave. Fewer tiles keep their grid: spread over a full wave they ran slower (on an H200,
+    3584->3584 and 3584->512). ``cfg.balance`` 2 takes the full wave wherever it is more blocks."""
     tiled = -(-n // (16 * cfg.tiles))
-    if not cfg.balance:
+    if not cfg.balance or cfg.balance == 1 and tiled <= (resident - 1) * sms:
         return tiled
     spare = m if cfg.spare is None else cfg.spare
     return max(tiled, min(resident * sms - spare, n), 1)  # every block at least one row
@@ -163,9 +168,9 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     types = (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype)
     blocks = grid(n, cfg, 0, 0)
-    if cfg.balance:  # where a wave of whole tiles is at least as many blocks, there is nothing to share out
+    if cfg.balance:  # where the tiles fill no SM more than another, or a wave, they keep their grid
         shared = grid(n, cfg, *_resident(index, arch, macros(m, cfg, types, pdl), 32 * cfg.warps), m)
-        cfg, blocks = (cfg, shared) if shared > blocks else (replace(cfg, balance=False), blocks)
+        cfg, blocks = (cfg, shared) if shared > blocks else (replace(cfg, balance=0), blocks)
     fn = mma_gemv._function(index, arch, macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
     launch = launcher.launch("w4a4_planes", PARAMS, blocks, 32 * cfg.warps, 0, pdl)
     launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
