@@ -64,7 +64,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     ``launch`` the LAUNCH kinds, ``balance`` the BALANCED kind."""
     import torch
 
-    from graphsafe.quant import mma_gemv, mma_planes, pack_int4_weights
+    from graphsafe.quant import mma_planes, pack_int4_weights
     from graphsafe.quant.triton_gemv import dp4a_config, dp4a_into, pdl_available
     from graphsafe.quant.triton_kernels import mma_planes_width, sym_quant_into
 
@@ -87,10 +87,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     types = (torch.float16, torch.float16, None, torch.float16)
     bal_cfg = replace(bare_cfg, balance=2)
     if balance:  # as many blocks as fit at once: the timeline keeps every one of them
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        fits = mma_planes._resident(index, mma_gemv.check(dev), mma_planes.macros(m, bal_cfg, types, pdl),
-                                    32 * cfg.warps)
-        bal_cfg = replace(bal_cfg, timeline=mma_planes.grid(n, bal_cfg, *fits, m))
+        bal_cfg = replace(bal_cfg, timeline=mma_planes.plan(m, n, bal_cfg, types, pdl, dev)[1])
 
     def planes_cfg(kind):
         if kind == BALANCED:
@@ -154,7 +151,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
                 gemv = d_t.cpu().tolist()
             else:
                 gemv = mma_planes.timeline(planes_cfg(kind), m, types, pdl and kind != "planes alone",
-                                           dev).cpu().tolist()
+                                           dev, n).cpu().tolist()
             quant = q_t.cpu().tolist() if kind != "planes alone" else []
             t0 = min(r[0] for r in quant or gemv)
             runs.append({"quantizer": _stamps(quant, t0), "gemv": _stamps(gemv, t0),

@@ -9,7 +9,9 @@ W,T,R,sums|bare[,pfH]`` (MMA planes, then ``mma_planes.planes_into`` with that `
 ``default`` marks ``planes_config``'s choice; ``pf``: the weights prefetched into L2, ``pfH`` only H % of
 each row before the wait; ``bal``: the rows shared out evenly over as many blocks as fit the GPU at once,
 ``PlanesConfig.balance`` 2, with M SMs a block short (``balN``: N SMs; ``balauto``: balance 1, where the
-tiles would put a block more on some SMs); ``plain``: the GEMV in plain stream order, not released early by the quantizer;
+tiles would put a block more on some SMs; where a full wave is no more blocks than the tiles, any of them
+runs the tiles without BALANCE, as ``mma_planes.plan`` decides; the ``pfH`` rows of rows up to 4096 carry
+the default's balance); ``plain``: the GEMV in plain stream order, not released early by the quantizer;
 ``q4``, ``q16``, ``q32``: the quantizer with 4, 16 or 32 warps a program, on either route). ``warm`` or
 ``cold``: the quantizer asks L2 for its row of x before its PDL wait (``sym_quant_into(warm_x=True)``, the
 default) or not.

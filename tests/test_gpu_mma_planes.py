@@ -91,18 +91,20 @@ def test_planes_gemv_after_its_quantizer_with_pdl(m, k, n, out_dtype, prefetch, 
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw_, ws, None, out_dtype))
 
 
-@pytest.mark.parametrize("m, k, n", [(4, 3584, 4608), (1, 32 * 83, 50), (16, 416, 3000), (9, 18944, 3584),
-                                     (2, 3584, 18944), (3, 4096 + 32, 4607)])
+@pytest.mark.parametrize("m, k, n", [(4, 3584, 4608), (1, 32 * 83, 50), (4, 416, 2000), (3, 4096 + 32, 4607),
+                                     (9, 18944, 3584), (2, 3584, 18944)])
 @pytest.mark.parametrize("variant", ["bare", "sums", "prefetch", "tiles2"])
 def test_balanced_planes_gemv_is_exact_on_every_share_of_rows(m, k, n, variant):
-    """PlanesConfig.balance 2: the rows shared out over as many blocks as fit at once (11-12 rows a block
-    at 3584->4608, one row a block at N = 50, 16 where the layer is wider than a wave, a ragged last
-    block at N = 4607), after the quantizer with PDL, with a bias; bit-equal to the reference, and every
-    output written (the buffer starts as NaN). The launch's grid is the one ``grid`` computes from the
-    driver's occupancy."""
+    """PlanesConfig.balance 2: the rows shared out over as many blocks as fit at once, after the quantizer
+    with PDL, with a bias; bit-equal to the reference, every output written (the buffer starts as NaN).
+    The shares: 11-12 rows a block (3584->4608; 17-18 with two tiles), one row a block (N = 50), 5-8 (N =
+    2000: the second half of each MMA tile has no row of its own), a ragged 11-12 (N = 4607), long rows
+    with the prefetch (18944->3584); and a layer wider than a wave (3584->18944), where ``plan`` keeps the
+    tiles and the program without BALANCE. The test checks that the launch it asked for is the one that
+    ran: BALANCE on more blocks than tiles, at most 16 tiles rows each."""
     import dataclasses
 
-    from graphsafe.quant import mma_gemv, mma_planes
+    from graphsafe.quant import mma_planes
     from graphsafe.quant.triton_gemv import pdl_available
     x = _x(m, k)
     qw, ws = quant.pack_int4_weights(_x(n, k, seed=5, scale=0.1))
@@ -115,12 +117,14 @@ def test_balanced_planes_gemv_is_exact_on_every_share_of_rows(m, k, n, variant):
     mma_planes.planes_into(planes, xsum, s, qw, ws, bias, y, cfg, after_quantizer=pdl)
     q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, bias, torch.float16))
-    types = (s.dtype, ws.dtype, bias.dtype, y.dtype)
-    resident, sms = mma_planes._resident(x.device.index or 0, mma_gemv.check(x.device),
-                                         mma_planes.macros(m, cfg, types, pdl), 32 * cfg.warps)
-    assert sms == torch.cuda.get_device_properties(x.device).multi_processor_count and resident >= 1
-    if (m, k, n) == (4, 3584, 4608) and variant == "bare":  # 60 registers a thread: three blocks an SM
-        assert resident == 3 and mma_planes.grid(n, cfg, resident, sms, m) == 3 * sms - m
+    ran, blocks = mma_planes.plan(m, n, cfg, (s.dtype, ws.dtype, bias.dtype, y.dtype), pdl, x.device)
+    tiled = -(-n // (16 * cfg.tiles))
+    if n == 18944:
+        assert ran.balance == 0 and blocks == tiled
+    else:
+        assert ran == cfg and blocks > tiled and -(-n // blocks) <= 16 * cfg.tiles, (ran, blocks)
+    if (m, k, n) == (4, 3584, 4608) and variant == "bare":  # at most 64 registers a thread: three blocks an SM
+        assert blocks == 3 * torch.cuda.get_device_properties(x.device).multi_processor_count - m
 
 
 def test_planes_gemv_extreme_codes_largest_k_and_refusals():

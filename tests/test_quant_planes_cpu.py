@@ -303,3 +303,31 @@ def test_balanced_grid_fills_every_sm_alike_and_never_overfills_a_block():
                 blocks = grid(n, cfg, resident, sms, m)
                 rows = _block_rows(n, blocks)
                 assert sum(rows) == n and min(rows) >= 1 and max(rows) <= 16 * cfg.tiles, (n, cfg, resident, sms)
+
+
+def test_plan_launches_the_balanced_program_only_where_it_gives_more_blocks(monkeypatch):
+    """mma_planes.plan with the driver's occupancy stood in (3 blocks an SM, 132 SMs): balance 1 on
+    3584->4608 at 4 rows runs the BALANCE program on 392 blocks; on 3584->3584 (224 tiles, no SM with
+    a third) and 3584->18944 (more tiles than a wave) the program without it on the tiles; balance 2 takes
+    3584->3584 to 392 blocks too, and balance 0 never leaves the tiles."""
+    import dataclasses
+
+    from graphsafe.quant import mma_planes
+    monkeypatch.setattr(mma_planes, "_resident", lambda *a: (3, 132))
+    mma_planes._plan.cache_clear()
+    types = (torch.float16, torch.float16, None, torch.float16)
+    bal = mma_planes.PlanesConfig(10, 1, 2, xsum=False, balance=1)
+    try:
+        assert mma_planes._plan(0, 90, 4, 4608, bal, types, True) == (bal, 392)
+        assert mma_planes._plan(0, 90, 4, 3584, bal, types, True) == (dataclasses.replace(bal, balance=0), 224)
+        assert mma_planes._plan(0, 90, 4, 18944, bal, types, True) == (dataclasses.replace(bal, balance=0), 1184)
+        forced = dataclasses.replace(bal, balance=2)
+        assert mma_planes._plan(0, 90, 4, 3584, forced, types, True) == (forced, 392)
+        tiles = dataclasses.replace(bal, balance=0)
+        assert mma_planes._plan(0, 90, 4, 4608, tiles, types, True) == (tiles, 288)
+    finally:
+        mma_planes._plan.cache_clear()
+    with pytest.raises(ValueError, match="balance"):
+        mma_planes.PlanesConfig(10, 1, 2, balance=3)
+    with pytest.raises(ValueError, match="spare"):
+        mma_planes.PlanesConfig(10, 1, 2, balance=1, spare=-1)

@@ -51,9 +51,14 @@ class PlanesConfig:
                      # rest once the block has requested its first planes
     balance: int = 0  # 1: where 16 tiles rows a block would put a block more on some SMs than on the rest
                       # at a full wave, as many blocks as fit the GPU at once, each an equal share of the
-                      # rows (``grid``); 2: that on every launch (tests, benchmarks); 0: never
+                      # rows (``grid``); 2: that wherever it is more blocks than the tiles (tests,
+                      # benchmarks); 0: never
     spare: int | None = None  # with balance: SMs left a block short, where the next call's quantizer programs
                               # fit while this GEMV runs (None: one per activation row, as many as it has)
+
+    def __post_init__(self):
+        if self.balance not in (0, 1, 2) or self.spare is not None and self.spare < 0:
+            raise ValueError(f"PlanesConfig.balance is 0, 1 or 2 and spare None or >= 0, got {self}")
 
 
 def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
@@ -142,6 +147,24 @@ def _resident(index: int, arch: int, defines: tuple[tuple[str, int], ...], threa
     return blocks, torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def plan(m: int, n: int, cfg: PlanesConfig, types, pdl: bool, device: torch.device) -> tuple[PlanesConfig, int]:
+    """(the configuration launched, its blocks) for ``m`` rows and ``n`` outputs on ``device``, ``types``
+    and ``pdl`` as for :func:`macros`: ``cfg`` on :func:`grid`'s blocks where ``cfg.balance`` gives more
+    blocks than the tiles, else ``cfg`` without ``balance`` on the tiles (the program without BALANCE)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _plan(index, mma_gemv.check(device), m, n, cfg, tuple(types), pdl)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(index: int, arch: int, m: int, n: int, cfg: PlanesConfig, types, pdl: bool) -> tuple[PlanesConfig, int]:
+    tiled = -(-n // (16 * cfg.tiles))
+    if cfg.balance:  # where the tiles fill no SM more than another, or a wave, they keep their grid
+        shared = grid(n, cfg, *_resident(index, arch, macros(m, cfg, types, pdl), 32 * cfg.warps), m)
+        if shared > tiled:
+            return cfg, shared
+    return replace(cfg, balance=0), tiled
+
+
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
                 w_scale: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
                 config: PlanesConfig | None = None, after_quantizer: bool = False) -> None:
@@ -167,10 +190,7 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
     pdl = after_quantizer and arch >= 90
     index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
     types = (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype)
-    blocks = grid(n, cfg, 0, 0)
-    if cfg.balance:  # where the tiles fill no SM more than another, or a wave, they keep their grid
-        shared = grid(n, cfg, *_resident(index, arch, macros(m, cfg, types, pdl), 32 * cfg.warps), m)
-        cfg, blocks = (cfg, shared) if shared > blocks else (replace(cfg, balance=0), blocks)
+    cfg, blocks = _plan(index, arch, m, n, cfg, types, pdl)
     fn = mma_gemv._function(index, arch, macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
     launch = launcher.launch("w4a4_planes", PARAMS, blocks, 32 * cfg.warps, 0, pdl)
     launch(fn, torch.cuda.current_stream(planes.device).cuda_stream,
@@ -195,16 +215,20 @@ def chain_into(x: torch.Tensor, clip_ratio: float, planes: torch.Tensor, xsum: t
     planes_into(planes, sums, scale, qw, w_scale, bias, out, cfg, after_quantizer=pdl and early)
 
 
-def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device) -> torch.Tensor:
+def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device, n: int | None = None) -> torch.Tensor:
     """The timestamps a ``cfg.timeline`` configuration kept for the blocks of its latest launch on
     ``device`` (int64 (cfg.timeline, 4): %globaltimer ns at the block's start, after its PDL wait and at
-    its end, then its SM), copied out of the module's ``w4a4_timeline``. ``m``, ``types`` and ``pdl`` as
-    the launch had them (they pick the program)."""
+    its end, then its SM), copied out of the module's ``w4a4_timeline``. ``m``, ``types``, ``pdl`` and,
+    with ``cfg.balance``, the launch's outputs ``n`` as the launch had them (they pick the program)."""
     from cuda.bindings import driver
 
     from .launcher import cu_ok
     if not cfg.timeline:
         raise ValueError(f"{cfg} keeps no timeline")
+    if cfg.balance:
+        if n is None:
+            raise ValueError(f"{cfg} shares its rows out where that gives more blocks: pass the launch's n")
+        cfg = plan(m, n, cfg, types, pdl, device)[0]
     index = device.index if device.index is not None else torch.cuda.current_device()
     fn = mma_gemv._function(index, mma_gemv.check(device), macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
     result, module = driver.cuFuncGetModule(fn)

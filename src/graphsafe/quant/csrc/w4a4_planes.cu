@@ -19,8 +19,8 @@
 // + 3 of thread t. Warp w of the block's WARPS takes chunks w, w + WARPS, ...; RING - 1 chunks are in
 // flight while one is multiplied, with no guard and no address computed but a pointer increment. A last
 // partial chunk (K % 128 != 0) is multiplied after the loop, with the weight loads guarded. One block
-// covers 16 TILES weight rows. With PDL the block requests its first weights, and its outputs' weight
-// scales and bias, before it waits for the quantizer.
+// covers 16 TILES weight rows (under BALANCE, at most that many). With PDL the block requests its first
+// weights, and its outputs' weight scales and bias, before it waits for the quantizer.
 //
 // XSUM 0 (planes without the sum, the quantizer's layout 3): the activations' even plane holds the codes
 // themselves, and the even weight columns go in as 16 x code too ((w << 4) & 0xF0F0F0F0, two instructions
