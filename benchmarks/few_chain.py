@@ -56,9 +56,11 @@ def candidates(m: int, n: int, k: int, warps) -> list[tuple[str, object, bool]]:
 def label(kind: str, cfg, warm: bool, default) -> str:
     if cfg is None:
         return f"packed {kind}" if kind.startswith("q") else f"{kind} {'warm' if warm else 'cold'}"
-    tag = (f"{cfg.warps},{cfg.tiles},{cfg.ring},{'sums' if cfg.xsum else 'bare'}"
-           + (f",pf{cfg.head if cfg.head < 100 else ''}" if cfg.prefetch else "") + ((",bal" + ("" if cfg.balance == 2 else "auto") + ("" if cfg.spare is None else str(cfg.spare)))
-              if cfg.balance else ""))
+    tag = f"{cfg.warps},{cfg.tiles},{cfg.ring},{'sums' if cfg.xsum else 'bare'}"
+    if cfg.prefetch:
+        tag += f",pf{cfg.head if cfg.head < 100 else ''}"
+    if cfg.balance:
+        tag += f",bal{'' if cfg.balance == 2 else 'auto'}{'' if cfg.spare is None else cfg.spare}"
     if kind != "planes":
         return f"planes {tag} {kind}"
     return f"planes {tag}{' default' if cfg == default else ''} {'warm' if warm else 'cold'}"

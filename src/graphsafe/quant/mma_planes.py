@@ -225,12 +225,13 @@ def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device, 
     from .launcher import cu_ok
     if not cfg.timeline:
         raise ValueError(f"{cfg} keeps no timeline")
-    if cfg.balance:
-        if n is None:
-            raise ValueError(f"{cfg} shares its rows out where that gives more blocks: pass the launch's n")
-        cfg = plan(m, n, cfg, types, pdl, device)[0]
+    if cfg.balance and n is None:
+        raise ValueError(f"{cfg} shares its rows out where that gives more blocks: pass the launch's n")
     index = device.index if device.index is not None else torch.cuda.current_device()
-    fn = mma_gemv._function(index, mma_gemv.check(device), macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
+    arch = mma_gemv.check(device)
+    if cfg.balance:
+        cfg = _plan(index, arch, m, n, cfg, tuple(types), pdl)[0]
+    fn = mma_gemv._function(index, arch, macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
     result, module = driver.cuFuncGetModule(fn)
     cu_ok(result, "cuFuncGetModule")
     result, ptr, size = driver.cuModuleGetGlobal(module, b"w4a4_timeline")
