@@ -12,11 +12,7 @@ pytestmark = pytest.mark.gpu
 from graphsafe import quant  # noqa: E402
 from graphsafe.quant import ops  # noqa: E402
 from graphsafe.quant import reference as ref  # noqa: E402
-
-
-def _x(m, n, dtype=torch.float16, seed=0, scale=3.0):
-    g = torch.Generator(device="cuda").manual_seed(seed * 7919 + m * 31 + n)
-    return (torch.randn(m, n, device="cuda", generator=g) * scale).to(dtype)
+from quant_gpu_data import randn_cuda as _x, strided_weights  # noqa: E402
 
 
 def _mma_configs():
@@ -57,10 +53,7 @@ def test_mma_gemv_shapes_strides_and_pdl(m, k, n, out_dtype):
     x = _x(m, k, out_dtype)
     qbuf = torch.zeros(m, k // 2 + 48, dtype=torch.uint8, device="cuda")
     q, s = qbuf[:, :k // 2], torch.empty(m, 1, dtype=out_dtype, device="cuda")
-    wbuf = torch.zeros(n, k // 2 + 16, dtype=torch.uint8, device="cuda")
-    qw_, ws = quant.pack_int4_weights(_x(n, k, out_dtype, seed=3, scale=0.1))
-    wbuf[:, :k // 2] = qw_
-    qw = wbuf[:, :k // 2]
+    qw, qw_, ws = strided_weights(n, k, out_dtype)
     assert mma_gemv.supports(q, qw)
     y = torch.empty(m, n, dtype=out_dtype, device="cuda")
     pdl = pdl_available(x.device)

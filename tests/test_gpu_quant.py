@@ -11,14 +11,10 @@ from graphsafe import quant  # noqa: E402
 from graphsafe.doctor.check import check  # noqa: E402
 from graphsafe.quant import ops  # noqa: E402
 from graphsafe.quant import reference as ref  # noqa: E402
+from quant_gpu_data import randn_cuda as _x  # noqa: E402
 
 SHAPES = [(3584, 4608), (3584, 18944), (18944, 3584)]
 MS = [1, 2, 4, 8, 16, 512, 2048, 8192]
-
-
-def _x(m, n, dtype=torch.float16, seed=0, scale=3.0):
-    g = torch.Generator(device="cuda").manual_seed(seed * 7919 + m * 31 + n)
-    return (torch.randn(m, n, device="cuda", generator=g) * scale).to(dtype)
 
 
 def _same_scale(a, b):

@@ -331,3 +331,35 @@ def test_plan_launches_the_balanced_program_only_where_it_gives_more_blocks(monk
         mma_planes.PlanesConfig(10, 1, 2, balance=3)
     with pytest.raises(ValueError, match="spare"):
         mma_planes.PlanesConfig(10, 1, 2, balance=1, spare=-1)
+
+
+def test_plan_reads_the_occupancy_of_the_program_it_may_launch(monkeypatch):
+    """The tiles' evenness is judged with the program the tiles run: where the balance cannot apply
+    (96 outputs, 6 tiles) only that program's occupancy is asked for, so only that program is compiled
+    and loaded (the GPU test of a GEMV first met inside a capture counts the loads). Where it applies,
+    the full wave is sized by the BALANCE program's own occupancy: if BALANCE fitted 2 blocks an SM
+    where the tiles' program fits 3, 3584->4608 keeps its 288 tiles (a 2-block wave is 260 blocks)."""
+    import dataclasses
+
+    from graphsafe.quant import mma_planes
+    asked = []
+
+    def resident(index, arch, defines, threads):
+        balance = dict(defines)["BALANCE"]
+        asked.append(balance)
+        return (2 if balance and two_for_balance else 3), 132
+    monkeypatch.setattr(mma_planes, "_resident", resident)
+    types = (torch.float16, torch.float16, None, torch.float16)
+    bal = mma_planes.PlanesConfig(10, 1, 2, xsum=False, balance=1)
+    mma_planes._plan.cache_clear()
+    try:
+        two_for_balance = False
+        assert mma_planes._plan(0, 90, 6, 96, bal, types, False) == (dataclasses.replace(bal, balance=0), 6)
+        assert asked == [0]
+        assert mma_planes._plan(0, 90, 4, 4608, bal, types, True) == (bal, 392)
+        assert asked == [0, 0, 1]
+        mma_planes._plan.cache_clear()
+        two_for_balance = True
+        assert mma_planes._plan(0, 90, 4, 4608, bal, types, True) == (dataclasses.replace(bal, balance=0), 288)
+    finally:
+        mma_planes._plan.cache_clear()

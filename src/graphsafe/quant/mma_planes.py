@@ -150,19 +150,25 @@ def _resident(index: int, arch: int, defines: tuple[tuple[str, int], ...], threa
 def plan(m: int, n: int, cfg: PlanesConfig, types, pdl: bool, device: torch.device) -> tuple[PlanesConfig, int]:
     """(the configuration launched, its blocks) for ``m`` rows and ``n`` outputs on ``device``, ``types``
     and ``pdl`` as for :func:`macros`: ``cfg`` on :func:`grid`'s blocks where ``cfg.balance`` gives more
-    blocks than the tiles, else ``cfg`` without ``balance`` on the tiles (the program without BALANCE)."""
+    blocks than the tiles, else ``cfg`` without ``balance`` on the tiles (the program without BALANCE).
+    Whether the tiles leave SMs uneven is read from the occupancy of the program they run, so shapes the
+    balance does not reach compile and load only that program; the full wave, from the BALANCE
+    program's own occupancy where it is lower."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     return _plan(index, mma_gemv.check(device), m, n, cfg, tuple(types), pdl)
 
 
 @functools.lru_cache(maxsize=4096)
 def _plan(index: int, arch: int, m: int, n: int, cfg: PlanesConfig, types, pdl: bool) -> tuple[PlanesConfig, int]:
-    tiled = -(-n // (16 * cfg.tiles))
+    tiled, tiles = -(-n // (16 * cfg.tiles)), replace(cfg, balance=0)
     if cfg.balance:  # where the tiles fill no SM more than another, or a wave, they keep their grid
-        shared = grid(n, cfg, *_resident(index, arch, macros(m, cfg, types, pdl), 32 * cfg.warps), m)
-        if shared > tiled:
-            return cfg, shared
-    return replace(cfg, balance=0), tiled
+        resident, sms = _resident(index, arch, macros(m, tiles, types, pdl), 32 * cfg.warps)
+        if grid(n, cfg, resident, sms, m) > tiled:  # the tiles' program judges its tiles; the wave is
+            own = _resident(index, arch, macros(m, cfg, types, pdl), 32 * cfg.warps)[0]  # BALANCE's own
+            shared = grid(n, cfg, min(own, resident), sms, m)
+            if shared > tiled:
+                return cfg, shared
+    return tiles, tiled
 
 
 def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Tensor, qw: torch.Tensor,
