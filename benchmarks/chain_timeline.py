@@ -78,7 +78,7 @@ def run(k: int, n: int, m: int, cfg, calls: int, crossed: bool = False, launch: 
     scale = torch.empty(m, 1, dtype=torch.float16, device=dev)
     y = torch.empty(m, n, dtype=torch.float16, device=dev)
     pdl = pdl_available(dev)
-    blocks = -(-n // (16 * cfg.tiles))
+    blocks = mma_planes.tile_blocks(n, cfg)
     cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks)
     bare_cfg = mma_planes.PlanesConfig(cfg.warps, cfg.tiles, cfg.ring, cfg.prefetch, blocks, xsum=False)
     bare = torch.empty_like(planes)  # planes without sums (sym_quant_into(..., mma_planes=True), no xsum)

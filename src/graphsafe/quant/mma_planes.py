@@ -116,6 +116,11 @@ def macros(m: int, cfg: PlanesConfig, types: tuple[torch.dtype, torch.dtype, tor
             ("EARLY", int(cfg.early)), ("HEAD", cfg.head), ("BALANCE", int(cfg.balance > 0)))
 
 
+def tile_blocks(n: int, cfg: PlanesConfig) -> int:
+    """Blocks of ``cfg.tiles`` 16-row weight tiles that cover ``n`` outputs (the grid without balance)."""
+    return -(-n // (16 * cfg.tiles))
+
+
 def grid(n: int, cfg: PlanesConfig, resident: int, sms: int, m: int = 1) -> int:
     """Blocks of a launch for ``n`` outputs and ``m`` activation rows: one per 16 ``cfg.tiles`` rows; with
     ``cfg.balance`` 1, where those tiles' last round puts a block more on some SMs than on the rest at a
@@ -126,7 +131,7 @@ def grid(n: int, cfg: PlanesConfig, resident: int, sms: int, m: int = 1) -> int:
     call's quantizer, one program a row, finds room on the spare SMs instead of waiting for this GEMV's
     blocks to leave. Fewer tiles keep their grid: spread over a full wave they ran slower (on an H200,
     3584->3584 and 3584->512). ``cfg.balance`` 2 takes the full wave wherever it is more blocks."""
-    tiled = -(-n // (16 * cfg.tiles))
+    tiled = tile_blocks(n, cfg)
     if not cfg.balance or cfg.balance == 1 and tiled <= (resident - 1) * sms:
         return tiled
     spare = m if cfg.spare is None else cfg.spare
@@ -160,7 +165,7 @@ def plan(m: int, n: int, cfg: PlanesConfig, types, pdl: bool, device: torch.devi
 
 @functools.lru_cache(maxsize=4096)
 def _plan(index: int, arch: int, m: int, n: int, cfg: PlanesConfig, types, pdl: bool) -> tuple[PlanesConfig, int]:
-    tiled, tiles = -(-n // (16 * cfg.tiles)), replace(cfg, balance=0)
+    tiled, tiles = tile_blocks(n, cfg), replace(cfg, balance=0)
     if cfg.balance:  # where the tiles fill no SM more than another, or a wave, they keep their grid
         resident, sms = _resident(index, arch, macros(m, tiles, types, pdl), 32 * cfg.warps)
         if grid(n, cfg, resident, sms, m) > tiled:  # the tiles' program judges its tiles; the wave is
