@@ -286,18 +286,17 @@ def test_the_second_reading_keeps_the_view_that_parses_better(monkeypatch):
     can turn tree-sitter's error recovery the wrong way: one PyTorch header went from 5 % to 92 %
     unparsed) the view with the macros kept is read."""
     from graphsafe.lint import engine, preproc
-    from graphsafe.lint.cuda import parser
+    from graphsafe.lint.cuda import Scan, parser
     plain = _ATTRIBUTED.split(b"#else")[0].replace(b"#if !defined(STABLE_ONLY)\n", b"\n")
-    view, tree, scan, how, _ = engine._second_view(plain, parser().parse(plain), None)
+    tree = parser().parse(plain)
+    view, _, how, _ = engine._second_view(plain, tree, Scan(tree.root_node))
     assert how == "attribute macros blanked" and b"C10_HOST_DEVICE Pair" not in view
-    assert scan is not None and scan["error"] == []  # the view's Scan, handed on to lint_cpp
-    from graphsafe.lint.cpp_rules import lint_cpp
-    assert lint_cpp(view, tree=tree, scan=scan)[1] == 0
     [note] = [f for f in lint_source(plain, "pair.cuh")[0] if f.code == "GSX002"]
     assert "read again with attribute macros blanked, 0% could not" in note.message
     assert "unparsed part" in note.help
     monkeypatch.setattr(preproc, "blank_attribute_macros", lambda src, tree: b"}" * len(src))
-    view, _, _, how, _ = engine._second_view(_ATTRIBUTED, parser().parse(_ATTRIBUTED), None)
+    tree = parser().parse(_ATTRIBUTED)
+    view, _, how, _ = engine._second_view(_ATTRIBUTED, tree, Scan(tree.root_node))
     assert view == preproc.first_branches(_ATTRIBUTED) and "blanked" not in how
 
 

@@ -5,17 +5,23 @@ The build directory is ``$GRAPHSAFE_BUILD_DIR/<name>`` when that variable is set
 ``$XDG_CACHE_HOME/graphsafe/torch_extensions/<name>`` (``~/.cache`` by default). torch rebuilds only
 when the sources or flags change.
 
-An interrupted build (Ctrl-C, a timeout's kill) leaves torch's ``lock`` file in the build directory,
-and every later ``cpp_extension.load`` of that extension would wait for it forever, silently. graphsafe
-builds holding an OS lock on ``graphsafe.lock`` beside it (``fcntl.flock``, released by the OS when its
-holder dies, however it dies); a ``lock`` file found while holding it was left by a build that no
-longer runs, and is removed with a warning naming it. Without ``fcntl`` (Windows) torch's own waiting
-is left as it is.
+A build that is killed (a timeout's SIGTERM or SIGKILL, a crash; torch cleans up after Ctrl-C) leaves
+torch's ``lock`` file in the build directory, and every later ``cpp_extension.load`` of that extension
+would wait for it forever, silently. graphsafe builds holding an OS lock on ``graphsafe.lock`` beside it
+(``fcntl.flock``, released by the OS when its holder dies, however it dies). Only graphsafe builds into
+its build directories, so a ``lock`` file found while holding the OS lock was left by a build that no
+longer runs: it is removed, with a warning naming it. (A build into the same directory by something
+that does not take the OS lock, an older graphsafe or a direct ``cpp_extension.load``, would lose its
+file; so would one on another host where the filesystem's locks are not shared.) Without ``fcntl``
+(Windows), or where the filesystem refuses ``flock`` (some NFS, Lustre or FUSE mounts: a warning
+says so), torch's own waiting is left as it is.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +33,8 @@ except ImportError:  # Windows
 
 TORCH_BATON = "lock"  # torch.utils.cpp_extension's FileBaton in the build directory
 OUR_LOCK = "graphsafe.lock"
+_NO_FLOCK = {errno.ENOLCK, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}  # the filesystem has no flock
+_held = threading.local()  # the build directories this thread holds (a nested load must not wait on itself)
 
 
 class ExtensionUnavailable(RuntimeError):
@@ -59,19 +67,32 @@ def load_extension(name: str, sources: list[Path], cuda_flags: list[str] = ()) -
 
 @contextlib.contextmanager
 def build_lock(build_dir: Path):
-    """Hold ``build_dir``'s OS lock (waiting for another process's build to finish), first removing
-    torch's ``lock`` file if an interrupted build left it."""
-    if fcntl is None:
+    """Hold ``build_dir``'s OS lock (waiting for another process's or thread's build to finish), first
+    removing torch's ``lock`` file if a killed build left it. Reentrant within a thread."""
+    held = _held.__dict__.setdefault("dirs", set())
+    key = os.path.realpath(build_dir)
+    if fcntl is None or key in held:
         yield
         return
     with open(build_dir / OUR_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released on close, or by the OS when this process dies
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released on close, or by the OS when this process dies
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                raise
+            warnings.warn(f"{build_dir} is on a filesystem without flock ({exc.strerror}): a build killed "
+                          f"there leaves {build_dir / TORCH_BATON}, which later builds wait on until it is "
+                          "removed by hand", RuntimeWarning, stacklevel=4)
+            yield
+            return
+        held.add(key)
         try:
             baton = build_dir / TORCH_BATON
             if baton.exists():
                 baton.unlink(missing_ok=True)
-                warnings.warn(f"removed {baton}, left by an interrupted build of this extension (no build "
-                              "holds the directory's lock); building again", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"removed {baton}, left by a build of this extension that was killed (no build "
+                              "holds the directory's lock); building again", RuntimeWarning, stacklevel=4)
             yield
         finally:
+            held.discard(key)
             fcntl.flock(f, fcntl.LOCK_UN)

@@ -155,12 +155,12 @@ class _Ctx:
         return Hit(code, line, col, max(1, span), message, label, help_)
 
 
-def lint_cpp(src: bytes, return_tree: bool = False, tree=None, scan: Scan | None = None):
+def lint_cpp(src: bytes, return_tree: bool = False, tree=None):
     """All hits in a C/C++/CUDA source, and how many bytes lie in regions tree-sitter could not parse
     (and, with ``return_tree``, the syntax tree and its :class:`Scan`). ``tree``: tree-sitter's parse of
-    ``src``, and ``scan`` its :class:`Scan`, if the caller has them already."""
+    ``src``, if the caller has it already."""
     tree = tree if tree is not None else parser().parse(src)
-    scan = scan if scan is not None else Scan(tree.root_node)
+    scan = Scan(tree.root_node)
     hits = _lint_tree(tree.root_node, _Ctx(src, usings=_torch_cuda_usings(scan, src)), in_macro=False, scan=scan)
     for m in scan["macro_function"]:
         hits += _lint_macro(m, src)

@@ -201,25 +201,24 @@ def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
 def _second_view(data: bytes, tree, scan):
     """The second reading of a badly parsed file (``preproc``): one branch of each conditional, and the
     attribute macros blanked where that parses better (blanking can also shift tree-sitter's error
-    recovery the wrong way). ``tree`` and ``scan``: the file's parse and :class:`~.cuda.Scan`. Returns
-    the view, its parse and Scan (None where not made yet), how it was made and what it may miss (for
-    the note)."""
+    recovery the wrong way). ``tree`` and ``scan``: the file's parse and its :class:`~.cuda.Scan`, whose
+    error regions are reused where no conditional was cut. Returns the view, its parse, how it was made
+    and what it may miss (for the note)."""
     from .cpp_rules import error_bytes
-    from .cuda import Scan, parser
+    from .cuda import parser
     from .preproc import blank_attribute_macros, first_branches
     view = first_branches(data)
-    view_tree, view_scan = (tree, scan) if view == data else (parser().parse(view), None)
+    view_tree = tree if view == data else parser().parse(view)
     branches = "one branch of each preprocessor conditional (#if/#ifdef)"
     other_branches = "findings in the other branches of its #if/#ifdef conditionals may be missing"
     blanked = blank_attribute_macros(view, view_tree)
     if blanked != view:
         blanked_tree = parser().parse(blanked)
-        blanked_scan = Scan(blanked_tree.root_node)
-        view_scan = view_scan or Scan(view_tree.root_node)  # each tree queried once, here or in lint_cpp
-        if error_bytes(blanked_tree, blanked_scan) < error_bytes(view_tree, view_scan):
-            how = "attribute macros blanked" if view == data else branches + " and attribute macros blanked"
-            return blanked, blanked_tree, blanked_scan, how, None if view == data else other_branches
-    return view, view_tree, view_scan, branches, other_branches
+        if error_bytes(blanked_tree) < error_bytes(view_tree, scan if view == data else None):
+            if view == data:  # no conditional was cut
+                return blanked, blanked_tree, "attribute macros blanked", None
+            return blanked, blanked_tree, branches + " and attribute macros blanked", other_branches
+    return view, view_tree, branches, other_branches
 
 
 def _cuda(data: bytes, filename: str):
@@ -230,9 +229,9 @@ def _cuda(data: bytes, filename: str):
     trees = [(scan, data)]
     notes = []
     if share > PARSE_NOTE_SHARE:  # read once more: one branch of each conditional, attribute macros blanked
-        view, view_tree, view_scan, how, missing = _second_view(data, tree, scan)
+        view, view_tree, how, missing = _second_view(data, tree, scan)
         if view != data:
-            more, view_errors, _, view_scan = lint_cpp(view, return_tree=True, tree=view_tree, scan=view_scan)
+            more, view_errors, _, view_scan = lint_cpp(view, return_tree=True, tree=view_tree)
             if view_errors < error_bytes:  # it parses more: add what it finds (same positions; lint_source
                 hits = hits + more           # keeps the first finding per code and place, the file as written's)
                 trees.append((view_scan, view))
