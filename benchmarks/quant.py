@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from dataclasses import replace
@@ -430,9 +431,11 @@ def plot(data: dict, path: str) -> None:
 
 
 def _save(data, path: str | None) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a run killed mid-write keeps the last save)."""
     if path:
-        with open(path, "w") as f:
+        with open(path + ".tmp", "w") as f:
             json.dump(data, f, indent=1)
+        os.replace(path + ".tmp", path)
 
 
 def main(argv=None) -> int:
@@ -477,15 +480,22 @@ def main(argv=None) -> int:
         return 0
     bw = copy_bandwidth()
     ms = ms or MS
-    rows = []
+    rows, quant_rows = [], []
+    data = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_bw": bw,
+            "rows": rows, "quant": quant_rows, "complete": False}  # saved after each row: a killed run keeps them
     for k, n in SHAPES:
         for m in ms:
             rows.append(bench_shape(k, n, m, bw, args.reps))
-            print(f"{k}->{n} M={m}: fp16 {rows[-1]['fp16_us']:.1f} us, w4a4 {rows[-1]['w4a4_us']:.1f} us",
+            r = rows[-1]
+            print(f"{k}->{n} M={m}: fp16 {r['fp16_us']:.2f} us, w4a4 {r['w4a4_us']:.2f} us, {r['speedup']:.2f}x",
                   file=sys.stderr, flush=True)
-    quant_rows = [bench_quant(n, m, b, args.reps) for n in (3584, 18944) for m in ms for b in ("triton", "cuda")]
-    data = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_bw": bw,
-            "rows": rows, "quant": quant_rows}
+            _save(data, args.json)
+    for n in (3584, 18944):
+        for m in ms:
+            for backend in ("triton", "cuda"):
+                quant_rows.append(bench_quant(n, m, backend, args.reps))
+                _save(data, args.json)
+    data["complete"] = True
     _save(data, args.json)
     if args.plot:
         plot(data, args.plot)

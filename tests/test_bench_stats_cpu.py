@@ -1,4 +1,5 @@
-"""The statistics of benchmarks/goal_pairs.py (the paired W4A4-vs-cuBLAS goal check), on hand-computed values."""
+"""The statistics of benchmarks/goal_pairs.py (the paired W4A4-vs-cuBLAS goal check), on hand-computed values,
+and benchmarks/quant.py keeping its rows when killed."""
 import sys
 from pathlib import Path
 
@@ -32,3 +33,33 @@ def test_summary_refuses_unpaired_times():
         goal_pairs.summarize([5.0], [14.0, 14.1], goal=2.5)
     with pytest.raises(ValueError):
         goal_pairs.summarize([], [], goal=2.5)
+
+
+def test_quant_benchmark_keeps_each_row_when_killed(tmp_path, monkeypatch, capsys):
+    """benchmarks/quant.py saves its JSON after every row, so a run killed part way (the twenty-second
+    session lost two runs' rows that way, with only 0.1 µs printed) keeps what it measured, marked
+    incomplete; the rows it prints carry two decimals and the speed-up."""
+    torch = pytest.importorskip("torch")
+    quant = pytest.importorskip("quant")
+    import json
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "stand-in GPU")
+    monkeypatch.setattr(quant, "copy_bandwidth", lambda: 3.0e12)
+    monkeypatch.setattr(quant, "bench_shape", lambda k, n, m, bw, reps: {
+        "K": k, "N": n, "M": m, "fp16_us": 13.74, "w4a4_us": 5.46, "speedup": 13.74 / 5.46})
+    calls = []
+
+    def bench_quant(n, m, backend, reps):
+        calls.append(backend)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while the CUDA backend builds
+        return {"N": n, "M": m, "backend": backend, "us": 1.7, "TB_s": 0.1}
+    monkeypatch.setattr(quant, "bench_quant", bench_quant)
+    out = tmp_path / "goal.json"
+    with pytest.raises(KeyboardInterrupt):
+        quant.main(["--ms", "2,4", "--shapes", "3584x4608", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert [(r["M"], r["w4a4_us"]) for r in data["rows"]] == [(2, 5.46), (4, 5.46)]
+    assert [r["backend"] for r in data["quant"]] == ["triton"] and data["complete"] is False
+    assert not (tmp_path / "goal.json.tmp").exists()
+    assert "3584->4608 M=4: fp16 13.74 us, w4a4 5.46 us, 2.52x" in capsys.readouterr().err
