@@ -111,7 +111,7 @@ def test_balanced_planes_gemv_is_exact_on_every_share_of_rows(m, k, n, variant):
     q_ref, s_ref = ref.sym_quant_reference(x, 1.0)
     assert torch.equal(y, ref.w4a4_linear_reference(q_ref, s_ref, qw, ws, bias, torch.float16))
     ran, blocks = mma_planes.plan(m, n, cfg, (s.dtype, ws.dtype, bias.dtype, y.dtype), pdl, x.device)
-    tiled = -(-n // (16 * cfg.tiles))
+    tiled = mma_planes.tile_blocks(n, cfg)
     if n == 18944:
         assert ran.balance == 0 and blocks == tiled
     else:

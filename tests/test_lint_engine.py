@@ -286,17 +286,18 @@ def test_the_second_reading_keeps_the_view_that_parses_better(monkeypatch):
     can turn tree-sitter's error recovery the wrong way: one PyTorch header went from 5 % to 92 %
     unparsed) the view with the macros kept is read."""
     from graphsafe.lint import engine, preproc
-    from graphsafe.lint.cuda import Scan, parser
+    from graphsafe.lint.cpp_rules import error_bytes
+    from graphsafe.lint.cuda import parser
     plain = _ATTRIBUTED.split(b"#else")[0].replace(b"#if !defined(STABLE_ONLY)\n", b"\n")
     tree = parser().parse(plain)
-    view, _, how, _ = engine._second_view(plain, tree, Scan(tree.root_node))
+    view, _, how, _ = engine._second_view(plain, tree, error_bytes(tree))
     assert how == "attribute macros blanked" and b"C10_HOST_DEVICE Pair" not in view
     [note] = [f for f in lint_source(plain, "pair.cuh")[0] if f.code == "GSX002"]
     assert "read again with attribute macros blanked, 0% could not" in note.message
     assert "unparsed part" in note.help
     monkeypatch.setattr(preproc, "blank_attribute_macros", lambda src, tree: b"}" * len(src))
     tree = parser().parse(_ATTRIBUTED)
-    view, _, how, _ = engine._second_view(_ATTRIBUTED, tree, Scan(tree.root_node))
+    view, _, how, _ = engine._second_view(_ATTRIBUTED, tree, error_bytes(tree))
     assert view == preproc.first_branches(_ATTRIBUTED) and "blanked" not in how
 
 

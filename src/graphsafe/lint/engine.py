@@ -198,12 +198,12 @@ def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
     return comments
 
 
-def _second_view(data: bytes, tree, scan):
+def _second_view(data: bytes, tree, errors: int):
     """The second reading of a badly parsed file (``preproc``): one branch of each conditional, and the
     attribute macros blanked where that parses better (blanking can also shift tree-sitter's error
-    recovery the wrong way). ``tree`` and ``scan``: the file's parse and its :class:`~.cuda.Scan`, whose
-    error regions are reused where no conditional was cut. Returns the view, its parse, how it was made
-    and what it may miss (for the note)."""
+    recovery the wrong way). ``tree`` and ``errors``: the file's parse and its unparsed bytes, reused
+    where no conditional was cut. Returns the view, its parse, how it was made and what it may miss (for
+    the note)."""
     from .cpp_rules import error_bytes
     from .cuda import parser
     from .preproc import blank_attribute_macros, first_branches
@@ -214,7 +214,7 @@ def _second_view(data: bytes, tree, scan):
     blanked = blank_attribute_macros(view, view_tree)
     if blanked != view:
         blanked_tree = parser().parse(blanked)
-        if error_bytes(blanked_tree) < error_bytes(view_tree, scan if view == data else None):
+        if error_bytes(blanked_tree) < (errors if view == data else error_bytes(view_tree)):
             if view == data:  # no conditional was cut
                 return blanked, blanked_tree, "attribute macros blanked", None
             return blanked, blanked_tree, branches + " and attribute macros blanked", other_branches
@@ -229,7 +229,7 @@ def _cuda(data: bytes, filename: str):
     trees = [(scan, data)]
     notes = []
     if share > PARSE_NOTE_SHARE:  # read once more: one branch of each conditional, attribute macros blanked
-        view, view_tree, how, missing = _second_view(data, tree, scan)
+        view, view_tree, how, missing = _second_view(data, tree, error_bytes)
         if view != data:
             more, view_errors, _, view_scan = lint_cpp(view, return_tree=True, tree=view_tree)
             if view_errors < error_bytes:  # it parses more: add what it finds (same positions; lint_source

@@ -71,6 +71,11 @@ def supports(q: torch.Tensor, qw: torch.Tensor) -> bool:
 _CHECKED: dict[torch.device, int | tuple[str, bool]] = {}
 
 
+def device_index(device: torch.device) -> int:
+    """``device``'s CUDA ordinal (the current device where it names none), as the driver calls take it."""
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def check(device: torch.device) -> int:
     """The device's compute capability as 10 * major + minor; raises :class:`MmaUnavailable` where the
     kernel cannot run. The outcome is kept per device, a refusal too: the auto backend asks on every
@@ -275,7 +280,7 @@ def mma_into(q: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale: to
     if cfg.cluster > 1 and arch < 90:
         raise ValueError(f"thread-block clusters need sm_90 or newer; {cfg} on sm_{arch}")
     ring = cfg.ring_bytes(m)
-    fn = _function(q.device.index if q.device.index is not None else torch.cuda.current_device(), arch,
+    fn = _function(device_index(q.device), arch,
                    macros(m, cfg, (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype),
                           pdl), ring)
     grid = -(-n // (16 * cfg.tiles)) * cfg.cluster

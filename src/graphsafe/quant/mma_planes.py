@@ -160,8 +160,7 @@ def plan(m: int, n: int, cfg: PlanesConfig, types, pdl: bool, device: torch.devi
     balance does not reach (most) compile and load only that program; the full wave, from the BALANCE
     program's own occupancy where it is lower. Shapes it reaches load both programs on first use (the
     tiles' one only read; at 10 warps both fit 3 blocks an SM: 60-62 and 62-64 registers on sm_90)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return _plan(index, mma_gemv.check(device), m, n, cfg, tuple(types), pdl)
+    return _plan(mma_gemv.device_index(device), mma_gemv.check(device), m, n, cfg, tuple(types), pdl)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -200,7 +199,7 @@ def planes_into(planes: torch.Tensor, xsum: torch.Tensor | None, scale: torch.Te
         raise ValueError(f"{cfg} {'needs' if cfg.xsum else 'takes no'} xsum")
     arch = mma_gemv.check(planes.device)
     pdl = after_quantizer and arch >= 90
-    index = planes.device.index if planes.device.index is not None else torch.cuda.current_device()
+    index = mma_gemv.device_index(planes.device)
     types = (scale.dtype, w_scale.dtype, bias.dtype if bias is not None else None, out.dtype)
     cfg, blocks = _plan(index, arch, m, n, cfg, types, pdl)
     fn = mma_gemv._function(index, arch, macros(m, cfg, types, pdl), 0, SOURCE, b"w4a4_planes")
@@ -239,7 +238,7 @@ def timeline(cfg: PlanesConfig, m: int, types, pdl: bool, device: torch.device, 
         raise ValueError(f"{cfg} keeps no timeline")
     if cfg.balance and n is None:
         raise ValueError(f"{cfg} shares its rows out where that gives more blocks: pass the launch's n")
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = mma_gemv.device_index(device)
     arch = mma_gemv.check(device)
     if cfg.balance:
         cfg = _plan(index, arch, m, n, cfg, tuple(types), pdl)[0]

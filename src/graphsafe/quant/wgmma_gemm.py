@@ -164,7 +164,7 @@ def wgmma_into(x16: torch.Tensor, scale: torch.Tensor, qw: torch.Tensor, w_scale
     arch = mma_gemv.check(x16.device)
     if arch != 90:
         raise ValueError(f"the CUDA wgmma GEMM runs on sm_90 (Hopper) only, got sm_{arch}")
-    index = x16.device.index if x16.device.index is not None else torch.cuda.current_device()
+    index = mma_gemv.device_index(x16.device)
     props = torch.cuda.get_device_properties(x16.device)
     if sms is None:
         sms = props.multi_processor_count
