@@ -268,12 +268,18 @@ def _(q, scale, qw, w_scale, bias, backend, out):
     return None
 
 
-def _check_weights(qw, w_scale, bias, kb: int, dev: torch.device, what: str) -> None:
+def _packed_k(nbytes: int) -> str:
+    """What a packed row of ``nbytes`` bytes says of K: two values a byte, the last maybe padding."""
+    return f"{nbytes} bytes a row (K = {2 * nbytes - 1} or {2 * nbytes})" if nbytes else "0 bytes a row (K = 0)"
+
+
+def _check_weights(qw, w_scale, bias, kb: int, dev: torch.device, what: str, k: Optional[int] = None) -> None:
+    """``kb``: the packed bytes a row of the activations give; ``k``: their K where known (unpacked ``x``)."""
     _tensor("qw", qw, rank=2, dtypes=(torch.uint8,), device=dev)
     _tensor("w_scale", w_scale, rank=2, dtypes=OUT_DTYPES, device=dev)
     if qw.shape[1] != kb:
-        raise ValueError(f"{what} and qw disagree on K: {what} gives {kb} bytes per row (K = {2 * kb}), "
-                         f"qw has {qw.shape[1]}")
+        have = f"K = {k} ({kb} bytes a row packed)" if k is not None else _packed_k(kb)
+        raise ValueError(f"{what} and qw disagree on K: {what} has {have}, qw has {_packed_k(qw.shape[1])}")
     n = qw.shape[0]
     _shape("w_scale", w_scale, (n, 1))
     if bias is not None:
@@ -384,7 +390,7 @@ def quant_linear(x: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor, bias:
     x's dtype). What :class:`W4A4Linear` runs."""
     _tensor("x", x, rank=2, dtypes=FLOAT_DTYPES)
     dev = x.device
-    _check_weights(qw, w_scale, bias, (x.shape[1] + 1) // 2, dev, "x")
+    _check_weights(qw, w_scale, bias, (x.shape[1] + 1) // 2, dev, "x", k=x.shape[1])
     _clip(clip_ratio)
     _backend("backend", backend, ("auto", "triton", "reference"))
     _k_bound(x.shape[1], backend, dev)
