@@ -53,7 +53,7 @@ def test_bad_targets_get_a_clear_error(spec, extra, message):
 
 
 def test_a_crashing_target_is_reported_not_fatal():
-    p = gs("check", "helper_targets:crash", "--json")
+    p = gs("check", "helper_crash:target", "--json")
     assert p.returncode == 2, p.stderr
     rep = json.loads(p.stdout)
     [f] = rep["findings"]

@@ -439,6 +439,21 @@ def test_from_float_quantizes_float32_weights_as_float16():
      ValueError, r"out must have shape \(2, 3\)"),
     (lambda: quant.W4A4Linear(8, 4)(torch.zeros(2, 9, dtype=torch.float16)), ValueError, "9 features"),
     (lambda: quant.W4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1)), TypeError, "nn.Linear"),
+    # a clip above 1 could overflow a finite row's scale; one rounding to 0 in x's dtype would zero every scale
+    (lambda: quant.sym_quant(torch.ones(2, 4, dtype=torch.float16), 8.0), ValueError, r"clip_ratio must be in \(0, 1\]"),
+    (lambda: quant.sym_quant(torch.ones(2, 4, dtype=torch.float16), 1e5), ValueError, r"clip_ratio must be in \(0, 1\]"),
+    (lambda: quant.sym_quant(torch.ones(2, 4, dtype=torch.float16), 1e-8), ValueError, "rounds to 0 in torch.float16"),
+    (lambda: quant.quant_linear(torch.ones(2, 4, dtype=torch.float16), torch.zeros(3, 2, dtype=torch.uint8),
+                                torch.ones(3, 1, dtype=torch.float16), clip_ratio=1.5), ValueError, "clip_ratio"),
+    (lambda: quant.W4A4Linear(8, 4, clip_ratio=-1), ValueError, "clip_ratio"),
+    (lambda: quant.W4A4Linear(8, 4, backend="cuda"), ValueError, "backend must be one of 'auto', 'triton'"),
+    # out's own dtype is named as out's, and a dtype given as a string is named as such
+    (lambda: quant.w4a4_linear(torch.zeros(2, 2, dtype=torch.uint8), torch.ones(2, 1, dtype=torch.float16),
+                               torch.zeros(3, 2, dtype=torch.uint8), torch.ones(3, 1, dtype=torch.float16),
+                               out=torch.empty(2, 3, dtype=torch.float64)), TypeError, "out must be float16"),
+    (lambda: quant.w4a4_linear(torch.zeros(2, 2, dtype=torch.uint8), torch.ones(2, 1, dtype=torch.float16),
+                               torch.zeros(3, 2, dtype=torch.uint8), torch.ones(3, 1, dtype=torch.float16),
+                               out_dtype="float16"), TypeError, "out_dtype must be a torch.dtype"),
 ])
 def test_bad_input_names_the_argument(call, err, match):
     with pytest.raises(err, match=match):
@@ -496,3 +511,20 @@ def test_fma_corrected_quotient_gives_the_division_codes():
             exact = (x / s).astype(np.float32)
             assert np.array_equal(q, exact), s  # the float32 quotient itself (x * r alone misses 3.4e6 here)
             assert np.array_equal(codes(q), codes(exact)), s
+
+
+def test_float32_weights_beyond_float16_are_refused_not_made_nan():
+    lin = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1e5, 1.0], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match="up to 100000, beyond float16's range"):
+        quant.pack_int4_weights(lin.weight.detach())
+    with pytest.raises(ValueError, match="beyond float16's range"):
+        quant.W4A4Linear.from_float(lin)
+    # bfloat16 holds them: the layer quantizes and every output is finite
+    y = quant.W4A4Linear.from_float(lin, dtype=torch.bfloat16)(torch.ones(1, 2, dtype=torch.bfloat16))
+    assert torch.isfinite(y).all()
+    # 65519 still rounds to 65504 (finite): accepted; infinite weights keep the non-finite policy (NaN column)
+    qw, ws = quant.pack_int4_weights(torch.tensor([[65519.0, 1.0], [float("inf"), 1.0]]))
+    assert ws[0].item() == 65504 / 7 or torch.isfinite(ws[0]).all()
+    assert torch.isinf(ws[1]).all()

@@ -1,4 +1,4 @@
-"""The ``graphsafe`` command: check, run, demo, explain.
+"""graphsafe: check CUDA-graph replay against eager (check, run), lint sources (lint), explain codes.
 
 Exit status: 0 match or benign / clean, 1 mismatch / findings, 2 inconclusive, usage error or no GPU.
 """
@@ -9,6 +9,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 
@@ -20,14 +21,17 @@ def _add_check(sub) -> None:
     p.add_argument("spec", metavar="MODULE:NAME",
                    help="a graphsafe.Target, a @target_factory, or a callable (then give --inputs)")
     p.add_argument("--inputs", metavar="MODULE:FUNC", help="FUNC(seed) returns the call arguments")
-    p.add_argument("--n-inputs", type=int, default=3, help="verification inputs (default 3)")
+    p.add_argument("--n-inputs", type=_positive(int), default=3, help="verification inputs (default 3)")
     p.add_argument("--capture-seed", type=int, default=0, help="seed of the capture input (default 0)")
     p.add_argument("--rtol", type=float)
     p.add_argument("--atol", type=float)
     p.add_argument("--no-trace", action="store_true", help="do not trace the capture (no escaped-work search)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-isolate", action="store_true", help="check in this process (default: a child process)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated check is stopped")
+    p.add_argument("--timeout", type=_positive(float), default=600.0,
+                   help="seconds before an isolated check is stopped (default 600)")
+    p.add_argument("--call-timeout", type=_positive(float), default=60.0,
+                   help="seconds one eager call or replay may take before it counts as hung, GSD021 (default 60)")
     p.add_argument("--verbose", action="store_true", help="also show what the target printed")
     p.add_argument("--locate", choices=("auto", "always", "never"), default="auto",
                    help="find the first divergent op, census the graph, look for frozen arguments and races "
@@ -47,7 +51,7 @@ def _add_run(sub) -> None:
                         "moment it happens, at a few percent of capture time")
     p.add_argument("--strict", dest="sentinel", action="store_const", const="strict",
                    help="the sentinel, raising CaptureViolationError at the offending call")
-    p.add_argument("script")
+    p.add_argument("script", help="the script; graphsafe's own options go before it")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
 
@@ -63,6 +67,20 @@ def _add_lint(sub) -> None:
     p.add_argument("--ignore", help="comma-separated codes or prefixes to skip")
     p.add_argument("--config", help="a pyproject.toml to read [tool.graphsafe] from (default: the nearest)")
     p.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
+
+
+def _positive(kind):
+    """An argparse type: a number of ``kind`` above zero."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"check": _check, "run": _run, "demo": _demo, "explain": _explain, "lint": _lint}[args.command](
             args, console)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        err.print(f"[bold red]error:[/] {exc.args[0] if exc.args else exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc.args[0] if exc.args else exc))}")
         return 2
 
 
@@ -94,19 +112,19 @@ def _check(args, console: Console) -> int:
     from .doctor.render import render_report
 
     opts = {"n_inputs": args.n_inputs, "capture_seed": args.capture_seed, "rtol": args.rtol, "atol": args.atol,
-            "trace": not args.no_trace, "locate": args.locate,
+            "trace": not args.no_trace, "locate": args.locate, "timeout_s": args.call_timeout,
             "html": os.path.abspath(args.html) if args.html else None,
             "repro": os.path.abspath(args.repro) if args.repro else None}
     from .doctor.ranks import rank_info
 
+    _cwd_importable()
     info = rank_info()
     if info is not None:
         return _check_ranks(args, opts, info, console)
     if args.no_isolate:
-        from .doctor.check import check
-        from .doctor.target import resolve
+        from .doctor.worker import check_spec
 
-        report = check(resolve(args.spec, args.inputs), **opts)
+        report = check_spec(args.spec, args.inputs, opts)
         printed = ""
     else:
         from .doctor.isolate import check_in_subprocess
@@ -121,6 +139,13 @@ def _check(args, console: Console) -> int:
     else:
         render_report(report, console)
     return report.exit_status
+
+
+def _cwd_importable() -> None:
+    """MODULE resolves from the working directory in this process as in the isolated child (``python -m``
+    puts it first on ``sys.path``; the ``graphsafe`` script does not)."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def _check_ranks(args, opts: dict, info, console: Console) -> int:
@@ -209,14 +234,16 @@ def _run(args, console: Console) -> int:
 def _lint(args, console: Console) -> int:
     from pathlib import Path
 
-    from .lint.engine import lint_paths, load_config
+    from .lint.engine import codes, lint_paths, load_config
     from .lint.output import render_text, to_json, to_sarif
 
     config = load_config(explicit=Path(args.config) if args.config else None)
-    if args.select:
-        config.select = [c.strip().upper() for c in args.select.split(",") if c.strip()]
-    if args.ignore:
-        config.ignore += [c.strip().upper() for c in args.ignore.split(",") if c.strip()]
+    if args.select is not None:
+        config.select = codes(args.select.split(","), "--select")
+        if not config.select:
+            raise ValueError("--select names no code")
+    if args.ignore is not None:
+        config.ignore += codes(args.ignore.split(","), "--ignore")
     result = lint_paths(args.paths, config)
     if args.json:
         console.out(to_json(result))

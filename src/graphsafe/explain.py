@@ -37,13 +37,16 @@ def reflow(text: str) -> str:
 
 
 def explain(code: str, console: Console) -> int:
+    from .doctor.codes import CODES
     from .lint.codes import RULES
 
-    if code.upper() in RULES:
-        return explain_rule(RULES[code.upper()], console)
-    from .doctor.codes import get
-
-    c = get(code)
+    given, code = code, code.strip().upper()
+    if code in RULES:
+        return explain_rule(RULES[code], console)
+    if code not in CODES:
+        raise KeyError(f"unknown code {given!r}; the doctor's codes are {_span(CODES)} (graphsafe check, run), "
+                       f"lint's are {', '.join(sorted(RULES))}")
+    c = CODES[code]
     console.print(f"[bold]{c.code}[/] ({c.name}, {c.severity}): {escape(c.summary)}\n")
     console.print(escape(reflow(c.explanation)) + "\n")
     for label, spec in (("bad", c.bad), ("good", c.good)):
@@ -54,6 +57,15 @@ def explain(code: str, console: Console) -> int:
         if src:
             console.print("[dim]" + escape(src.rstrip()) + "[/]\n")
     return 0
+
+
+def _span(codes) -> str:
+    """``GSD001–GSD029`` for a run of consecutive codes, else the list."""
+    names = sorted(codes)
+    nums = [int(n[3:]) for n in names]
+    if nums == list(range(nums[0], nums[0] + len(nums))):
+        return f"{names[0]}–{names[-1]}"
+    return ", ".join(names)
 
 
 def explain_rule(rule, console: Console) -> int:

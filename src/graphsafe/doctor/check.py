@@ -16,18 +16,18 @@ Phases (each call and replay is bounded by ``timeout_s``):
 from __future__ import annotations
 
 import contextlib
-import platform
+import dataclasses
 import time
 import warnings
 from typing import Any, Callable
 
 import torch
 
-from .. import __version__
-from . import capture_errors, frames, probes, state
+from . import capture_errors, frames, options, probes, state
 from ..diagnostics import Finding
 from .classify import _failure as classify_failure
 from .classify import classify
+from .environment import environment, no_cuda_reason
 from .compare import (all_close, bitwise_equal, clone_tree, copy_into, leaves, noise_floor, padded_like, padding,
                       same_values, stats, unpad)
 from .evidence import Census, Comparison, Evidence, Failure, HostValue, OutputEvidence, Overwrite, TensorState
@@ -89,17 +89,20 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
     Report
         ``verdict`` is ``match``, ``benign``, ``mismatch`` or ``inconclusive``; ``findings`` explain it.
     """
-    target = fn if isinstance(fn, Target) else Target(fn, make_inputs, name or "")  # type: ignore[arg-type]
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs must be at least 1, got {n_inputs}")
+    options.validate(n_inputs=n_inputs, capture_seed=capture_seed, warmup=warmup, rtol=rtol, atol=atol,
+                     timeout_s=timeout_s, locate=locate, html=html, repro=repro)
+    if isinstance(fn, Target):
+        if make_inputs is not None:
+            raise TypeError("make_inputs: a Target carries its own inputs; pass a Target or fn with make_inputs")
+        target = dataclasses.replace(fn, name=name) if name else fn
+    else:
+        target = Target(fn, make_inputs, name or "")  # type: ignore[arg-type]
     ev = Evidence(target=target.name, capture_seed=capture_seed,
                   seeds=[capture_seed + 1 + i for i in range(n_inputs)])
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if not torch.cuda.is_available():
-        ev.no_cuda = (f"torch.cuda.is_available() is False (torch {torch.__version__}, "
-                      f"CUDA build {torch.version.cuda or 'none'})")
-    else:
+    ev.no_cuda = no_cuda_reason()
+    if ev.no_cuda is None:
         with torch.no_grad() if not grad else contextlib.nullcontext(), probes.rng_preserved():
             run = _Run(target, ev, timings, warmup=warmup, rtol=rtol, atol=atol, trace=trace, probe=probe,
                        timeout_s=timeout_s, read_graph=read_graph)
@@ -119,14 +122,6 @@ def check(fn: Callable[..., Any] | Target, make_inputs: Callable[[int], Any] | N
     timings["total_s"] = time.perf_counter() - t0
     return Report(target=target.name, verdict=verdict, findings=findings, evidence=ev,
                   environment=environment(), timings={k: round(v, 4) for k, v in timings.items()})
-
-
-def environment() -> dict[str, str]:
-    env = {"graphsafe": __version__, "torch": torch.__version__, "python": platform.python_version()}
-    if torch.cuda.is_available():
-        env["device"] = torch.cuda.get_device_name()
-        env["cuda"] = str(torch.version.cuda)
-    return env
 
 
 def _failure(phase: str, exc: BaseException) -> Failure:

@@ -14,6 +14,9 @@ def classify(ev: Evidence, target_location: Location | None = None) -> tuple[str
     """The verdict and its findings; a localization's findings follow them and never change the verdict."""
     from .locate.findings import located
 
+    if not isinstance(ev, Evidence):
+        raise TypeError(f"classify takes an Evidence (Evidence.from_dict(d) or Report.from_json(text).evidence "
+                        f"for a recorded one), got {type(ev).__name__}")
     verdict, findings = _classify(ev, target_location)
     return verdict, findings + located(ev.locate, ev.capture_seed)
 

@@ -196,22 +196,64 @@ class Evidence:
         return _build(cls, d)
 
 
-def _build(tp: Any, value: Any) -> Any:
-    """Rebuild a value of type ``tp`` (dataclasses, lists, dicts, optionals) from ``asdict`` output."""
-    if value is None:
-        return None
+_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}  # how strict JSON carries them
+
+
+def _build(tp: Any, value: Any, path: str = "evidence") -> Any:
+    """Rebuild a value of type ``tp`` (dataclasses, lists, dicts, optionals) from ``asdict`` output; a value
+    that does not fit its type raises ``ValueError`` naming where it is (``evidence.outputs[0].comparisons``)."""
     origin = typing.get_origin(tp)
+    if value is None:
+        if tp is Any or (origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)):
+            return None
+        raise ValueError(f"{path}: null where {_name(tp)} is expected")
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(inner[0], value) if len(inner) == 1 else value
+        return _build(inner[0], value, path) if len(inner) == 1 else value
     if origin is list:
         (item,) = typing.get_args(tp)
-        return [_build(item, v) for v in value]
+        if not isinstance(value, list):
+            raise ValueError(f"{path}: expected a list, got {_kind(value)}")
+        return [_build(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, item = typing.get_args(tp)
-        return {k: _build(item, v) for k, v in value.items()}
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: expected an object, got {_kind(value)}")
+        return {k: _build(item, v, f"{path}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: expected an object ({tp.__name__}), got {_kind(value)}")
         hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in names})
+        fields = dataclasses.fields(tp)
+        missing = [f.name for f in fields if f.name not in value and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(map(repr, missing))}")
+        return tp(**{f.name: _build(hints[f.name], value[f.name], f"{path}.{f.name}") for f in fields
+                     if f.name in value})
+    return _leaf(tp, value, path)
+
+
+def _leaf(tp: Any, value: Any, path: str) -> Any:
+    if tp is float:
+        if isinstance(value, str) and value in _NONFINITE:
+            return _NONFINITE[value]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else _wrong(tp, value, path)
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _wrong(tp, value, path)
+    if tp in (bool, str):
+        return value if isinstance(value, tp) else _wrong(tp, value, path)
     return value
+
+
+def _wrong(tp: Any, value: Any, path: str) -> Any:
+    raise ValueError(f"{path}: expected {_name(tp)}, got {_kind(value)} {value!r:.60}")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)

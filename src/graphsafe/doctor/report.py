@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import Finding
-from .evidence import Evidence
+from .evidence import Evidence, _build
 
 EXIT_STATUS = {"match": 0, "benign": 0, "mismatch": 1, "inconclusive": 2}
 SCHEMA = "graphsafe.check/1"
@@ -59,22 +60,51 @@ class Report:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default, allow_nan=True)
+        """Strict JSON: a NaN or infinite number (a diverging output's error) is written as the string
+        ``"nan"``, ``"inf"`` or ``"-inf"``, which :meth:`from_json` reads back as the number."""
+        return json.dumps(finite(self.to_dict()), indent=indent, default=_json_default, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Report:
+    def from_dict(cls, d: Any) -> Report:
+        """Rebuild a report; one that is not a graphsafe check report, or does not fit its schema, raises
+        ``ValueError`` saying what is wrong where."""
+        if not isinstance(d, dict):
+            raise ValueError(f"not a graphsafe check report: expected a JSON object, got {type(d).__name__}")
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a graphsafe check report (schema {d.get('schema')!r}, expected {SCHEMA!r})")
-        return cls(
-            target=d["target"], verdict=d["verdict"],
-            findings=[Finding.from_dict(f) for f in d.get("findings", [])],
-            evidence=Evidence.from_dict(d["evidence"]) if d.get("evidence") else None,
-            environment=d.get("environment", {}), timings=d.get("timings", {}), ranks=d.get("ranks", []),
-        )
+        try:
+            for key in ("target", "verdict"):
+                if key not in d:
+                    raise ValueError(f"missing {key!r}")
+            target = _build(str, d.get("target"), "target")
+            verdict = _build(str, d.get("verdict"), "verdict")
+            if verdict not in EXIT_STATUS:
+                raise ValueError(f"verdict: expected one of {', '.join(EXIT_STATUS)}, got {verdict!r}")
+            return cls(
+                target=target, verdict=verdict,
+                findings=_build(list[Finding], d.get("findings", []), "findings"),
+                evidence=_build(Evidence | None, d.get("evidence"), "evidence"),
+                environment=_build(dict[str, Any], d.get("environment", {}), "environment"),
+                timings=_build(dict[str, float], d.get("timings", {}), "timings"),
+                ranks=_build(list[dict[str, Any]], d.get("ranks", []), "ranks"),
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"malformed graphsafe check report: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> Report:
         return cls.from_dict(json.loads(text))
+
+
+def finite(o: Any) -> Any:
+    """``o`` with every NaN or infinite float replaced by ``"nan"``, ``"inf"`` or ``"-inf"`` (strict JSON)."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return "nan" if o != o else ("inf" if o > 0 else "-inf")
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite(v) for v in o]
+    return o
 
 
 def _json_default(o: Any) -> Any:

@@ -146,6 +146,8 @@ def run_script(path: str, args: list[str], sentinel: str | None = None) -> RunRe
     import torch
 
     script = Path(path)
+    if script.is_dir():
+        raise ValueError(f"{path} is a directory; graphsafe run takes a Python script")
     if not script.is_file():
         raise FileNotFoundError(f"no such script: {path}")
     result = RunResult(script=str(script), records=[])
@@ -166,6 +168,8 @@ def run_script(path: str, args: list[str], sentinel: str | None = None) -> RunRe
     except SystemExit as exc:
         code = exc.code
         result.script_exit = code if isinstance(code, int) else (0 if code is None else 1)
+        if not isinstance(code, int) and code is not None:  # sys.exit("message"): Python prints it
+            print(code, file=sys.stderr)
     except BaseException as exc:  # noqa: BLE001 - reported, with what was gathered before it
         user = frames.user_frames(exc.__traceback__)
         where = f" at {user[0].short()}" if user else ""
@@ -202,6 +206,8 @@ def render_run(result: RunResult, console) -> None:
             render_finding(console, f)
     if result.script_error:
         console.print(f"[bold red]the script raised[/]: {escape(result.script_error)}")
+    elif result.script_exit:
+        console.print(f"[bold yellow]the script exited with status {result.script_exit}[/]")
     if result.sentinel_note:
         console.print(f"[bold yellow]the sentinel could not watch every capture[/]: {escape(result.sentinel_note)}")
     bad = sum(any(f.severity == "error" for f in r.findings()) for r in result.records)

@@ -75,6 +75,9 @@ def resolve_object(spec: str) -> Any:
         obj: Any = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
         raise TargetError(f"cannot import module {mod_name!r}: {exc}") from None
+    except Exception as exc:  # the module itself fails: a syntax error, or its import-time code raises
+        raise TargetError(f"cannot import module {mod_name!r}: importing it raised {type(exc).__name__}: {exc}"
+                          f"{_where(exc)}") from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -83,11 +86,24 @@ def resolve_object(spec: str) -> Any:
     return obj
 
 
+def _where(exc: BaseException) -> str:
+    """`` (at FILE:LINE)`` for the innermost frame of the failing import, where there is one (a SyntaxError's
+    own position is already in its message)."""
+    if isinstance(exc, SyntaxError):
+        return ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})" if tb is not None else ""
+
+
 def validate_spec(spec: str, inputs_spec: str | None = None) -> None:
     """Raise TargetError for a spec that cannot work, without building anything (no GPU needed)."""
     obj = resolve_object(spec)
     if inputs_spec is not None:
-        resolve_object(inputs_spec)
+        make_inputs = resolve_object(inputs_spec)
+        if not callable(make_inputs):
+            raise TargetError(f"--inputs {inputs_spec} is not callable (it is a {type(make_inputs).__name__})")
     if isinstance(obj, Target) or getattr(obj, "__graphsafe_target_factory__", False):
         return
     if not callable(obj):

@@ -53,6 +53,8 @@ def _toml(path: Path) -> dict:
 
 def load_config(start: Path | None = None, explicit: Path | None = None) -> LintConfig:
     """``[tool.graphsafe]`` from ``explicit`` or the nearest pyproject.toml at or above ``start``."""
+    if explicit is not None and not explicit.is_file():
+        raise ValueError(f"cannot read {explicit}: {'it is a directory' if explicit.is_dir() else 'no such file'}")
     candidates = [explicit] if explicit else [d / "pyproject.toml" for d in [(start or Path.cwd()).resolve(),
                                                                               *(start or Path.cwd()).resolve().parents]]
     for path in candidates:
@@ -66,11 +68,34 @@ def load_config(start: Path | None = None, explicit: Path | None = None) -> Lint
             unknown = set(table) - {"select", "ignore", "exclude", "max-file-size"}
             if unknown:
                 raise ValueError(f"{path}: unknown keys in [tool.graphsafe]: {', '.join(sorted(unknown))}")
-            return LintConfig(select=[c.upper() for c in table.get("select", [""])],
-                              ignore=[c.upper() for c in table.get("ignore", [])],
-                              exclude=list(table.get("exclude", [])),
-                              max_file_size=int(table.get("max-file-size", 10_000_000)), source=str(path))
+            where = f"{path}: [tool.graphsafe]"
+            size = table.get("max-file-size", 10_000_000)
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ValueError(f"{where} max-file-size must be a positive whole number of bytes, got {size!r}")
+            select = codes(_strings(table, "select", where), f"{where} select") if "select" in table else [""]
+            if not select:
+                raise ValueError(f"{where} select names no code (leave it out to select every rule)")
+            return LintConfig(select=select,
+                              ignore=codes(_strings(table, "ignore", where), f"{where} ignore"),
+                              exclude=_strings(table, "exclude", where), max_file_size=size, source=str(path))
     return LintConfig()
+
+
+def _strings(table: dict, key: str, where: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where} {key} must be a list of strings, got {value!r}")
+    return value
+
+
+def codes(items: list[str], where: str) -> list[str]:
+    """Codes or code prefixes, upper-cased; one that starts no known code is an error, not a silent no-op."""
+    out = [c.strip().upper() for c in items if c.strip()]
+    bad = [c for c in out if not any(code.startswith(c) for code in RULES)]
+    if bad:
+        raise ValueError(f"{where}: unknown code or prefix {', '.join(map(repr, bad))} "
+                         f"(codes: {', '.join(sorted(RULES))})")
+    return out
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .ops import pack_int4_weights, quant_linear
+from .ops import _backend, _clip, pack_int4_weights, quant_linear
 from .reference import FLOAT_DTYPES
 
 
@@ -24,6 +24,8 @@ class W4A4Linear(nn.Module):
             raise TypeError(f"dtype must be float16 or bfloat16, got {dtype}")
         if in_features < 1 or out_features < 1:
             raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
+        _clip(clip_ratio, dtype)
+        _backend("backend", backend, ("auto", "triton", "reference"))
         self.in_features, self.out_features = in_features, out_features
         self.clip_ratio, self.backend = clip_ratio, backend
         self.register_buffer("qweight", torch.zeros(out_features, (in_features + 1) // 2, dtype=torch.uint8,
@@ -41,7 +43,9 @@ class W4A4Linear(nn.Module):
         dtype = dtype or (w.dtype if w.dtype in FLOAT_DTYPES else torch.float16)
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype=dtype,
                   device=w.device, clip_ratio=clip_ratio, backend=backend)
-        qw, ws = pack_int4_weights(w.to(dtype).contiguous(), backend=backend)
+        # float32 weights for a float16 layer go in as they are: the packer refuses values float16 cannot hold
+        src = w if (w.dtype == torch.float32 and dtype == torch.float16) else w.to(dtype)
+        qw, ws = pack_int4_weights(src.contiguous(), backend=backend)
         mod.qweight.copy_(qw)
         mod.weight_scale.copy_(ws)
         if linear.bias is not None:

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from . import reference
-from .reference import FLOAT_DTYPES
+from .reference import FLOAT_DTYPES, rounded_clip
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
 SMALL_MAX_M = 16  # rows up to which it runs as the swapped-operand GEMM for few rows (triton_swap.small_into)
@@ -49,11 +49,15 @@ def _shape(name: str, t: torch.Tensor, expected: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
 
 
-def _clip(clip_ratio) -> None:
+def _clip(clip_ratio, dtype: torch.dtype) -> None:
+    """A clip ratio shrinks the row's range: in (0, 1], and not 0 once rounded to ``dtype`` (the value every
+    backend multiplies by). Above 1 a finite row's scale could overflow ``dtype`` and its outputs be NaN."""
     if isinstance(clip_ratio, bool) or not isinstance(clip_ratio, (int, float)):
         raise TypeError(f"clip_ratio must be a number, got {type(clip_ratio).__name__}")
-    if not clip_ratio > 0 or clip_ratio == float("inf"):
-        raise ValueError(f"clip_ratio must be finite and > 0, got {clip_ratio}")
+    if not 0 < clip_ratio <= 1:
+        raise ValueError(f"clip_ratio must be in (0, 1] (the share of each row's range kept), got {clip_ratio}")
+    if rounded_clip(clip_ratio, dtype) == 0:
+        raise ValueError(f"clip_ratio {clip_ratio} rounds to 0 in {dtype}, which would zero every scale")
 
 
 def _backend(name: str, backend: str, allowed=BACKENDS) -> None:
@@ -122,7 +126,7 @@ def sym_quant(x: torch.Tensor, clip_ratio: float = 1.0, *, out: torch.Tensor | N
     ``scale_out`` are optional preallocated outputs (for CUDA graphs and static buffers).
     """
     _tensor("x", x, rank=2, dtypes=FLOAT_DTYPES)
-    _clip(clip_ratio)
+    _clip(clip_ratio, x.dtype)
     _backend("backend", backend)
     m, n = x.shape
     if out is None and scale_out is None:
@@ -142,11 +146,26 @@ def sym_quant(x: torch.Tensor, clip_ratio: float = 1.0, *, out: torch.Tensor | N
 def pack_int4_weights(w: torch.Tensor, *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-output-channel INT4 weights: ``w`` (out, in) -> ``(qw, w_scale)`` with ``qw`` uint8
     (out, ceil(in/2)) and ``w_scale`` (out, 1). Rows are quantized like activations (clip 1);
-    float32 weights are quantized as float16."""
+    float32 weights are quantized as float16, and a finite one beyond float16's range raises ``ValueError``
+    (outside a CUDA-graph capture or ``torch.compile``, where the check's host read cannot run: there it
+    becomes +Inf, a NaN output column, as for non-finite weights)."""
     _tensor("w", w, rank=2, dtypes=(*FLOAT_DTYPES, torch.float32))
     if w.dtype == torch.float32:
-        w = w.to(torch.float16)
+        w = _to_half("w", w)
     return sym_quant(w, 1.0, backend=backend)
+
+
+def _to_half(name: str, w: torch.Tensor) -> torch.Tensor:
+    """``w`` in float16, refusing finite values the cast would make infinite (where it may read them)."""
+    half = w.to(torch.float16)
+    capturing = w.is_cuda and torch.cuda.is_current_stream_capturing()
+    if not capturing and not torch.compiler.is_compiling() and w.numel():
+        overflow = torch.isinf(half) & torch.isfinite(w)
+        if bool(overflow.any()):
+            big = float(w[overflow].abs().max())
+            raise ValueError(f"{name} holds finite values up to {big:g}, beyond float16's range (65504): float32 "
+                             "weights are quantized as float16; pass them as bfloat16, or rescale the layer")
+    return half
 
 
 # --- w4a4_linear ----------------------------------------------------------------------------------
@@ -294,8 +313,15 @@ def _k_bound(k: int, backend: str, dev: torch.device) -> None:
 
 
 def _out_dtype(out_dtype, out, default: torch.dtype) -> torch.dtype:
+    if out_dtype is None and out is not None:
+        if out.dtype not in OUT_DTYPES:
+            raise TypeError(f"out must be float16, bfloat16 or float32, got {out.dtype}")
+        return out.dtype
     if out_dtype is None:
-        out_dtype = out.dtype if out is not None else default
+        return default
+    if not isinstance(out_dtype, torch.dtype):
+        raise TypeError(f"out_dtype must be a torch.dtype (torch.float16, torch.bfloat16 or torch.float32), "
+                        f"got {type(out_dtype).__name__} {out_dtype!r}")
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"out_dtype must be float16, bfloat16 or float32, got {out_dtype}")
     return out_dtype
@@ -391,7 +417,7 @@ def quant_linear(x: torch.Tensor, qw: torch.Tensor, w_scale: torch.Tensor, bias:
     _tensor("x", x, rank=2, dtypes=FLOAT_DTYPES)
     dev = x.device
     _check_weights(qw, w_scale, bias, (x.shape[1] + 1) // 2, dev, "x", k=x.shape[1])
-    _clip(clip_ratio)
+    _clip(clip_ratio, x.dtype)
     _backend("backend", backend, ("auto", "triton", "reference"))
     _k_bound(x.shape[1], backend, dev)
     out_dtype = _out_dtype(out_dtype, out, x.dtype)
