@@ -6,6 +6,7 @@ import linecache
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..diagnostics import Finding, Location
 from .report import Report
@@ -45,7 +46,8 @@ def _excerpt(console: Console, loc: Location) -> None:
     span = loc.span or max(1, len(text.rstrip()) - col + 1)
     label = f" {escape(loc.label)}" if loc.label else ""
     console.print(f"  [blue]{pad} |[/]", soft_wrap=True)
-    console.print(f"  [blue]{loc.line} |[/] {escape(text)}", soft_wrap=True)
+    # the line as it is, never read as markup (escape() would double a trailing backslash)
+    console.print(Text.assemble("  ", (f"{loc.line} |", "blue"), " ", text), soft_wrap=True)
     console.print(f"  [blue]{pad} |[/] {' ' * (col - 1)}[bold red]{'^' * span}[/][red]{label}[/]", soft_wrap=True)
 
 

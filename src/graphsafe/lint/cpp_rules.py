@@ -393,6 +393,9 @@ def _check_static_streams(ctx: _Ctx, scan: Scan) -> list[Hit]:
         decl, typ = m["decl"], m["type"]
         if text(typ, ctx.src) not in _STREAM_TYPES:
             continue
+        if decl.child_by_field_name("declarator") is not None and \
+                decl.child_by_field_name("declarator").type == "function_declarator":
+            continue  # a prototype returning a stream holds none
         is_static = any(c.type == "storage_class_specifier" and text(c, ctx.src) == "static" for c in decl.children)
         at_file_scope = enclosing_function(decl) is None and decl.parent is not None and \
             decl.parent.type in ("translation_unit", "declaration_list")

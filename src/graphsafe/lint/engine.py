@@ -9,6 +9,7 @@ import fnmatch
 import io
 import os
 import re
+import stat
 import sys
 import tokenize
 from dataclasses import dataclass, field
@@ -110,25 +111,63 @@ class LintResult:
 
 
 def discover(paths: list[str], config: LintConfig) -> tuple[list[Path], list[Finding]]:
+    """The files to lint, each once (however often it is named), and GSX findings for what cannot be."""
     files: list[Path] = []
     problems: list[Finding] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(_gsx("GSX001", str(exc.filename), f"cannot list this directory: {exc.strerror or exc}"))
+
     for p in paths:
         path = Path(p)
         if not path.exists() and not path.is_symlink():
             problems.append(_gsx("GSX001", str(path), "no such file or directory"))
         elif path.is_dir():
-            for root, dirs, names in os.walk(path, followlinks=False):
+            for root, dirs, names in os.walk(path, onerror=unreadable, followlinks=False):
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
                 for name in sorted(names):
                     fp = Path(root) / name
                     if fp.suffix in CUDA_SUFFIXES + PY_SUFFIXES and not config.excluded(fp):
                         files.append(fp)
-        elif path.suffix in CUDA_SUFFIXES + PY_SUFFIXES or path.is_symlink():
+        elif path.suffix in CUDA_SUFFIXES + PY_SUFFIXES or _source_link(path):
             if not config.excluded(path):
                 files.append(path)
         else:
             problems.append(_gsx("GSX003", str(path), "not a C++/CUDA or Python file"))
-    return files, problems
+    return _once(files), problems
+
+
+def _source_link(path: Path) -> bool:
+    """A symlink named without a source suffix counts by its target's name (a broken one is linted, and
+    reported as unreadable)."""
+    if not path.is_symlink():
+        return False
+    try:
+        target = path.resolve(strict=False)
+    except (OSError, RuntimeError):
+        return True  # a link loop: lint_file reports it
+    return target.suffix in CUDA_SUFFIXES + PY_SUFFIXES or not target.exists()
+
+
+def _once(files: list[Path]) -> list[Path]:
+    seen: set[str] = set()
+    out = []
+    for fp in files:
+        key = os.path.realpath(fp)
+        if key not in seen:
+            seen.add(key)
+            out.append(fp)
+    return out
+
+
+def _kind(path: Path) -> str:
+    """The language a file is linted as: by its name, or a symlink's by its target's."""
+    if path.suffix in PY_SUFFIXES + CUDA_SUFFIXES or not path.is_symlink():
+        return path.suffix
+    try:
+        return path.resolve(strict=False).suffix
+    except (OSError, RuntimeError):
+        return path.suffix
 
 
 def _gsx(code: str, file: str, why: str, line: int | None = None, severity: str | None = None,
@@ -155,33 +194,40 @@ def lint_paths(paths: list[str], config: LintConfig | None = None) -> LintResult
 def lint_file(path: Path, config: LintConfig | None = None) -> tuple[list[Finding], int]:
     config = config or LintConfig()
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never end
+            return _enabled([_gsx("GSX001", str(path), "not a regular file (a device, FIFO or socket)")], config), 0
+        size = st.st_size
         if size > config.max_file_size:
             return _enabled([_gsx("GSX003", str(path), f"{size / 1e6:.1f} MB is above the "
                                                        f"{config.max_file_size / 1e6:.0f} MB limit")], config), 0
         data = path.read_bytes()
     except OSError as exc:
         return _enabled([_gsx("GSX001", str(path), exc.strerror or str(exc))], config), 0
-    return lint_source(data, str(path), config)
+    return lint_source(data, str(path), config, python=_kind(path) in PY_SUFFIXES)
 
 
 def _enabled(findings: list[Finding], config: LintConfig) -> list[Finding]:
     return [f for f in findings if config.enabled(f.code)]
 
 
-def lint_source(data: bytes, filename: str, config: LintConfig | None = None) -> tuple[list[Finding], int]:
-    """Lint one file's bytes; never raises for anything the bytes contain."""
+def lint_source(data: bytes, filename: str, config: LintConfig | None = None, *,
+                python: bool | None = None) -> tuple[list[Finding], int]:
+    """Lint one file's bytes, as Python or C++/CUDA (``python``; default: by the name); never raises for
+    anything the bytes contain."""
     config = config or LintConfig()
+    python = filename.endswith(PY_SUFFIXES) if python is None else python
     if b"\x00" in data[:8192]:
         return _enabled([_gsx("GSX003", filename, "binary content")], config), 0
     lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     try:
-        if filename.endswith(PY_SUFFIXES):
+        if python:
             hits, notes, comments = _python(data, filename)
         else:
             hits, notes, comments = _cuda(data, filename)
-    except RecursionError:
-        return _enabled([_gsx("GSX002", filename, "nesting too deep to analyse")], config), lines
+    except (RecursionError, MemoryError):
+        severity = "warning" if python else None  # an unchecked Python file warns
+        return _enabled([_gsx("GSX002", filename, "nesting too deep to analyse", severity=severity)], config), lines
     out = [f for f in notes if config.enabled(f.code)]
     seen = set()
     for h in hits:

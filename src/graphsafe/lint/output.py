@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 from pathlib import Path
 
 from rich.console import Console
@@ -59,7 +60,8 @@ def to_sarif(result: LintResult) -> str:
         if loc and loc.line:
             region = {"startLine": loc.line, **({"startColumn": loc.column} if loc.column else {}),
                       **({"endColumn": loc.column + loc.span} if loc.column and loc.span else {})}
-        phys = {"artifactLocation": {"uri": Path(display_path(loc.file)).as_posix() if loc and loc.file else ""}}
+        uri = quote(Path(display_path(loc.file)).as_posix(), safe="/:") if loc and loc.file else ""
+        phys = {"artifactLocation": {"uri": uri}}
         if region:
             phys["region"] = region
         msg = f.message + (f"\nhelp: {f.help}" if f.help else "")

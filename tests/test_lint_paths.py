@@ -1,0 +1,109 @@
+"""What the linter is given, besides sources: devices, FIFOs, links, unreadable directories, a file named
+twice, nesting too deep to analyse; and where it writes them (SARIF URIs, text excerpts)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from graphsafe.lint.engine import LintConfig, discover, lint_paths, lint_source
+from graphsafe.lint.output import render_text, to_sarif
+
+BAD_LAUNCH = "__global__ void k(float*);\nvoid f(float* x) { k<<<1, 1>>>(x); }\n"
+ITEM = "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x.item()\n"
+
+
+def codes(result):
+    return sorted(f.code for f in result.findings)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_reported_not_read(tmp_path):
+    os.mkfifo(tmp_path / "pipe.cu")  # reading it would block forever
+    result = lint_paths([str(tmp_path / "pipe.cu")])
+    [f] = result.findings
+    assert f.code == "GSX001" and "not a regular file" in f.message
+    assert codes(lint_paths([str(tmp_path)])) == ["GSX001"]  # found by the walk too
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_link_to_a_device_is_reported_not_read(tmp_path):
+    (tmp_path / "zero.cu").symlink_to("/dev/zero")  # reading it would never end
+    [f] = lint_paths([str(tmp_path / "zero.cu")]).findings
+    assert f.code == "GSX001" and "not a regular file" in f.message
+
+
+def test_a_link_named_without_a_suffix_is_linted_as_its_target(tmp_path):
+    (tmp_path / "m.py").write_text(ITEM)
+    (tmp_path / "mlink").symlink_to("m.py")
+    result = lint_paths([str(tmp_path / "mlink")])
+    assert codes(result) == ["GSP001"] and result.findings[0].location.file.endswith("mlink")
+    (tmp_path / "m.txt").write_text("prose\n")
+    (tmp_path / "notes").symlink_to("m.txt")  # points at no source
+    assert codes(lint_paths([str(tmp_path / "notes")])) == ["GSX003"]
+    (tmp_path / "gone").symlink_to("missing")  # dangling: reported as unreadable, not skipped
+    assert codes(lint_paths([str(tmp_path / "gone")])) == ["GSX001"]
+
+
+def test_a_file_named_twice_is_linted_once(tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.cu").write_text(BAD_LAUNCH)
+    monkeypatch.chdir(tmp_path)
+    result = lint_paths(["src", "src/a.cu", "./src/a.cu", str(tmp_path / "src" / "a.cu")])
+    assert result.files == 1 and codes(result).count("GSC001") == 1
+
+
+def test_a_directory_that_cannot_be_listed_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x.cu").write_text(BAD_LAUNCH)
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    files, problems = discover([str(tmp_path)], LintConfig())
+    assert files == []
+    [f] = problems
+    assert f.code == "GSX001" and "cannot list this directory" in f.message and f.location.file.endswith("locked")
+
+
+def test_python_too_deep_to_analyse_is_a_warning_not_a_pass():
+    deep = ("x = " + "not " * 50000 + "y\n").encode()
+    [f] = lint_source(deep, "deep.py")[0]
+    assert f.code == "GSX002" and f.severity == "warning"
+    limit = sys.getrecursionlimit()
+    nested = ITEM + "        if " + "not " * (limit + 200) + "x.sum():\n            pass\n"
+    found = lint_source(nested.encode(), "nested.py")[0]
+    assert [f.severity for f in found if f.code == "GSX002"] in (["warning"], [])  # checked, or said unchecked
+    assert found  # never silently clean
+
+
+def test_a_prototype_returning_a_stream_caches_none():
+    src = ("cudaStream_t get_stream();\nnamespace a { cudaStream_t current(int device); }\n"
+           "at::cuda::CUDAStream pick(const at::Tensor& t);\nstatic cudaStream_t cached;\n")
+    found = lint_source(src.encode(), "proto.h")[0]
+    assert [(f.code, f.location.line) for f in found] == [("GSC002", 4)]
+
+
+def test_sarif_uris_are_percent_encoded(tmp_path, monkeypatch):
+    (tmp_path / "my kernel#1.cu").write_text(BAD_LAUNCH)
+    monkeypatch.chdir(tmp_path)
+    sarif = json.loads(to_sarif(lint_paths(["my kernel#1.cu"])))
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif["runs"][0]["results"]}
+    assert uris == {"my%20kernel%231.cu"}
+
+
+def test_the_excerpt_shows_the_line_as_written(tmp_path):
+    path = tmp_path / "macro.cu"
+    path.write_text("__global__ void k(float*);\n#define L(x) \\\n    k<<<1, 1>>>(x); \\\n    foo()\n")
+    buf = io.StringIO()
+    render_text(lint_paths([str(path)]), Console(file=buf, width=200, color_system=None))
+    assert "3 |     k<<<1, 1>>>(x); \\\n" in buf.getvalue()  # one backslash, as in the file
