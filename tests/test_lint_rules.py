@@ -139,6 +139,8 @@ _LAZY = "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n{} 
     "        self.side = self.side or torch.cuda.Stream()\n",
     "        if self.buf is not None:\n            pass\n        else:\n            self.buf = torch.empty_like(x)\n",
     "        if hasattr(self, 'buf'):\n            pass\n        else:\n            self.buf = torch.empty_like(x)\n",
+    "        if getattr(self, 'buf', None) is None:\n            self.buf = torch.empty_like(x)\n",
+    "        if not getattr(self, 'buf', None):\n            self.buf = torch.empty_like(x)\n",
 ])
 def test_state_set_once_on_the_first_call_is_not_reported(body):
     """A buffer or stream made on the first call (the warm-up before capture) and reused after: not
@@ -151,6 +153,7 @@ def test_state_set_once_on_the_first_call_is_not_reported(body):
     "        if self.buf is None:\n            pass\n        else:\n            self.buf = x\n",
     "        if self.other is None:\n            self.buf = torch.empty_like(x)\n",
     "        self.buf = x or self.buf\n",
+    "        if getattr(self, 'buf', 0) is None:\n            self.buf = torch.empty_like(x)\n",
 ])
 def test_state_set_again_in_captured_code_is_reported(body):
     assert codes(_LAZY.format(body)) == ["GSP004"]
@@ -261,3 +264,39 @@ def test_host_sync_names_and_sync_helpers(src, found):
     only mention synchronizing."""
     got = [f.message.split(" ")[0] for f in lint_source((src + "\n").encode(), "op.cu")[0] if f.code == "GSC004"]
     assert got == found
+
+
+_CAPTURED = ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x, k, v):\n{}        return x\n"
+             "g = torch.cuda.CUDAGraph()\nm = M()\nm(1, 2, 3)\nwith torch.cuda.graph(g):\n    m(1, 2, 3)\n")
+
+
+@pytest.mark.parametrize("body", [
+    "        if torch.onnx.is_in_onnx_export():\n            pass\n",
+    "        if torch._C._get_tracing_state():\n            pass\n",
+    "        if torch.cuda.device_count() > 1:\n            pass\n",
+    "        if torch.cuda.get_device_capability() >= (9, 0):\n            pass\n",
+    "        if torch.cuda.get_device_name().startswith('NVIDIA H100'):\n            pass\n",
+    "        if x.device == torch.device('cpu'):\n            pass\n",
+    "        if x.shape == torch.Size([2, 3]):\n            pass\n",
+    "        world = int(torch.cuda.device_count())\n",
+    "        a = k.repeat_interleave(4, dim=1)\n",
+    "        b = torch.repeat_interleave(v, 4, dim=1)\n",
+    "        c = torch.repeat_interleave(v, repeats=2)\n",
+    "        d = k.repeat_interleave(v, output_size=8)\n",
+    "        x[x < 0] = 0\n",
+])
+def test_host_values_and_static_shapes_are_not_reported(body):
+    """torch calls that return flags, counts, devices or shapes are host values; ``repeat_interleave`` with a
+    whole-number ``repeats`` and a masked store keep their shapes."""
+    assert codes(_CAPTURED.format(body)) == []
+
+
+@pytest.mark.parametrize("body, code", [
+    ("        if torch.any(x > 0):\n            pass\n", "GSP005"),
+    ("        c = k.repeat_interleave(v)\n", "GSP002"),
+    ("        c = torch.repeat_interleave(v, k)\n", "GSP002"),
+    ("        d = x[x < 0]\n", "GSP002"),
+    ("        n = int(x.sum())\n", "GSP001"),
+])
+def test_tensor_values_and_data_dependent_shapes_still_are(body, code):
+    assert codes(_CAPTURED.format(body)) == [code]

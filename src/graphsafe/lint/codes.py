@@ -120,9 +120,10 @@ they do not, the host value is taken once at capture and frozen into the graph."
     Rule("GSP002", "dynamic-shape-in-forward", "error", "python",
          "an operation whose output shape depends on the data",
          """\
-Boolean-mask indexing, `nonzero`, `masked_select`, `unique` and one-argument `torch.where` must read
-the data to know the output size: they synchronize (capture fails) and a graph cannot replay a
-different shape.""",
+Boolean-mask indexing, `nonzero`, `masked_select`, `unique`, one-argument `torch.where` and
+`repeat_interleave` with tensor repeats must read the data to know the output size: they synchronize
+(capture fails) and a graph cannot replay a different shape. Not reported: a masked store (`x[m] = 0`
+keeps x's shape) and `repeat_interleave` with a whole-number `repeats` or an `output_size`.""",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x[x > 0].sum()\n",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
          "        return torch.where(x > 0, x, 0).sum()\n", ".py"),
@@ -141,7 +142,7 @@ value.""",
 Python code runs once, at capture. `self.step += 1`, `self.cache = y` or a `global` update in a
 forward happens at capture and never again: replays see the state of the capture, and a rebound
 attribute is a pointer the graph no longer uses. An attribute set only while unset (`if self.buf is
-None: self.buf = torch.empty(...)`, `self.side = self.side or torch.cuda.Stream()`) is not reported: the
+None: self.buf = torch.empty(...)`, the same through `getattr(self, "buf", None)`, `self.side = self.side or torch.cuda.Stream()`) is not reported: the
 warm-up call before capture makes it, and the graph keeps using it. Made again for another shape
 (`... or self.buf.shape != x.shape`), it is: a graph captured at the first shape keeps the freed buffer.""",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        self.calls += 1\n"
@@ -152,7 +153,9 @@ warm-up call before capture makes it, and the graph keeps using it. Made again f
          "a Python branch on a tensor value in captured code",
          """\
 `if x.sum() > 0:` reads a tensor value on the host (a synchronization) and picks one branch; the
-graph records only the branch taken at capture and replays it for every input.""",
+graph records only the branch taken at capture and replays it for every input. Not reported: torch calls
+that return host values (`torch.cuda.device_count()`, `torch.device(...)`, `torch.Size(...)`,
+`torch.onnx.is_in_onnx_export()`, `torch.is_*`), and shapes and sizes.""",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        if x.max() > 1:\n"
          "            x = x / 2\n        return x\n",
          "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"

@@ -20,8 +20,12 @@ DYNAMIC_SHAPE = {"nonzero", "masked_select", "unique", "unique_consecutive", "ar
 MASK_MAKERS = {"isnan", "isinf", "isfinite", "bool", "logical_and", "logical_or", "logical_not", "eq", "ne", "gt",
                "lt", "ge", "le"}
 HOST_TENSOR_MAKERS = {"tensor", "as_tensor", "from_numpy"}
-NOT_TENSOR_TORCH = ("torch.is_", "torch.cuda.is_", "torch.jit.", "torch.compiler.", "torch.are_", "torch.get_",
-                    "torch._dynamo.", "torch.distributed.")
+# torch calls whose value is a host value (a flag, a count, a device, a shape, a dtype), not a tensor
+NOT_TENSOR_TORCH = ("torch.is_", "torch.cuda.", "torch.jit.", "torch.compiler.", "torch.are_", "torch.get_",
+                    "torch._dynamo.", "torch.distributed.", "torch.onnx.", "torch._C.", "torch.backends.",
+                    "torch.device(", "torch.Size(", "torch.finfo(", "torch.iinfo(", "torch.numel(", "torch.typename(",
+                    "torch.result_type(", "torch.promote_types(", "torch.can_cast(", "torch.version.",
+                    "torch.fx.", "torch.overrides.")
 PER_THREAD_FLAGS = ("--default-stream=per-thread", "-default-stream=per-thread", "--default-stream per-thread",
                     "-DCUDA_API_PER_THREAD_DEFAULT_STREAM")
 COPY_METHODS = {"clone", "copy", "deepcopy", "tolist", "cpu", "numpy"}
@@ -139,10 +143,10 @@ def lint_python(source: str) -> list[Hit]:
 def _tensorish(node: ast.AST) -> bool:
     """An expression that evaluates to a tensor (by its form: reductions, torch calls)."""
     if isinstance(node, ast.Call):
-        fn = _name(node.func)
         if isinstance(node.func, ast.Attribute) and node.func.attr in TENSOR_VALUE_METHODS:
             return True
-        return fn.startswith("torch.") and not fn.startswith(NOT_TENSOR_TORCH)
+        called = _name(node.func) + "("
+        return called.startswith("torch.") and not called.startswith(NOT_TENSOR_TORCH)
     if isinstance(node, ast.Compare):
         return any(_tensorish(x) for x in (node.left, *node.comparators))
     if isinstance(node, ast.BoolOp):
@@ -157,16 +161,39 @@ def _is_self_attr(node: ast.AST, attr: str) -> bool:
             and node.value.id == "self")
 
 
+def _static_repeats(node: ast.Call, fn: str) -> bool:
+    """``repeat_interleave`` with a whole-number ``repeats`` (or an ``output_size``): its shape is known without
+    reading the data (expand and reshape, no ``nonzero``)."""
+    if not fn.endswith("repeat_interleave"):
+        return False
+    if any(k.arg == "output_size" for k in node.keywords):
+        return True
+    pos = 1 if fn.startswith("torch.") else 0  # torch.repeat_interleave(x, repeats) / x.repeat_interleave(repeats)
+    rep = next((k.value for k in node.keywords if k.arg == "repeats"), None)
+    if rep is None and len(node.args) > pos:
+        rep = node.args[pos]
+    return isinstance(rep, ast.Constant) and isinstance(rep.value, int) and not isinstance(rep.value, bool)
+
+
+def _self_attr_read(node: ast.AST, attr: str) -> bool:
+    """``self.attr``, or ``getattr(self, "attr", None)``."""
+    if _is_self_attr(node, attr):
+        return True
+    return (isinstance(node, ast.Call) and _name(node.func) == "getattr" and len(node.args) == 3
+            and _name(node.args[0]) == "self" and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value == attr and isinstance(node.args[2], ast.Constant) and node.args[2].value is None)
+
+
 def _unset_test(test: ast.AST, attr: str) -> bool:
     """``self.attr is None``, ``not self.attr`` or ``not hasattr(self, "attr")``. Not with another
     clause (``self.buf is None or self.buf.shape != x.shape``): a buffer made again for another shape
     leaves a graph captured at the first shape holding the freed one."""
     if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Is):
-        return _is_self_attr(test.left, attr) and isinstance(test.comparators[0], ast.Constant) \
+        return _self_attr_read(test.left, attr) and isinstance(test.comparators[0], ast.Constant) \
             and test.comparators[0].value is None
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         o = test.operand
-        return _is_self_attr(o, attr) or (
+        return _self_attr_read(o, attr) or (
             isinstance(o, ast.Call) and _name(o.func) == "hasattr" and len(o.args) == 2
             and _name(o.args[0]) == "self" and isinstance(o.args[1], ast.Constant) and o.args[1].value == attr)
     return False
@@ -209,7 +236,7 @@ def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
     for node in ast.walk(scope):
         if isinstance(node, ast.Call):
             out += _call_rules(node)
-        elif isinstance(node, ast.Subscript):
+        elif isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Store):  # x[m] = v keeps x's shape
             sl = node.slice
             if isinstance(sl, ast.Compare) or (isinstance(sl, ast.Name) and sl.id in masks):
                 out.append(_hit("GSP002", node, "boolean-mask indexing makes the output shape depend on data",
@@ -249,8 +276,8 @@ def _call_rules(node: ast.Call) -> list[Hit]:
     if fn in ("float", "int", "bool") and len(node.args) == 1 and _tensorish(node.args[0]):
         return [_hit("GSP001", node, f"`{fn}()` of a tensor copies to the host and waits", "host sync",
                      "keep the value as a tensor")]
-    if attr in DYNAMIC_SHAPE or fn in {f"torch.{n}" for n in DYNAMIC_SHAPE} or (
-            fn == "torch.where" and len(node.args) == 1 and not node.keywords):
+    if (attr in DYNAMIC_SHAPE or fn in {f"torch.{n}" for n in DYNAMIC_SHAPE} or (
+            fn == "torch.where" and len(node.args) == 1 and not node.keywords)) and not _static_repeats(node, fn):
         return [_hit("GSP002", node, f"`{fn}` returns a shape that depends on the data",
                      "data-dependent shape", "use fixed-size alternatives (`torch.where(c, a, b)`, padding "
                      "with a known maximum)")]
