@@ -180,7 +180,7 @@ def test_quant_linear_takes_the_planes_gemv_where_it_won(k, n, rows):
     from graphsafe.quant.mma_planes import PlanesConfig, planes_config
     assert [m for m in range(0, 20) if ops.planes_wanted(m, n, k // 2)] == list(rows)
     expected = PlanesConfig(10, 1, 2, prefetch=k > 4096, xsum=False)
-    assert all(planes_config(m, n, k // 8) == dataclasses.replace(expected, balance=int(k <= 4096 and m >= 2))
+    assert all(planes_config(m, n, k // 8) == dataclasses.replace(expected, balance=int(k <= 4096))
                for m in rows)
 
 

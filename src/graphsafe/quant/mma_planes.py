@@ -17,8 +17,8 @@ instructions a register, 5.2 a weight word), so the quantizer adds nothing up an
 Alone it is the fastest few-row GEMM at 4 and 8 rows on an H100 (3584->4608 M = 4: 5.04 µs against 5.27
 for the GEMV on packed codes and 5.46 for the dp4a GEMV, at 8 warps). With 10 warps a block (seventeenth
 session) it also leads chained after the quantizer from 1 row on rows up to 4096, and by more after a
-torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``). From 2 rows on
-rows up to 4096, where 16-row tiles would put a block more on some SMs than on the others, its rows
+torch kernel; ``ops.planes_wanted`` routes it where it won (``benchmarks/README.md``). On rows up
+to 4096, where 16-row tiles would put a block more on some SMs than on the others, its rows
 are shared out over a full wave of blocks instead (``PlanesConfig.balance``, twenty-first session),
 leaving a block's room on one SM per activation row for the next call's quantizer.
 """
@@ -69,13 +69,15 @@ def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
     µs against 5.96 with 8 warps, 3584->18944 14.32 against 14.38 for 4 warps three chunks deep with sums.
     On long rows (K > 4096, where it runs at 9-16 rows) the same, with each block's weight rows prefetched
     into L2 while the quantizer runs: 18944->3584 at 16 rows 16.39 µs against 16.67 for 8 warps with sums.
-    From 2 rows on rows up to 4096 the rows are shared out over as many blocks as fit the GPU at once,
+    On rows up to 4096 the rows are shared out over as many blocks as fit the GPU at once,
     three an SM on all but ``m`` SMs (``balance``, where ``grid`` finds a third block on only some SMs):
     3584->4608 at 2 / 4 / 8 rows 5.49 / 5.51 / 5.57 µs against 5.66 / 5.72 / 5.88 with 288 blocks of 16
-    rows (after a torch op 5.71 / 5.78 / 5.94 against 5.88 / 6.01 / 6.17); at 1 row level on an H100
-    (5.55 against 5.60) and 0.1 µs slower on an H200, so not there. ``n`` does not change the choice
-    (``grid`` decides where the balance applies)."""
-    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False, balance=int(kw <= 512 and m >= 2))
+    rows (after a torch op 5.71 / 5.78 / 5.94 against 5.88 / 6.01 / 6.17). At 1 row it was level on an H100
+    in the twenty-first session (5.55 against 5.60) and 0.1 µs slower on an H200; in the twenty-third, two
+    H100 runs in either order gave 5.40-5.41 against 5.51-5.55 with the tiles, where the tiles had left
+    the 2.5x goal on the line (2.49-2.50x), so the rows are shared out from 1 row too. ``n`` does not
+    change the choice (``grid`` decides where the balance applies)."""
+    return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False, balance=int(kw <= 512))
 
 
 def supports(qw: torch.Tensor, m: int) -> bool:
