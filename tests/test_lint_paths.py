@@ -107,3 +107,15 @@ def test_the_excerpt_shows_the_line_as_written(tmp_path):
     buf = io.StringIO()
     render_text(lint_paths([str(path)]), Console(file=buf, width=200, color_system=None))
     assert "3 |     k<<<1, 1>>>(x); \\\n" in buf.getvalue()  # one backslash, as in the file
+
+
+@pytest.mark.parametrize("line", [
+    "  /* graphsafe: ignore[GSC001] */ k<<<1, 1>>>(x); /* grid 1 */",
+    "  k<<<1, 1>>>(x); /* grid 1 */ // graphsafe: ignore[GSC001]",
+    "  k<<<1, 1>>>(x); /* graphsafe: ignore[GSC001]\n     the legacy stream is wanted here */",
+])
+def test_a_suppression_holds_beside_other_comments(line):
+    src = f"__global__ void k(float*);\nvoid f(float* x) {{\n{line}\n  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}}\n"
+    assert [f.code for f in lint_source(src.encode(), "s.cu")[0]] == []
+    unsuppressed = src.replace("graphsafe: ignore[GSC001]", "a note")
+    assert [f.code for f in lint_source(unsuppressed.encode(), "s.cu")[0]] == ["GSC001"]

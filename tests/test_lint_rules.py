@@ -112,6 +112,10 @@ def test_per_thread_define_in_cuda_source():
     'os.system("/usr/local/cuda/bin/nvcc k.cu -O3 --default-stream per-thread -o k.o")\n',
     'os.environ["NVCC_APPEND_FLAGS"] = "-lineinfo -DCUDA_API_PER_THREAD_DEFAULT_STREAM"\n',
     'NVCC = ("--default-stream=per-thread",)\nif cmd.startswith("nvcc"):\n    run([cmd, *NVCC])\n',
+    'load("k", ["k.cu"], extra_cuda_cflags=["-O3 -default-stream per-thread"])\n',
+    'os.system("nvcc -O3 -o kern --default-stream per-thread kern.cu")\n',  # a flag's value without a dot
+    'load("k", ["k.cu"], extra_cuda_cflags=["-D", "CUDA_API_PER_THREAD_DEFAULT_STREAM"])\n',
+    'load("k", ["k.cu"], extra_cuda_cflags=["-O3 -D CUDA_API_PER_THREAD_DEFAULT_STREAM=1"])\n',
 ])
 def test_per_thread_flag_set_in_a_build_is_reported(src):
     assert codes(src) == ["GSC007"]

@@ -257,13 +257,16 @@ def _python(data: bytes, filename: str):
     return hits, [], _python_comments(source)
 
 
-def _python_comments(source: str) -> dict[int, tuple[str, bool]]:
-    comments: dict[int, tuple[str, bool]] = {}
+Comments = dict[int, list[tuple[str, bool]]]  # line -> its comments, each with whether it stands alone
+
+
+def _python_comments(source: str) -> Comments:
+    comments: Comments = {}
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
             if tok.type == tokenize.COMMENT:
                 standalone = not tok.line[:tok.start[1]].strip()
-                comments[tok.start[0]] = (tok.string, standalone)
+                comments.setdefault(tok.start[0], []).append((tok.string, standalone))
     except (tokenize.TokenError, IndentationError, SyntaxError):
         pass
     return comments
@@ -311,30 +314,32 @@ def _cuda(data: bytes, filename: str):
                     f"{how}, {view_errors / max(1, len(data)):.0%} could not", help_=missing))
     if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
-    comments: dict[int, tuple[str, bool]] = {}
+    comments: Comments = {}
     for scanned, src in reversed(trees):  # the file as written last: its comments win
         comments.update(_cpp_comments(scanned, src))
     return hits, notes, comments
 
 
-def _cpp_comments(scan, data: bytes) -> dict[int, tuple[str, bool]]:
-    """Line -> (comment, whether it stands alone on its line) from a tree's :class:`~.cuda.Scan`."""
+def _cpp_comments(scan, data: bytes) -> Comments:
+    """Line -> its comments, each with whether it stands alone on its line, from a tree's
+    :class:`~.cuda.Scan`; a comment over several lines counts on its first and its last."""
     from .cuda import text
-    comments: dict[int, tuple[str, bool]] = {}
+    comments: Comments = {}
     for m in scan["comment"]:
         node = m["c"]
         line_start = data.rfind(b"\n", 0, node.start_byte) + 1
         standalone = not data[line_start:node.start_byte].strip()
-        comments[node.end_point[0] + 1] = (text(node, data), standalone)
+        for line in sorted({node.start_point[0] + 1, node.end_point[0] + 1}):
+            comments.setdefault(line, []).append((text(node, data), standalone))
     return comments
 
 
-def _suppressed(code: str, line: int, comments: dict[int, tuple[str, bool]]) -> bool:
+def _suppressed(code: str, line: int, comments: Comments) -> bool:
     for ln, must_stand_alone in ((line, False), (line - 1, True)):
-        entry = comments.get(ln)
-        if entry is None or (must_stand_alone and not entry[1]):
-            continue
-        m = _SUPPRESS.search(entry[0])
-        if m and (m.group(1) is None or code in {c.strip().upper() for c in m.group(1).split(",")}):
-            return True
+        for comment, standalone in comments.get(ln, ()):
+            if must_stand_alone and not standalone:
+                continue
+            m = _SUPPRESS.search(comment)
+            if m and (m.group(1) is None or code in {c.strip().upper() for c in m.group(1).split(",")}):
+                return True
     return False

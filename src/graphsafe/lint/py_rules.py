@@ -27,7 +27,10 @@ NOT_TENSOR_TORCH = ("torch.is_", "torch.cuda.", "torch.jit.", "torch.compiler.",
                     "torch.result_type(", "torch.promote_types(", "torch.can_cast(", "torch.version.",
                     "torch.fx.", "torch.overrides.")
 PER_THREAD_FLAGS = ("--default-stream=per-thread", "-default-stream=per-thread", "--default-stream per-thread",
-                    "-DCUDA_API_PER_THREAD_DEFAULT_STREAM")
+                    "-default-stream per-thread", "-DCUDA_API_PER_THREAD_DEFAULT_STREAM",
+                    "-D CUDA_API_PER_THREAD_DEFAULT_STREAM")
+_FLAG_PAIRS = {("--default-stream", "per-thread"), ("-default-stream", "per-thread"),
+               ("-D", "CUDA_API_PER_THREAD_DEFAULT_STREAM")}  # the flag as two list items
 COPY_METHODS = {"clone", "copy", "deepcopy", "tolist", "cpu", "numpy"}
 
 
@@ -374,7 +377,7 @@ def _per_thread_flags(tree: ast.Module, index: _Index) -> list[Hit]:
         elif isinstance(node, (ast.List, ast.Tuple)):
             vals = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
             flags += [node.elts[i] for i, v in enumerate(vals[:-1])
-                      if v in ("--default-stream", "-default-stream") and vals[i + 1] == "per-thread"]
+                      if isinstance(vals[i + 1], str) and (v, vals[i + 1].split("=")[0]) in _FLAG_PAIRS]
     if not flags:  # most files: no need for the name uses below
         return []
     uses: dict[str, list[ast.Name]] = {}
@@ -404,7 +407,9 @@ def _has_flag(value: str) -> bool:
             nvcc = next((k for k, b in enumerate(before) if b.rsplit("/", 1)[-1] == "nvcc"), None)
             if nvcc is None and all(b.startswith("-") for b in before):
                 return True
-            if nvcc is not None and all(_cli_word(b) for b in before[nvcc + 1:]):
+            args = before[nvcc + 1:] if nvcc is not None else []
+            if nvcc is not None and all(_cli_word(b) or (j and args[j - 1].startswith("-"))  # a flag's value
+                                        for j, b in enumerate(args)):
                 return True
     return False
 
