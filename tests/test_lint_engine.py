@@ -329,3 +329,19 @@ def test_one_scan_finds_what_each_pattern_finds_alone():
     for name, pattern in PATTERNS.items():
         assert spans(scan[name]) == spans(matches(pattern, root)), name
         assert scan[name], f"the test source has no {name}"
+
+
+def test_exclude_and_configuration_hold_however_the_project_is_named(tmp_path):
+    """The pyproject.toml is found from the linted paths (not only the working directory), and its
+    ``exclude`` patterns match paths from its own directory: relative, absolute or from outside alike."""
+    proj = tmp_path / "proj"
+    (proj / "third_party").mkdir(parents=True)
+    (proj / "src").mkdir()
+    (proj / "pyproject.toml").write_text('[tool.graphsafe]\nexclude = ["third_party/*"]\n')
+    launch = "__global__ void k(float*);\nvoid f(float* x) { k<<<1, 1>>>(x); }\n"
+    (proj / "third_party" / "v.cu").write_text(launch)
+    (proj / "src" / "a.cu").write_text(launch)
+    for cwd, paths in ((proj, ["."]), (proj, [str(proj)]), (tmp_path, ["proj"]), (tmp_path, ["proj/src", "proj/third_party"])):
+        p = gs("lint", "--json", *paths, cwd=cwd)
+        files = {Path(f["location"]["file"]).name for f in json.loads(p.stdout)["findings"]}
+        assert files == {"a.cu"}, (cwd, paths, p.stdout)

@@ -237,7 +237,7 @@ def _lint(args, console: Console) -> int:
     from .lint.engine import codes, lint_paths, load_config
     from .lint.output import render_text, to_json, to_sarif
 
-    config = load_config(explicit=Path(args.config) if args.config else None)
+    config = load_config(start=_common_dir(args.paths), explicit=Path(args.config) if args.config else None)
     if args.select is not None:
         config.select = codes(args.select.split(","), "--select")
         if not config.select:
@@ -252,6 +252,18 @@ def _lint(args, console: Console) -> int:
     else:
         render_text(result, console)
     return 0 if args.exit_zero else result.exit_status
+
+
+def _common_dir(paths: list[str]):
+    """Where to look for the pyproject.toml: the directory the linted paths share (the project linted from
+    outside it still gets its configuration)."""
+    from pathlib import Path
+
+    dirs = [p if p.is_dir() else p.parent for p in (Path(x).absolute() for x in paths)]
+    try:
+        return Path(os.path.commonpath([str(d) for d in dirs])) if dirs else None
+    except ValueError:  # different drives
+        return None
 
 
 def _demo(args, console: Console) -> int:

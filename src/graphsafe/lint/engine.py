@@ -39,8 +39,17 @@ class LintConfig:
         return any(code.startswith(p) for p in self.select) and not any(code.startswith(p) for p in self.ignore if p)
 
     def excluded(self, path: Path) -> bool:
-        posix = path.as_posix()
-        return any(fnmatch.fnmatch(posix, pat) or fnmatch.fnmatch(path.name, pat) for pat in self.exclude)
+        """``exclude`` patterns match the path as given, its name, or the path from the pyproject.toml's
+        directory (so ``third_party/*`` holds however the directory is named on the command line)."""
+        if not self.exclude:
+            return False
+        forms = {path.as_posix(), path.name}
+        if self.source:
+            try:
+                forms.add(path.resolve().relative_to(Path(self.source).resolve().parent).as_posix())
+            except (ValueError, OSError, RuntimeError):
+                pass
+        return any(fnmatch.fnmatch(form, pat) for form in forms for pat in self.exclude)
 
 
 def _toml(path: Path) -> dict:
