@@ -119,3 +119,27 @@ def test_a_suppression_holds_beside_other_comments(line):
     assert [f.code for f in lint_source(src.encode(), "s.cu")[0]] == []
     unsuppressed = src.replace("graphsafe: ignore[GSC001]", "a note")
     assert [f.code for f in lint_source(unsuppressed.encode(), "s.cu")[0]] == ["GSC001"]
+
+
+def test_columns_count_characters_not_bytes(tmp_path):
+    """tree-sitter and ast count UTF-8 bytes; findings (text, JSON, SARIF's unicodeCodePoints) count
+    characters, and the caret keeps a line's tabs so it lands under the code."""
+    cu = tmp_path / "u.cu"
+    cu.write_text("__global__ void k(float*);\nvoid f(float* x) {\n  /* débit µs */ k<<<1, 1>>>(x);\n"
+                  "\tk<<<1, 1>>>(x);\n}\n", encoding="utf-8")
+    py = tmp_path / "u.py"
+    py.write_text('import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n'
+                  '        y = "ééééé"; return x.item()\n', encoding="utf-8")
+    result = lint_paths([str(cu), str(py)])
+    places = {(Path(f.location.file).name, f.code, f.location.line, f.location.column, f.location.span)
+              for f in result.findings}
+    assert ("u.cu", "GSC001", 3, 18, 11) in places and ("u.cu", "GSC001", 4, 2, 11) in places
+    assert ("u.py", "GSP001", 4, 29, 8) in places
+    sarif = json.loads(to_sarif(result))
+    assert sarif["runs"][0]["columnKind"] == "unicodeCodePoints"
+    buf = io.StringIO()
+    render_text(result, Console(file=buf, width=200, color_system=None))
+    assert "  3 |   /* débit µs */ k<<<1, 1>>>(x);\n    |                  ^^^^^^^^^^^" in buf.getvalue()
+    lines = buf.getvalue().splitlines()
+    code = next(i for i, ln in enumerate(lines) if ln.startswith("  4 |"))
+    assert lines[code].index("k<<<") == lines[code + 1].index("^")  # however the terminal expands the tab

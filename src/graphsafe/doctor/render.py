@@ -48,7 +48,8 @@ def _excerpt(console: Console, loc: Location) -> None:
     console.print(f"  [blue]{pad} |[/]", soft_wrap=True)
     # the line as it is, never read as markup (escape() would double a trailing backslash)
     console.print(Text.assemble("  ", (f"{loc.line} |", "blue"), " ", text), soft_wrap=True)
-    console.print(f"  [blue]{pad} |[/] {' ' * (col - 1)}[bold red]{'^' * span}[/][red]{label}[/]", soft_wrap=True)
+    under = "".join("\t" if c == "\t" else " " for c in text[:col - 1])  # tabs kept: the caret lines up
+    console.print(f"  [blue]{pad} |[/] {under}[bold red]{'^' * span}[/][red]{label}[/]", soft_wrap=True)
 
 
 def plain_text(draw) -> str:

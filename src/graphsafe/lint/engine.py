@@ -244,9 +244,28 @@ def lint_source(data: bytes, filename: str, config: LintConfig | None = None, *,
             continue  # one finding per code and place (error recovery can reach a launch twice)
         seen.add((h.code, h.line, h.column))
         rule = RULES[h.code]
+        column, span = _in_characters(data, h.line, h.column, h.span)
         out.append(Finding(h.code, rule.severity, h.message, location=Location(
-            file=filename, line=h.line, column=h.column, label=h.label or None, span=h.span), help=h.help))
+            file=filename, line=h.line, column=column, label=h.label or None, span=span), help=h.help))
     return out, lines
+
+
+def _in_characters(data: bytes, line: int, column: int | None, span: int | None) -> tuple[int | None, int | None]:
+    """The parsers count columns and spans in UTF-8 bytes; a finding counts characters (as editors and
+    SARIF's ``unicodeCodePoints`` do)."""
+    if not column or line < 1:
+        return column, span
+    start = 0
+    for _ in range(line - 1):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return column, span
+    end = data.find(b"\n", start)
+    raw = data[start:end if end >= 0 else len(data)]
+    if raw.isascii():
+        return column, span
+    col = len(raw[:column - 1].decode("utf-8", "replace")) + 1
+    return col, (len(raw[column - 1:column - 1 + span].decode("utf-8", "replace")) if span else span)
 
 
 def _python(data: bytes, filename: str):

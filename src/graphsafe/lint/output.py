@@ -69,4 +69,4 @@ def to_sarif(result: LintResult) -> str:
                         "message": {"text": msg}, "locations": [{"physicalLocation": phys}]})
     return json.dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "graphsafe", "version": __version__, "rules": rules}},
-        "results": results}]}, indent=2)
+        "columnKind": "unicodeCodePoints", "results": results}]}, indent=2)
