@@ -143,3 +143,11 @@ def test_columns_count_characters_not_bytes(tmp_path):
     lines = buf.getvalue().splitlines()
     code = next(i for i, ln in enumerate(lines) if ln.startswith("  4 |"))
     assert lines[code].index("k<<<") == lines[code + 1].index("^")  # however the terminal expands the tab
+
+
+def test_code_in_an_if_0_branch_is_not_reported():
+    src = ("__global__ void k(float*);\nvoid f(float* x, cudaStream_t s) {\n#if 0\n  k<<<1, 1>>>(x);\n"
+           "  cudaDeviceSynchronize();\n#else\n  k<<<2, 1>>>(x);\n#endif\n  k<<<1, 1, 0, s>>>(x);\n"
+           "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
+    found = lint_source(src.encode(), "d.cu")[0]
+    assert [(f.code, f.location.line) for f in found] == [("GSC001", 7)]  # the #else branch is compiled

@@ -342,6 +342,10 @@ def _cuda(data: bytes, filename: str):
                     f"{how}, {view_errors / max(1, len(data)):.0%} could not", help_=missing))
     if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
+    if b"#" in data and hits:  # code in an #if 0 branch is never compiled: nothing there is a finding
+        from .preproc import dead_lines
+        dead = dead_lines(data)
+        hits = [h for h in hits if h.line not in dead]
     comments: Comments = {}
     for scanned, src in reversed(trees):  # the file as written last: its comments win
         comments.update(_cpp_comments(scanned, src))

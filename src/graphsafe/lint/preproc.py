@@ -102,6 +102,22 @@ def _blank(chunk: bytes) -> bytes:
     return bytes(c if c in b"\r\n" else 32 for c in chunk)
 
 
+def _logical_lines(src: bytes):
+    """(first physical line index, the physical lines, directive ``(name, rest)`` or None) per logical line:
+    physical lines joined by backslash continuations, directives only outside block comments."""
+    in_comment = False
+    lines = src.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        j = i + 1
+        while j < len(lines) and lines[j - 1].rstrip(b"\r\n").endswith(b"\\"):
+            j += 1
+        chunk = b"".join(lines[i:j])
+        yield i, lines[i:j], (None if in_comment else _directive(chunk))
+        in_comment = _comment_after(chunk, in_comment)
+        i = j
+
+
 def first_branches(src: bytes) -> bytes:
     """``src`` with one branch of every preprocessor conditional kept and the rest blanked: the same
     length and the same line breaks. Kept: the first branch, or after ``#if 0`` the next one. Stray
@@ -110,15 +126,8 @@ def first_branches(src: bytes) -> bytes:
     out: list[bytes] = []
     levels: list[list[bool]] = []  # per open conditional: [current branch blanked, a branch was kept]
     blanked = 0  # how many open levels have their current branch blanked
-    in_comment = False
-    lines = src.splitlines(keepends=True)
-    i = 0
-    while i < len(lines):
-        j = i + 1  # a logical line: physical lines joined by backslash continuations
-        while j < len(lines) and lines[j - 1].rstrip(b"\r\n").endswith(b"\\"):
-            j += 1
-        chunk = b"".join(lines[i:j])
-        found = None if in_comment else _directive(chunk)
+    for _, lines, found in _logical_lines(src):
+        chunk = b"".join(lines)
         name = found[0] if found else None
         if name in OPEN:
             dead = name == b"if" and found[1] == b"0"
@@ -138,6 +147,22 @@ def first_branches(src: bytes) -> bytes:
             out.append(_blank(chunk))
         else:
             out.append(_blank(chunk) if blanked else chunk)
-        in_comment = _comment_after(chunk, in_comment)
-        i = j
     return b"".join(out)
+
+
+def dead_lines(src: bytes) -> set[int]:
+    """The lines (1-based) the compiler never sees: an ``#if 0`` branch, up to its ``#elif``, ``#else`` or
+    ``#endif`` (nested conditionals inside included). Every other branch may be compiled, so none of them."""
+    dead: set[int] = set()
+    levels: list[bool] = []  # per open conditional: whether its current branch is an #if 0 branch
+    for i, lines, found in _logical_lines(src):
+        name = found[0] if found else None
+        if any(levels) and name not in NEXT and name != b"endif":
+            dead.update(range(i + 1, i + 1 + len(lines)))
+        if name in OPEN:
+            levels.append(name == b"if" and found[1] == b"0")
+        elif name in NEXT and levels:
+            levels[-1] = False
+        elif name == b"endif" and levels:
+            levels.pop()
+    return dead
