@@ -151,3 +151,14 @@ def test_code_in_an_if_0_branch_is_not_reported():
            "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
     found = lint_source(src.encode(), "d.cu")[0]
     assert [(f.code, f.location.line) for f in found] == [("GSC001", 7)]  # the #else branch is compiled
+
+
+@pytest.mark.parametrize("decl, bad", [
+    ("cudaStream_t s{};", True), ("cudaStream_t s = {};", True), ("cudaStream_t s = cudaStream_t();", True),
+    ("cudaStream_t s(at::cuda::getCurrentCUDAStream());", False),
+    ("cudaStream_t s{at::cuda::getCurrentCUDAStream()};", False),
+])
+def test_a_value_initialized_stream_is_the_null_stream(decl, bad):
+    src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n  {decl}\n  k<<<1, 1, 0, s>>>(x);\n"
+           "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
+    assert [f.code for f in lint_source(src.encode(), "v.cu")[0]] == (["GSC001"] if bad else [])

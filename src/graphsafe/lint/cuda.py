@@ -247,6 +247,8 @@ class FunctionScope:
             base = callee.split("<")[0]
             if base.endswith(_CASTS) and args is not None and args.named_children:
                 return self.stream_value(args.named_children[0], depth + 1)
+            if base in ("cudaStream_t", "CUstream") and args is not None and not args.named_children:
+                return StreamValue("default", "legacy", written)  # cudaStream_t(): a null stream
             if base.endswith("getDefaultCUDAStream"):
                 return StreamValue("default", "default", written)
             if base.endswith(("getCurrentCUDAStream", "getCurrentStream", "current_stream")):
@@ -261,6 +263,8 @@ class FunctionScope:
                 return StreamValue("ok", "a parameter", written)
             value = self.last_def(written, node.start_byte)
             if value is not None:
+                if value.type in ("initializer_list", "argument_list") and not value.named_children:
+                    return StreamValue("default", "legacy", f"{written}{text(value, src)}")  # value-initialized: null
                 if value.type == "initializer_list" and value.named_children:
                     value = value.named_children[0]
                 elif value.type in ("argument_list",) and value.named_children:
