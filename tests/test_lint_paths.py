@@ -162,3 +162,11 @@ def test_a_value_initialized_stream_is_the_null_stream(decl, bad):
     src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n  {decl}\n  k<<<1, 1, 0, s>>>(x);\n"
            "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
     assert [f.code for f in lint_source(src.encode(), "v.cu")[0]] == (["GSC001"] if bad else [])
+
+
+def test_a_bound_handle_does_not_hide_an_unbound_one():
+    src = ("void f() {\n  cublasHandle_t h1, h2;\n  cublasCreate(&h1);\n  cublasCreate(&h2);\n"
+           "  cublasSetStream(h1, at::cuda::getCurrentCUDAStream());\n}\n")
+    assert [(f.code, f.location.line) for f in lint_source(src.encode(), "h.cu")[0]] == [("GSC003", 4)]
+    both = src.replace("\n}\n", "\n  cublasSetStream(h2, at::cuda::getCurrentCUDAStream());\n}\n")
+    assert lint_source(both.encode(), "h.cu")[0] == []

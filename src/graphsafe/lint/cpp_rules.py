@@ -264,7 +264,7 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool, scan: Scan | None = None) -> lis
                                 "launch on `at::cuda::getCurrentCUDAStream()`; for a side stream, take one from "
                                 "`at::cuda::getStreamFromPool()` and join it to the current stream with events"))
         elif name in HANDLE_CREATE:
-            handle_calls.append((name, fn))
+            handle_calls.append((name, fn, argv))
         elif name in SET_STREAM:
             set_stream_calls.append((name, call, argv))
         elif name in HOST_WAIT_CALLS or _synchronizes(name):
@@ -374,9 +374,14 @@ def _check_config_launch(ctx: _Ctx, call, fn, name: str, argv) -> list[Hit]:
 
 def _check_handles(ctx: _Ctx, handle_calls, set_stream_calls) -> list[Hit]:
     out = []
-    for name, fn in handle_calls:
+    # a setter binds the handle it names; one naming no created handle (``handle()``, an alias) may bind any
+    created = {_handle_name(argv[0], ctx.src) for _, _, argv in handle_calls if argv}
+    for name, fn, argv_created in handle_calls:
         setter = HANDLE_CREATE[name]
+        handle = _handle_name(argv_created[0], ctx.src) if argv_created else None  # cublasCreate(&h): "h"
         bound = [argv for n, call, argv in set_stream_calls if n.startswith(setter) and len(argv) >= 2
+                 and (handle is None or _handle_name(argv[0], ctx.src) == handle or
+                      _handle_name(argv[0], ctx.src) not in created)
                  and not ctx.scope(call).stream_value(argv[1]).is_default]
         if not bound:
             out.append(ctx.hit("GSC003", fn, f"`{name}` creates a handle that is never bound to the current stream",
@@ -384,6 +389,12 @@ def _check_handles(ctx: _Ctx, handle_calls, set_stream_calls) -> list[Hit]:
                                f"call `{setter}(handle, at::cuda::getCurrentCUDAStream())` before each use, or use "
                                "PyTorch's handle (`at::cuda::getCurrentCUDABlasHandle()`)"))
     return out
+
+
+def _handle_name(arg, src: bytes) -> str:
+    """The handle an argument names: ``&h`` and ``h`` alike (``&this->h`` as ``this->h``)."""
+    t = text(arg, src).replace(" ", "")
+    return t[1:] if t.startswith("&") else t
 
 
 def _check_static_streams(ctx: _Ctx, scan: Scan) -> list[Hit]:
