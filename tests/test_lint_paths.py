@@ -170,3 +170,10 @@ def test_a_bound_handle_does_not_hide_an_unbound_one():
     assert [(f.code, f.location.line) for f in lint_source(src.encode(), "h.cu")[0]] == [("GSC003", 4)]
     both = src.replace("\n}\n", "\n  cublasSetStream(h2, at::cuda::getCurrentCUDAStream());\n}\n")
     assert lint_source(both.encode(), "h.cu")[0] == []
+
+
+def test_a_device_side_launch_is_not_a_host_stream_finding():
+    src = ("__global__ void child(float* x);\n__global__ void parent(float* x) {\n  child<<<1, 1>>>(x);\n}\n"
+           "void host(float* x) {\n  parent<<<1, 1>>>(x);\n}\n")
+    found = lint_source(src.encode(), "dp.cu")[0]
+    assert {(f.code, f.location.line) for f in found} == {("GSC001", 6), ("GSC006", 6)}

@@ -242,6 +242,8 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool, scan: Scan | None = None) -> lis
     scan = scan or Scan(root)
     hits: list[Hit] = []
     for ln in launches_in(root, src, scan):
+        if _device_only(enclosing_function(ln.node)):
+            continue  # a device-side launch (dynamic parallelism): the device runtime's streams, not the host's
         hits += _check_launch(ln, ctx)
         if not in_macro and not _launch_checked(ln.node, src):
             hits.append(ctx.hit("GSC006", ln.node.child_by_field_name("function"),
