@@ -241,11 +241,12 @@ def _lint_tree(root, ctx: _Ctx, in_macro: bool, scan: Scan | None = None) -> lis
     src = ctx.src
     scan = scan or Scan(root)
     hits: list[Hit] = []
+    later: dict = {}  # _launch_checked's cache
     for ln in launches_in(root, src, scan):
         if _device_only(enclosing_function(ln.node)):
             continue  # a device-side launch (dynamic parallelism): the device runtime's streams, not the host's
         hits += _check_launch(ln, ctx)
-        if not in_macro and not _launch_checked(ln.node, src):
+        if not in_macro and not _launch_checked(ln.node, src, later):
             hits.append(ctx.hit("GSC006", ln.node.child_by_field_name("function"),
                                 f"launch of `{ln.kernel}` is never checked for errors", "unchecked launch",
                                 "add `C10_CUDA_KERNEL_LAUNCH_CHECK();` (or check `cudaGetLastError()`) after it",
@@ -420,8 +421,9 @@ def _check_static_streams(ctx: _Ctx, scan: Scan) -> list[Hit]:
     return out
 
 
-def _launch_checked(call, src: bytes) -> bool:
-    """Is a launch followed, in its block, by an error check?"""
+def _launch_checked(call, src: bytes, later: dict | None = None) -> bool:
+    """Is a launch followed, in its block, by an error check? ``later`` caches, per statement, whether a
+    statement after it in its block holds one (each block is read once however many launches it has)."""
     stmt = call.parent
     while stmt is not None and stmt.type not in ("expression_statement",):
         if stmt.type in ("compound_statement", "function_definition"):
@@ -429,13 +431,22 @@ def _launch_checked(call, src: bytes) -> bool:
         stmt = stmt.parent
     if stmt is None:
         return True
+    later = {} if later is None else later
     node = stmt
     while node is not None and node.type != "function_definition":  # later statements, then outer blocks
-        sib = node.next_named_sibling
-        while sib is not None:
-            for m in matches("[(identifier) @id (field_identifier) @id]", sib):
-                if any(k in text(m["id"], src) for k in LAUNCH_CHECKS):
-                    return True
-            sib = sib.next_named_sibling
+        if node.id not in later and node.parent is not None:
+            _checks_after(node.parent, src, later)
+        if later.get(node.id):
+            return True
         node = node.parent
     return False
+
+
+def _checks_after(parent, src: bytes, later: dict) -> None:
+    """For each named child of ``parent``: whether a later sibling names an error check."""
+    seen = False
+    for child in reversed(parent.named_children):
+        later[child.id] = seen
+        if not seen:
+            seen = any(any(k in text(m["id"], src) for k in LAUNCH_CHECKS)
+                       for m in matches("[(identifier) @id (field_identifier) @id]", child))

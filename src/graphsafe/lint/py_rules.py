@@ -114,9 +114,11 @@ class _Index:
         return list(seen.values())
 
     def _class_of(self, node: ast.AST) -> str | None:
-        for fn, cls in self.owner.items():
-            if any(n is node for n in ast.walk(fn)):
-                return cls
+        """The class of the method that holds ``node`` (climbing the parents: one walk of the tree in all)."""
+        while node is not None:
+            if node in self.owner:
+                return self.owner[node]
+            node = self.parents.get(node)
         return None
 
 
@@ -137,7 +139,7 @@ def lint_python(source: str) -> list[Hit]:
     for scope in index.captured():
         hits += _captured_rules(scope, index)
     for w in index.graph_withs:
-        hits += _warmup_rule(w, tree)
+        hits += _warmup_rule(w, tree, index)
     hits += _static_output_rule(tree)
     hits += _per_thread_flags(tree, index)
     return sorted(hits, key=lambda h: (h.line, h.column, h.code))
@@ -298,7 +300,7 @@ def _call_rules(node: ast.Call) -> list[Hit]:
     return []
 
 
-def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
+def _warmup_rule(w: ast.With, tree: ast.Module, index: _Index) -> list[Hit]:
     """``torch.cuda.graph`` capture with no warm-up call of the captured callable before it, in a module
     that has no warm-up of its own elsewhere (a function or class named for it, as in runners that warm
     up in one method and capture in another)."""
@@ -306,7 +308,7 @@ def _warmup_rule(w: ast.With, tree: ast.Module) -> list[Hit]:
     if not calls:
         return []
     captured = {_name(c.func) for c in calls}
-    func = _enclosing(tree, w)
+    func = _enclosing(w, index.parents)
     body = func.body if func is not None else tree.body
     for node in body:
         if node is w or getattr(node, "lineno", 0) > w.lineno:
@@ -331,14 +333,12 @@ def _warm(name: str) -> bool:
     return name.rsplit(".", 1)[-1].lstrip("_").lower().startswith("warm")
 
 
-def _enclosing(tree: ast.Module, target: ast.AST) -> ast.AST | None:
-    best = None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node is not target:
-            if any(n is target for n in ast.walk(node)):
-                if best is None or node.lineno > best.lineno:
-                    best = node
-    return best
+def _enclosing(target: ast.AST, parents: dict) -> ast.AST | None:
+    """The innermost function that holds ``target``."""
+    node = parents.get(target)
+    while node is not None and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        node = parents.get(node)
+    return node
 
 
 def _static_output_rule(tree: ast.Module) -> list[Hit]:
