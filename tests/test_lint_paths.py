@@ -177,3 +177,19 @@ def test_a_device_side_launch_is_not_a_host_stream_finding():
            "void host(float* x) {\n  parent<<<1, 1>>>(x);\n}\n")
     found = lint_source(src.encode(), "dp.cu")[0]
     assert {(f.code, f.location.line) for f in found} == {("GSC001", 6), ("GSC006", 6)}
+
+
+@pytest.mark.parametrize("body, bad", [
+    # a block's own `s` ends with the block: the launch uses the outer, current stream
+    ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  for (int i = 0; i < 2; ++i) { int s = 0; (void)s; }\n",
+     False),
+    ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  { cudaStream_t s = 0; s = 0; (void)s; }\n", False),
+    ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  for (int s = 0; s < 2; ++s) {}\n", False),
+    # an assignment to the outer `s` from inside a block still counts
+    ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  if (x) { s = 0; }\n", True),
+    ("  cudaStream_t s = 0;\n  { int t = 1; (void)t; }\n", True),
+])
+def test_a_declaration_holds_only_in_its_block(body, bad):
+    src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n{body}  k<<<1, 1, 0, s>>>(x);\n"
+           "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
+    assert [f.code for f in lint_source(src.encode(), "b.cu")[0]] == (["GSC001"] if bad else [])

@@ -168,13 +168,29 @@ _PER_THREAD_NAMES = {"cudaStreamPerThread", "CU_STREAM_PER_THREAD"}
 _CASTS = ("static_cast", "reinterpret_cast", "const_cast", "c10::bit_cast")
 
 
+def _block_end(decl) -> int | None:
+    """Where the block a declaration holds in ends (a ``for``'s own declaration: the loop's end); ``None``
+    for the function's outermost block, which holds to the end of the function."""
+    node = decl.parent
+    while node is not None:
+        if node.type in ("for_statement", "for_range_loop"):
+            return node.end_byte
+        if node.type == "compound_statement":
+            outer = node.parent
+            return None if outer is None or outer.type in ("function_definition", "lambda_expression") \
+                else node.end_byte
+        node = node.parent
+    return None
+
+
 class FunctionScope:
     """Parameters, declarations and assignments of one function (or macro body), for value following."""
 
     def __init__(self, func_node, src: bytes, params: set[str] | None = None) -> None:
         self.src = src
         self.params: set[str] = set(params or ())
-        self.defs: dict[str, list[tuple[int, object]]] = {}  # name -> [(byte offset, value node)]
+        # name -> [(byte offset, value node, end of the block it holds in or None: the whole function)]
+        self.defs: dict[str, list[tuple[int, object, int | None]]] = {}
         if func_node is None:
             return
         decl = func_node.child_by_field_name("declarator")
@@ -205,14 +221,19 @@ class FunctionScope:
                 name = m["name"]
                 n = text(name, self.src) if name.type == "identifier" else self._declared_name(name)
                 if n:
-                    self.defs.setdefault(n, []).append((m["def"].start_byte, m["value"]))
+                    self.defs.setdefault(n, []).append((m["def"].start_byte, m["value"], _block_end(m["def"])))
             else:
-                self.defs.setdefault(text(m["lhs"], self.src), []).append((m["assign"].start_byte, m["rhs"]))
-        for v in self.defs.values():
+                self.defs.setdefault(text(m["lhs"], self.src), []).append((m["assign"].start_byte, m["rhs"], -1))
+        for name, v in self.defs.items():
             v.sort(key=lambda t: t[0])
+            for i, (pos, value, end) in enumerate(v):
+                if end == -1:  # an assignment holds as long as the declaration it assigns
+                    decl = [e for p, _, e in v[:i] if e != -1 and p < pos and (e is None or pos < e)]
+                    v[i] = (pos, value, decl[-1] if decl else None)
 
     def last_def(self, name: str, before: int):
-        found = [v for pos, v in self.defs.get(name, []) if pos < before]
+        """The value ``name`` holds at byte ``before``: its last definition there whose block is still open."""
+        found = [v for pos, v, end in self.defs.get(name, []) if pos < before and (end is None or before < end)]
         return found[-1] if found else None
 
     def stream_value(self, node, depth: int = 0) -> StreamValue:
