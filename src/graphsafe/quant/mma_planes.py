@@ -74,9 +74,9 @@ def planes_config(m: int, n: int, kw: int) -> PlanesConfig:
     3584->4608 at 2 / 4 / 8 rows 5.49 / 5.51 / 5.57 µs against 5.66 / 5.72 / 5.88 with 288 blocks of 16
     rows (after a torch op 5.71 / 5.78 / 5.94 against 5.88 / 6.01 / 6.17). At 1 row it was level on an H100
     in the twenty-first session (5.55 against 5.60) and 0.1 µs slower on an H200; in the twenty-third, two
-    H100 runs in either order gave 5.40-5.41 against 5.51-5.55 with the tiles, where the tiles had left
-    the 2.5x goal on the line (2.49-2.50x), so the rows are shared out from 1 row too. ``n`` does not
-    change the choice (``grid`` decides where the balance applies)."""
+    H100 runs in either order gave 5.40-5.41 against 5.51-5.55 with the tiles, so the rows are shared out
+    from 1 row too (``quant.py``'s W4A4 row did not move: 5.49 against 5.48-5.49, on two machines).
+    ``n`` does not change the choice (``grid`` decides where the balance applies)."""
     return PlanesConfig(10, 1, 2, prefetch=kw > 512, xsum=False, balance=int(kw <= 512))
 
 
