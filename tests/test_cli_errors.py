@@ -51,16 +51,37 @@ def test_bad_numbers_are_usage_errors(args, message):
 
 
 @pytest.mark.parametrize("isolate", [[], ["--no-isolate"]])
-@pytest.mark.parametrize("source, message", [
-    ("def f(:\n    pass\n", "importing it raised SyntaxError"),
-    ("x = 1\nraise RuntimeError('boom at import')\n", "importing it raised RuntimeError: boom at import (at "),
-])
-def test_a_target_module_that_fails_to_import_is_a_usage_error(tmp_path, isolate, source, message):
-    (tmp_path / "badmod.py").write_text(source)
+def test_a_target_module_with_a_syntax_error_is_a_usage_error(tmp_path, isolate):
+    (tmp_path / "badmod.py").write_text("def f(:\n    pass\n")
     p = gs("check", "badmod:f", *isolate, cwd=tmp_path)
     assert p.returncode == 2, p.stdout + p.stderr
-    assert "cannot import module 'badmod'" in p.stderr and message in flat(p.stderr)
+    assert "cannot import module 'badmod': importing it raised SyntaxError" in flat(p.stderr)
     assert "Traceback" not in p.stderr and "GSD009" not in p.stdout
+
+
+@no_gpu
+@pytest.mark.parametrize("isolate", [[], ["--no-isolate"]])
+def test_without_a_gpu_a_module_that_raises_as_it_loads_is_gsd006_with_the_error(tmp_path, isolate):
+    """It may need the GPU to load (a CUDA tensor at module level): the report says there is none, and what
+    the import raised, at the module's own line (not inside torch)."""
+    (tmp_path / "cudamod.py").write_text("import torch\n\nW = torch.ones(4, device='cuda')\n")
+    p = gs("check", "cudamod:f", "--json", *isolate, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    rep = json.loads(p.stdout)
+    assert [f["code"] for f in rep["findings"]] == ["GSD006"]
+    assert "cannot import module 'cudamod'" in rep["evidence"]["no_cuda"]
+    assert f"(at {tmp_path / 'cudamod.py'}:3)" in rep["evidence"]["no_cuda"]
+
+
+def test_with_a_gpu_a_module_that_raises_as_it_loads_is_a_usage_error(tmp_path, monkeypatch):
+    from graphsafe.doctor import check, environment, worker  # noqa: F401 - check binds the unpatched name
+    from graphsafe.doctor.target import TargetError
+
+    (tmp_path / "raisemod.py").write_text("def helper():\n    raise RuntimeError('boom at import')\n\nhelper()\n")
+    monkeypatch.setattr(environment, "no_cuda_reason", lambda: None)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TargetError, match=r"importing it raised RuntimeError: boom at import \(at .*raisemod.py:2\)"):
+        worker.check_spec("raisemod:f", None, {})
 
 
 @pytest.mark.parametrize("isolate", [[], ["--no-isolate"]])
@@ -102,6 +123,7 @@ def test_check_spec_reports_a_raising_factory_and_refuses_a_wrong_one(monkeypatc
 @no_gpu
 def test_check_api_names_bad_arguments_and_honours_name():
     import graphsafe
+    import graphsafe.doctor.options
     from graphsafe.doctor.target import Target
 
     def f(x):
@@ -119,6 +141,8 @@ def test_check_api_names_bad_arguments_and_honours_name():
                                ({"locate": "never", "html": "x.html"}, ValueError, "need the localization")]:
         with pytest.raises(err, match=match):
             graphsafe.check(f, mk, **kwargs)
+    np = pytest.importorskip("numpy")
+    graphsafe.doctor.options.validate(n_inputs=np.int64(3), capture_seed=np.int32(0))  # numpy integers are ints
     with pytest.raises(TypeError, match="a Target carries its own inputs"):
         graphsafe.check(Target(f, mk), lambda s: 1 / 0)
     assert graphsafe.check(Target(f, mk), name="myname").target == "myname"
@@ -134,6 +158,8 @@ def test_run_says_how_the_script_exited(tmp_path):
     assert p.returncode == 2 and "the script exited with status 3" in p.stdout
     p = gs("run", str(tmp_path))
     assert p.returncode == 2 and "is a directory" in p.stderr
+    (tmp_path / "exittrue.py").write_text("import sys\nsys.exit(True)\n")
+    assert "the script exited with status 1" in gs("run", str(tmp_path / "exittrue.py")).stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -188,8 +188,44 @@ def test_a_device_side_launch_is_not_a_host_stream_finding():
     # an assignment to the outer `s` from inside a block still counts
     ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  if (x) { s = 0; }\n", True),
     ("  cudaStream_t s = 0;\n  { int t = 1; (void)t; }\n", True),
+    # declared without a value in a block, then assigned there: the block's own
+    ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  for (int i = 0; i < 2; ++i) { cudaStream_t s; s = 0; }\n",
+     False),
+    ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  auto g = [&] { cudaStream_t s = 0; (void)s; };\n", False),
 ])
 def test_a_declaration_holds_only_in_its_block(body, bad):
     src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n{body}  k<<<1, 1, 0, s>>>(x);\n"
            "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
     assert [f.code for f in lint_source(src.encode(), "b.cu")[0]] == (["GSC001"] if bad else [])
+
+
+def test_code_in_an_if_0_branch_checks_and_binds_nothing():
+    launch = ("__global__ void k(float*);\nvoid f(float* x) {\n  k<<<1, 1, 0, at::cuda::getCurrentCUDAStream()>>>(x);\n"
+              "#if 0\n  C10_CUDA_KERNEL_LAUNCH_CHECK();\n#endif\n}\n")
+    assert [f.code for f in lint_source(launch.encode(), "c.cu")[0]] == ["GSC006"]
+    handle = "void f() {\n  cublasHandle_t h;\n  cublasCreate(&h);\n#if 0\n  cublasSetStream(h, s);\n#endif\n}\n"
+    assert [f.code for f in lint_source(handle.encode(), "c.cu")[0]] == ["GSC003"]
+    # a lone carriage return ends no line (tree-sitter's rows): the branch is still lines 3-4
+    cr = b"// a\rb\n__global__ void k(float*);\n#if 0\nvoid f(float* x) { k<<<1, 1>>>(x); }\n#endif\nvoid g(float* x) { k<<<1, 1>>>(x); }\n"
+    assert [(f.code, f.location.line) for f in lint_source(cr, "c.cu")[0] if f.code == "GSC001"] == [("GSC001", 6)]
+
+
+def test_exclude_holds_for_a_linked_file_inside_the_excluded_directory(tmp_path, monkeypatch):
+    from graphsafe.lint.engine import load_config
+
+    proj = tmp_path / "proj"
+    (proj / "third_party").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text('[tool.graphsafe]\nexclude = ["third_party/*"]\n')
+    (tmp_path / "outside.py").write_text(ITEM)
+    (proj / "third_party" / "ext.py").symlink_to(tmp_path / "outside.py")
+    config = load_config(start=proj)
+    monkeypatch.chdir(tmp_path)
+    for named in ("proj", str(proj)):
+        assert lint_paths([named], config).files == 0
+
+
+def test_python_columns_follow_the_coding_cookie():
+    src = '# -*- coding: latin-1 -*-\nimport torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n' \
+          '        s = "\xe9"; return x[x > 0]\n'
+    [f] = lint_source(src.encode("latin-1"), "l.py")[0]
+    assert (f.code, f.location.column, f.location.span) == ("GSP002", 25, 8)

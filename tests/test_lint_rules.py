@@ -300,6 +300,7 @@ def test_host_values_and_static_shapes_are_not_reported(body):
     ("        c = k.repeat_interleave(v)\n", "GSP002"),
     ("        c = torch.repeat_interleave(v, k)\n", "GSP002"),
     ("        d = x[x < 0]\n", "GSP002"),
+    ("        x[x > 0] += 1\n", "GSP002"),  # reads x[m] first: data-dependent
     ("        n = int(x.sum())\n", "GSP001"),
 ])
 def test_tensor_values_and_data_dependent_shapes_still_are(body, code):

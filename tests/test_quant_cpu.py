@@ -521,6 +521,8 @@ def test_float32_weights_beyond_float16_are_refused_not_made_nan():
         quant.pack_int4_weights(lin.weight.detach())
     with pytest.raises(ValueError, match="beyond float16's range"):
         quant.W4A4Linear.from_float(lin)
+    with pytest.raises(ValueError, match="beyond float16's range"):  # float64 likewise, not a NaN column
+        quant.W4A4Linear.from_float(lin.double())
     # bfloat16 holds them: the layer quantizes and every output is finite
     y = quant.W4A4Linear.from_float(lin, dtype=torch.bfloat16)(torch.ones(1, 2, dtype=torch.bfloat16))
     assert torch.isfinite(y).all()

@@ -61,7 +61,8 @@ class Report:
 
     def to_json(self, indent: int | None = 2) -> str:
         """Strict JSON: a NaN or infinite number (a diverging output's error) is written as the string
-        ``"nan"``, ``"inf"`` or ``"-inf"``, which :meth:`from_json` reads back as the number."""
+        ``"nan"``, ``"inf"`` or ``"-inf"``; :meth:`from_json` reads it back as the number where the schema
+        has one (the evidence's statistics), and leaves it a string in free-form ``data``."""
         return json.dumps(finite(self.to_dict()), indent=indent, default=_json_default, allow_nan=False)
 
     @classmethod

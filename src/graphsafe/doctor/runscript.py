@@ -167,7 +167,7 @@ def run_script(path: str, args: list[str], sentinel: str | None = None) -> RunRe
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
         code = exc.code
-        result.script_exit = code if isinstance(code, int) else (0 if code is None else 1)
+        result.script_exit = int(code) if isinstance(code, int) else (0 if code is None else 1)  # exit(True): 1
         if not isinstance(code, int) and code is not None:  # sys.exit("message"): Python prints it
             print(code, file=sys.stderr)
     except BaseException as exc:  # noqa: BLE001 - reported, with what was gathered before it

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -11,6 +12,10 @@ from ..diagnostics import Location
 
 class TargetError(ValueError):
     """A target spec that cannot be resolved into something checkable."""
+
+
+class ImportFailed(TargetError):
+    """The target's module exists but raised while importing (``__cause__``: what it raised)."""
 
 
 @dataclass
@@ -76,8 +81,8 @@ def resolve_object(spec: str) -> Any:
     except ModuleNotFoundError as exc:
         raise TargetError(f"cannot import module {mod_name!r}: {exc}") from None
     except Exception as exc:  # the module itself fails: a syntax error, or its import-time code raises
-        raise TargetError(f"cannot import module {mod_name!r}: importing it raised {type(exc).__name__}: {exc}"
-                          f"{_where(exc)}") from exc
+        raise ImportFailed(f"cannot import module {mod_name!r}: importing it raised {type(exc).__name__}: {exc}"
+                           f"{_where(exc, mod_name)}") from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -86,15 +91,23 @@ def resolve_object(spec: str) -> Any:
     return obj
 
 
-def _where(exc: BaseException) -> str:
-    """`` (at FILE:LINE)`` for the innermost frame of the failing import, where there is one (a SyntaxError's
-    own position is already in its message)."""
+def _where(exc: BaseException, mod_name: str) -> str:
+    """`` (at FILE:LINE)``: the line of the target's module that raised (the last frame in it, not inside the
+    library it called), else the innermost frame; nothing for a SyntaxError, whose message has it."""
     if isinstance(exc, SyntaxError):
         return ""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    try:
+        spec = importlib.util.find_spec(mod_name)
+        origin = spec.origin if spec is not None else None
+    except (ImportError, ValueError):
+        origin = None
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
         tb = tb.tb_next
-    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})" if tb is not None else ""
+    own = [f for f in frames if origin and f[0] == origin]
+    where = (own or frames)[-1] if frames else None
+    return f" (at {where[0]}:{where[1]})" if where else ""
 
 
 def validate_spec(spec: str, inputs_spec: str | None = None) -> None:

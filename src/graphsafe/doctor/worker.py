@@ -21,14 +21,19 @@ def check_spec(spec: str, inputs: str | None, options: dict[str, Any]) -> Report
     from .classify import classify
     from .environment import environment, no_cuda_reason
     from .evidence import Evidence
-    from .target import TargetError, resolve, validate_spec
+    from .target import ImportFailed, TargetError, resolve, validate_spec
 
     try:
         check_options.validate(**options)
     except (TypeError, ValueError) as exc:
         raise TargetError(str(exc)) from None
-    validate_spec(spec, inputs)
     no_cuda = no_cuda_reason()
+    try:
+        validate_spec(spec, inputs)
+    except ImportFailed as exc:  # without a GPU a module that uses CUDA as it loads cannot load: say so
+        if no_cuda is None or isinstance(exc.__cause__, SyntaxError):
+            raise
+        no_cuda += f"; {exc} (perhaps for want of a GPU)"
     if no_cuda is not None:  # building the target may itself need a GPU: say what is missing first
         ev = Evidence(target=spec, no_cuda=no_cuda)
     else:

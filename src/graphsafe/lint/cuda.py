@@ -177,8 +177,7 @@ def _block_end(decl) -> int | None:
             return node.end_byte
         if node.type == "compound_statement":
             outer = node.parent
-            return None if outer is None or outer.type in ("function_definition", "lambda_expression") \
-                else node.end_byte
+            return None if outer is None or outer.type == "function_definition" else node.end_byte
         node = node.parent
     return None
 
@@ -215,9 +214,13 @@ class FunctionScope:
     def _collect(self, body) -> None:
         for m in matches("""
             (init_declarator declarator: (_) @name value: (_) @value) @def
+            (declaration declarator: (identifier) @bare) @plain
             (assignment_expression left: (_) @lhs right: (_) @rhs) @assign
         """, body):
-            if "def" in m:
+            if "plain" in m:  # declared without a value: shadows an outer name for its block, holds none
+                self.defs.setdefault(text(m["bare"], self.src), []).append(
+                    (m["plain"].start_byte, None, _block_end(m["bare"])))
+            elif "def" in m:
                 name = m["name"]
                 n = text(name, self.src) if name.type == "identifier" else self._declared_name(name)
                 if n:

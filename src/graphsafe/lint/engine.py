@@ -44,11 +44,18 @@ class LintConfig:
         if not self.exclude:
             return False
         forms = {path.as_posix(), path.name}
-        if self.source:
+        if self.source:  # from the config's directory: the path as named (links kept) and as resolved
+            root = Path(os.path.abspath(self.source)).parent
+            pairs = [(Path(os.path.abspath(path)), root)]
             try:
-                forms.add(path.resolve().relative_to(Path(self.source).resolve().parent).as_posix())
-            except (ValueError, OSError, RuntimeError):
+                pairs.append((path.resolve(), root.resolve()))
+            except (OSError, RuntimeError):
                 pass
+            for here, base in pairs:
+                try:
+                    forms.add(here.relative_to(base).as_posix())
+                except ValueError:
+                    pass
         return any(fnmatch.fnmatch(form, pat) for form in forms for pat in self.exclude)
 
 
@@ -239,33 +246,49 @@ def lint_source(data: bytes, filename: str, config: LintConfig | None = None, *,
         return _enabled([_gsx("GSX002", filename, "nesting too deep to analyse", severity=severity)], config), lines
     out = [f for f in notes if config.enabled(f.code)]
     seen = set()
+    to_chars = _Characters(_utf8(data) if python else data)
     for h in hits:
         if not config.enabled(h.code) or _suppressed(h.code, h.line, comments) or (h.code, h.line, h.column) in seen:
             continue  # one finding per code and place (error recovery can reach a launch twice)
         seen.add((h.code, h.line, h.column))
         rule = RULES[h.code]
-        column, span = _in_characters(data, h.line, h.column, h.span)
+        column, span = to_chars(h.line, h.column, h.span)
         out.append(Finding(h.code, rule.severity, h.message, location=Location(
             file=filename, line=h.line, column=column, label=h.label or None, span=span), help=h.help))
     return out, lines
 
 
-def _in_characters(data: bytes, line: int, column: int | None, span: int | None) -> tuple[int | None, int | None]:
+class _Characters:
     """The parsers count columns and spans in UTF-8 bytes; a finding counts characters (as editors and
-    SARIF's ``unicodeCodePoints`` do)."""
-    if not column or line < 1:
-        return column, span
-    start = 0
-    for _ in range(line - 1):
-        start = data.find(b"\n", start) + 1
-        if start == 0:
+    SARIF's ``unicodeCodePoints`` do). The line index is built once a file, and only for non-ASCII text."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.starts: list[int] | None = None if not data.isascii() else []
+
+    def __call__(self, line: int, column: int | None, span: int | None) -> tuple[int | None, int | None]:
+        if self.starts == [] or not column or line < 1:
             return column, span
-    end = data.find(b"\n", start)
-    raw = data[start:end if end >= 0 else len(data)]
-    if raw.isascii():
-        return column, span
-    col = len(raw[:column - 1].decode("utf-8", "replace")) + 1
-    return col, (len(raw[column - 1:column - 1 + span].decode("utf-8", "replace")) if span else span)
+        if self.starts is None:
+            self.starts = [0] + [m.end() for m in re.finditer(b"\n", self.data)]
+        if line > len(self.starts):
+            return column, span
+        start = self.starts[line - 1]
+        end = self.data.find(b"\n", start)
+        raw = self.data[start:end if end >= 0 else len(self.data)]
+        if raw.isascii():
+            return column, span
+        col = len(raw[:column - 1].decode("utf-8", "replace")) + 1
+        return col, (len(raw[column - 1:column - 1 + span].decode("utf-8", "replace")) if span else span)
+
+
+def _utf8(data: bytes) -> bytes:
+    """A Python file's text as the UTF-8 that ``ast``'s offsets count (a coding cookie may say otherwise)."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data if encoding in ("utf-8", "utf-8-sig") else data.decode(encoding).encode("utf-8")
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        return data
 
 
 def _python(data: bytes, filename: str):
@@ -325,6 +348,10 @@ def _second_view(data: bytes, tree, errors: int):
 
 def _cuda(data: bytes, filename: str):
     from .cpp_rules import lint_cpp
+    from .preproc import without_dead_branches
+
+    if b"#" in data:  # an #if 0 branch is never compiled: read the file without it (positions unchanged)
+        data = without_dead_branches(data)
 
     hits, error_bytes, tree, scan = lint_cpp(data, return_tree=True)
     share = error_bytes / max(1, len(data))
@@ -342,10 +369,7 @@ def _cuda(data: bytes, filename: str):
                     f"{how}, {view_errors / max(1, len(data)):.0%} could not", help_=missing))
     if share > PARSE_NOTE_SHARE and not notes:
         notes.append(_gsx("GSX002", filename, f"{share:.0%} of the file could not be parsed"))
-    if b"#" in data and hits:  # code in an #if 0 branch is never compiled: nothing there is a finding
-        from .preproc import dead_lines
-        dead = dead_lines(data)
-        hits = [h for h in hits if h.line not in dead]
+
     comments: Comments = {}
     for scanned, src in reversed(trees):  # the file as written last: its comments win
         comments.update(_cpp_comments(scanned, src))

@@ -102,11 +102,18 @@ def _blank(chunk: bytes) -> bytes:
     return bytes(c if c in b"\r\n" else 32 for c in chunk)
 
 
+def _lines(src: bytes) -> list[bytes]:
+    """Physical lines, each with its ``\\n``: as tree-sitter counts rows (a lone ``\\r`` ends none)."""
+    parts = src.split(b"\n")
+    lines = [p + b"\n" for p in parts[:-1]]
+    return lines + [parts[-1]] if parts[-1] else lines
+
+
 def _logical_lines(src: bytes):
     """(first physical line index, the physical lines, directive ``(name, rest)`` or None) per logical line:
     physical lines joined by backslash continuations, directives only outside block comments."""
     in_comment = False
-    lines = src.splitlines(keepends=True)
+    lines = _lines(src)
     i = 0
     while i < len(lines):
         j = i + 1
@@ -148,6 +155,15 @@ def first_branches(src: bytes) -> bytes:
         else:
             out.append(_blank(chunk) if blanked else chunk)
     return b"".join(out)
+
+
+def without_dead_branches(src: bytes) -> bytes:
+    """``src`` with every ``#if 0`` branch blanked (same length, same line breaks): what the compiler sees
+    of them is nothing, so nothing there is a finding, a launch check or a stream binding."""
+    dead = dead_lines(src)
+    if not dead:
+        return src
+    return b"".join(_blank(line) if i in dead else line for i, line in enumerate(_lines(src), 1))
 
 
 def dead_lines(src: bytes) -> set[int]:

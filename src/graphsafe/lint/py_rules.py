@@ -241,7 +241,8 @@ def _captured_rules(scope: ast.AST, index: _Index) -> list[Hit]:
     for node in ast.walk(scope):
         if isinstance(node, ast.Call):
             out += _call_rules(node)
-        elif isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Store):  # x[m] = v keeps x's shape
+        elif isinstance(node, ast.Subscript) and not (isinstance(parents.get(node), ast.Assign) and
+                                                       node in parents[node].targets):  # x[m] = v keeps x's shape
             sl = node.slice
             if isinstance(sl, ast.Compare) or (isinstance(sl, ast.Name) and sl.id in masks):
                 out.append(_hit("GSP002", node, "boolean-mask indexing makes the output shape depend on data",

@@ -44,7 +44,8 @@ class W4A4Linear(nn.Module):
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype=dtype,
                   device=w.device, clip_ratio=clip_ratio, backend=backend)
         # float32 weights for a float16 layer go in as they are: the packer refuses values float16 cannot hold
-        src = w if (w.dtype == torch.float32 and dtype == torch.float16) else w.to(dtype)
+        wide = w.dtype in (torch.float32, torch.float64) and dtype == torch.float16
+        src = w.to(torch.float32) if wide else w.to(dtype)  # float64 holds what float32 does here (1e6, say)
         qw, ws = pack_int4_weights(src.contiguous(), backend=backend)
         mod.qweight.copy_(qw)
         mod.weight_scale.copy_(ws)
