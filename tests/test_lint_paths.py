@@ -159,9 +159,14 @@ def test_code_in_an_if_0_branch_is_not_reported():
     ("cudaStream_t s{at::cuda::getCurrentCUDAStream()};", False),
 ])
 def test_a_value_initialized_stream_is_the_null_stream(decl, bad):
-    src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n  {decl}\n  k<<<1, 1, 0, s>>>(x);\n"
+    assert _launch_on_s(f"  {decl}\n") == (["GSC001"] if bad else [])
+
+
+def _launch_on_s(body: str) -> list[str]:
+    """The codes found for ``body`` followed by a checked launch on the stream ``s``."""
+    src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n{body}  k<<<1, 1, 0, s>>>(x);\n"
            "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
-    assert [f.code for f in lint_source(src.encode(), "v.cu")[0]] == (["GSC001"] if bad else [])
+    return [f.code for f in lint_source(src.encode(), "s.cu")[0]]
 
 
 def test_a_bound_handle_does_not_hide_an_unbound_one():
@@ -194,9 +199,7 @@ def test_a_device_side_launch_is_not_a_host_stream_finding():
     ("  cudaStream_t s = at::cuda::getCurrentCUDAStream();\n  auto g = [&] { cudaStream_t s = 0; (void)s; };\n", False),
 ])
 def test_a_declaration_holds_only_in_its_block(body, bad):
-    src = (f"__global__ void k(float*);\nvoid f(float* x) {{\n{body}  k<<<1, 1, 0, s>>>(x);\n"
-           "  C10_CUDA_KERNEL_LAUNCH_CHECK();\n}\n")
-    assert [f.code for f in lint_source(src.encode(), "b.cu")[0]] == (["GSC001"] if bad else [])
+    assert _launch_on_s(body) == (["GSC001"] if bad else [])
 
 
 def test_code_in_an_if_0_branch_checks_and_binds_nothing():

@@ -406,10 +406,3 @@ the capturing stream (or a stream joined to it).
 Example (two GPUs): `torchrun --nproc-per-node 2 -m graphsafe check graphsafe.cases.tp_mlp:bad_some_ranks`,
 fixed in `graphsafe.cases.tp_mlp:good`."""),
 ]}
-
-
-def get(code: str) -> Code:
-    try:
-        return CODES[code.upper()]
-    except KeyError:
-        raise KeyError(f"unknown code {code!r}; known: {', '.join(sorted(CODES))}") from None

@@ -154,15 +154,9 @@ def discover(paths: list[str], config: LintConfig) -> tuple[list[Path], list[Fin
 
 
 def _source_link(path: Path) -> bool:
-    """A symlink named without a source suffix counts by its target's name (a broken one is linted, and
-    reported as unreadable)."""
-    if not path.is_symlink():
-        return False
-    try:
-        target = path.resolve(strict=False)
-    except (OSError, RuntimeError):
-        return True  # a link loop: lint_file reports it
-    return target.suffix in CUDA_SUFFIXES + PY_SUFFIXES or not target.exists()
+    """A symlink named without a source suffix counts by its target's name (a broken one or a loop is
+    linted, and reported as unreadable)."""
+    return path.is_symlink() and (_kind(path) in CUDA_SUFFIXES + PY_SUFFIXES or not path.exists())
 
 
 def _once(files: list[Path]) -> list[Path]:
