@@ -56,7 +56,9 @@ def _clip(clip_ratio, dtype: torch.dtype) -> None:
         raise TypeError(f"clip_ratio must be a number, got {type(clip_ratio).__name__}")
     if not 0 < clip_ratio <= 1:
         raise ValueError(f"clip_ratio must be in (0, 1] (the share of each row's range kept), got {clip_ratio}")
-    if rounded_clip(clip_ratio, dtype) == 0:
+    # a ratio of 2^-14 or more is a normal number in float16 and bfloat16 alike: only a smaller one can round
+    # to 0, and only then is it rounded here (a tensor round trip the per-call path need not pay)
+    if clip_ratio < 2.0 ** -14 and rounded_clip(clip_ratio, dtype) == 0:
         raise ValueError(f"clip_ratio {clip_ratio} rounds to 0 in {dtype}, which would zero every scale")
 
 
